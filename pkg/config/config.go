@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"time"
+)
+
+// DefaultConfigFile is read when --config-file is not given, and only if it exists.
+const DefaultConfigFile = "/etc/relayd/relayd.conf"
+
+// DefaultConfigSection is the ini section read when --config-section is not
+// given; it is the incumbent's, so that an rtpengine.conf works unchanged.
+const DefaultConfigSection = "rtpengine"
+
+// DefaultInterfaceName names an interface whose spec carried no "NAME/".
+const DefaultInterfaceName = "default"
+
+// Endpoint-learning modes (the incumbent's --endpoint-learning values).
+const (
+	LearningOff       = "off"
+	LearningImmediate = "immediate"
+	LearningDelayed   = "delayed"
+	LearningHeuristic = "heuristic"
+)
+
+// Interface is one logical media interface: where sockets bind and what the
+// SDP says.
+type Interface struct {
+	Name       string     // logical name; "default" when the spec had no NAME/
+	Addr       netip.Addr // local address sockets bind to
+	Advertised netip.Addr // address printed in SDP; = Addr when no "!ADVERTISED"
+}
+
+// Config is relayd's validated start-up configuration.
+type Config struct {
+	Interfaces []Interface // in order; first is the default
+	ListenNG   netip.AddrPort
+
+	PortMin, PortMax int
+
+	Timeout       time.Duration
+	SilentTimeout time.Duration
+	OfferTimeout  time.Duration
+	FinalTimeout  time.Duration // 0 = off
+	DeleteDelay   time.Duration
+
+	TOS         int // 0..255
+	MaxSessions int // -1 = unlimited (default); 0 = accept none (drain)
+	LogLevel    int // syslog scale 0..7
+	PidFile     string
+	Foreground  bool
+	NumThreads  int // resolved: 0/absent -> runtime.NumCPU()
+
+	EndpointLearning string // off|immediate|delayed|heuristic
+
+	// ConfigFile and ConfigSection name what was loaded; both are empty when
+	// no file was read.
+	ConfigFile, ConfigSection string
+}
+
+// Default returns the configuration relayd runs with when nothing is
+// configured: everything on loopback, the incumbent's default values.
+func Default() *Config {
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	return &Config{
+		Interfaces:       []Interface{{Name: DefaultInterfaceName, Addr: lo, Advertised: lo}},
+		ListenNG:         netip.AddrPortFrom(lo, 2223),
+		PortMin:          30000,
+		PortMax:          40000,
+		Timeout:          60 * time.Second,
+		SilentTimeout:    3600 * time.Second,
+		OfferTimeout:     3600 * time.Second,
+		FinalTimeout:     0,
+		DeleteDelay:      30 * time.Second,
+		TOS:              184,
+		MaxSessions:      -1,
+		LogLevel:         6,
+		NumThreads:       runtime.NumCPU(),
+		EndpointLearning: LearningHeuristic,
+	}
+}
+
+// SlogLevel maps the syslog-scale log-level onto slog: 0-3 (emerg..err) Error,
+// 4 (warning) Warn, 5-6 (notice, info) Info, 7 (debug) Debug.
+func (c *Config) SlogLevel() slog.Level {
+	switch {
+	case c.LogLevel <= 3:
+		return slog.LevelError
+	case c.LogLevel == 4:
+		return slog.LevelWarn
+	case c.LogLevel <= 6:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// keyDef describes one configuration key. The same name is the file key and
+// the long flag; short is the incumbent's one-letter alias (0 for none).
+type keyDef struct {
+	name    string
+	short   byte
+	isBool  bool   // a flag that takes no value on the command line
+	argName string // value placeholder in the usage text
+	help    string
+	// set parses v and stores it in c. The error is the bare reason; the
+	// caller wraps it into a *ValueError naming the key and value.
+	set func(c *Config, v string) error
+}
+
+// Keys that exist only on the command line: they choose the file, so a file
+// cannot set them.
+const (
+	flagConfigFile    = "config-file"
+	flagConfigSection = "config-section"
+	flagHelp          = "help"
+	keyInterface      = "interface"
+	keyPortMin        = "port-min"
+	keyPortMax        = "port-max"
+)
+
+// keyDefs is the list of keys in usage order. It is built by a function, not
+// held in a package variable, so that no package-level mutable state exists.
+func keyDefs() []keyDef {
+	intKey := func(dst func(*Config) *int, lo, hi int) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := parseInt(v, lo, hi)
+			if err != nil {
+				return err
+			}
+			*dst(c) = n
+			return nil
+		}
+	}
+	secKey := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := parseSeconds(v)
+			if err != nil {
+				return err
+			}
+			*dst(c) = d
+			return nil
+		}
+	}
+	return []keyDef{
+		{name: keyInterface, short: 'i', argName: "[NAME/]ADDR[!ADV]",
+			// No set: the loader appends, as only it knows whether the
+			// command line replaces the file's list.
+			help: "logical media interface; repeatable, first is the default (default 127.0.0.1)"},
+		{name: "listen-ng", short: 'n', argName: "[ADDR:]PORT",
+			help: "UDP address for the ng control protocol (default 127.0.0.1:2223)",
+			set: func(c *Config, v string) error {
+				ap, err := parseListen(v)
+				if err != nil {
+					return err
+				}
+				c.ListenNG = ap
+				return nil
+			}},
+		{name: keyPortMin, short: 'm', argName: "INT", help: "lowest media port (default 30000)",
+			set: intKey(func(c *Config) *int { return &c.PortMin }, 1024, 65535)},
+		{name: keyPortMax, short: 'M', argName: "INT", help: "highest media port (default 40000)",
+			set: intKey(func(c *Config) *int { return &c.PortMax }, 1024, 65535)},
+		{name: "timeout", short: 'o', argName: "SECS", help: "RTP timeout: no media received (default 60)",
+			set: secKey(func(c *Config) *time.Duration { return &c.Timeout })},
+		{name: "silent-timeout", argName: "SECS", help: "timeout for calls on hold (default 3600)",
+			set: secKey(func(c *Config) *time.Duration { return &c.SilentTimeout })},
+		{name: "offer-timeout", argName: "SECS", help: "timeout for calls never answered (default 3600)",
+			set: secKey(func(c *Config) *time.Duration { return &c.OfferTimeout })},
+		{name: "final-timeout", argName: "SECS", help: "hard maximum call duration, 0 = off (default 0)",
+			set: secKey(func(c *Config) *time.Duration { return &c.FinalTimeout })},
+		{name: "delete-delay", argName: "SECS", help: "how long a deleted call lingers (default 30)",
+			set: secKey(func(c *Config) *time.Duration { return &c.DeleteDelay })},
+		{name: "tos", short: 'T', argName: "INT", help: "TOS byte of media packets, 0-255 (default 184)",
+			set: intKey(func(c *Config) *int { return &c.TOS }, 0, 255)},
+		{name: "max-sessions", argName: "INT", help: "session limit, -1 = unlimited, 0 = refuse new calls (default -1)",
+			set: intKey(func(c *Config) *int { return &c.MaxSessions }, -1, maxInt)},
+		{name: "log-level", short: 'L', argName: "0-7", help: "syslog-scale log level (default 6)",
+			set: intKey(func(c *Config) *int { return &c.LogLevel }, 0, 7)},
+		{name: "pidfile", short: 'p', argName: "PATH", help: "write the process id to PATH",
+			set: func(c *Config, v string) error { c.PidFile = v; return nil }},
+		{name: "foreground", short: 'f', isBool: true, help: "stay in the foreground",
+			set: func(c *Config, v string) error {
+				b, err := parseBool(v)
+				if err != nil {
+					return err
+				}
+				c.Foreground = b
+				return nil
+			}},
+		{name: "num-threads", argName: "INT", help: "worker threads, 0 = one per CPU (default 0)",
+			set: intKey(func(c *Config) *int { return &c.NumThreads }, 0, maxThreads)},
+		{name: "endpoint-learning", argName: "MODE",
+			help: "off, immediate, delayed or heuristic (default heuristic)",
+			set: func(c *Config, v string) error {
+				m, err := parseLearning(v)
+				if err != nil {
+					return err
+				}
+				c.EndpointLearning = m
+				return nil
+			}},
+	}
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+func findKey(defs []keyDef, name string) (keyDef, bool) {
+	for _, d := range defs {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return keyDef{}, false
+}
+
+func findShort(defs []keyDef, c byte) (keyDef, bool) {
+	for _, d := range defs {
+		if d.short != 0 && d.short == c {
+			return d, true
+		}
+	}
+	return keyDef{}, false
+}
+
+// Usage returns the --help text.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString("Usage: relayd [OPTIONS]\n\n")
+	b.WriteString("Every option is also a key in the config file's [" + DefaultConfigSection + "] section.\n\n")
+	row := func(short byte, long, arg, help string) {
+		s := "    "
+		if short != 0 {
+			s = fmt.Sprintf("-%c, ", short)
+		}
+		s += "--" + long
+		if arg != "" {
+			s += "=" + arg
+		}
+		fmt.Fprintf(&b, "  %-40s %s\n", s, help)
+	}
+	for _, d := range keyDefs() {
+		row(d.short, d.name, d.argName, d.help)
+	}
+	row(0, flagConfigFile, "PATH", `config file, "none" for no file (default `+DefaultConfigFile+", if present)")
+	row(0, flagConfigSection, "NAME", "section of the config file to read (default "+DefaultConfigSection+")")
+	row('h', flagHelp, "", "print this help")
+	return b.String()
+}
