@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package session
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/relayd/relayd/pkg/ports"
+)
+
+type endReason int
+
+const (
+	endDeleted endReason = iota
+	endTimeout
+	endSilentTimeout
+	endOfferTimeout
+	endFinalTimeout
+	endForced
+	endRejected
+)
+
+func (r endReason) String() string {
+	return [...]string{"deleted", "timeout", "silent-timeout", "offer-timeout", "final-timeout", "forced", "rejected"}[r]
+}
+
+// Call is one call-id: its monologues (one per tag) and their media.
+type Call struct {
+	m       *Manager
+	id      string
+	created time.Time
+
+	mu         sync.Mutex
+	lastSignal time.Time
+	monos      []*monologue
+	tags       map[string]*monologue
+	deleteAt   time.Time // zero: not scheduled
+	answered   bool
+	tos        int
+	ended      bool
+}
+
+func newCall(m *Manager, id string) *Call {
+	now := m.now()
+	return &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS}
+}
+
+// monologue is one party (one tag) of a call and the media it sends and receives.
+type monologue struct {
+	tag       string // "" while the answerer is unknown
+	aliases   []string
+	label     string
+	viaBranch string
+	created   time.Time
+	iface     string // logical interface facing this party ("" = not chosen yet)
+	family    int    // address family of SDP sent to this party (0 = follow)
+	peer      *monologue
+	branches  map[string]*monologue // peers of the offers this party made, by via-branch
+	medias    []*media
+
+	// State of the SDP relayd sends to this party (the replace-* rules).
+	lastOut     []byte
+	outVersion  uint64
+	outSession  string
+	outUsername string
+	outSessID   string
+}
+
+// media is one m= line of one party.
+type media struct {
+	index int
+	typ   string
+	proto string
+
+	// From the party's own latest SDP.
+	sdpRTP, sdpRTCP netip.AddrPort
+	rtcpMux         bool // the party uses/offers rtcp-mux
+	direction       string
+	rejected        bool
+	ice             bool
+	clockRates      map[uint8]uint32
+	demuxRequested  bool // offer asked to demux this party's rtcp-mux onward
+
+	// What relayd advertised to this party.
+	advertisedMux bool
+
+	// Local sockets facing this party: a history of port sets keyed by the
+	// other party's endpoint, as the reference keeps its endpoint maps.
+	sets  []*portSet
+	cur   *portSet
+	ufrag string
+	pwd   string
+}
+
+// portSet is the local port(s) one party sends a media to.
+type portSet struct {
+	key     netip.AddrPort // other party's endpoint it was made for; invalid = not claimed yet
+	addr    *ifaceAddr
+	alloc   *ports.Allocation
+	streams []*streamState // RTP, then RTCP when there is a separate port
+}
+
+func (ps *portSet) rtpPort() int { return ps.alloc.Port }
+
+func (ps *portSet) rtcpPort() int {
+	if len(ps.alloc.Conns) > 1 {
+		return ps.alloc.Port + 1
+	}
+	return ps.alloc.Port
+}
+
+func (c *Call) monologue(tag string) *monologue {
+	if tag == "" {
+		return nil
+	}
+	return c.tags[tag]
+}
+
+func (c *Call) newMonologue(tag string) *monologue {
+	ml := &monologue{tag: tag, created: c.m.now(), branches: map[string]*monologue{}}
+	c.monos = append(c.monos, ml)
+	if tag != "" {
+		c.tags[tag] = ml
+	}
+	return ml
+}
+
+func (c *Call) setTag(ml *monologue, tag string) {
+	if ml.tag == tag {
+		return
+	}
+	if ml.tag != "" {
+		ml.aliases = append(ml.aliases, ml.tag)
+	}
+	ml.tag = tag
+	c.tags[tag] = ml
+}
+
+// peekMedia returns media i of the party, or a new one not yet stored.
+func (ml *monologue) peekMedia(i int) *media {
+	if i < len(ml.medias) {
+		return ml.medias[i]
+	}
+	return &media{index: i}
+}
+
+// storeMedia keeps md (from peekMedia) as the party's media md.index.
+func (ml *monologue) storeMedia(md *media) {
+	for len(ml.medias) < md.index {
+		ml.medias = append(ml.medias, &media{index: len(ml.medias), rejected: true})
+	}
+	if md.index == len(ml.medias) {
+		ml.medias = append(ml.medias, md)
+	}
+}
+
+// apply takes the party's SDP-derived state from u.
+func (md *media) apply(u *media) {
+	md.typ, md.proto, md.rejected = u.typ, u.proto, u.rejected
+	if u.rejected {
+		return
+	}
+	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
+	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
+}
+
+// release closes every socket of the call.
+func (c *Call) releaseAll() {
+	for _, ml := range c.monos {
+		for _, md := range ml.medias {
+			for _, ps := range md.sets {
+				c.releaseSet(ps)
+			}
+			md.sets, md.cur = nil, nil
+		}
+	}
+}
+
+// end destroys the call for reason, once.
+func (c *Call) end(reason endReason) {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	c.collectTotals()
+	c.releaseAll()
+	c.mu.Unlock()
+	c.m.forget(c, reason)
+	if reason != endDeleted && reason != endRejected {
+		c.m.log.Info("call expired", "call-id", c.id, "reason", reason.String())
+	} else {
+		c.m.log.Debug("call ended", "call-id", c.id, "reason", reason.String())
+	}
+}

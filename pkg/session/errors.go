@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package session
+
+import "errors"
+
+var (
+	// ErrUnknownCall means no call with that call-id exists.
+	ErrUnknownCall = errors.New("unknown call-id")
+	// ErrDialogue means the tags do not name parties of the call.
+	ErrDialogue = errors.New("invalid dialogue association")
+	// ErrParseSDP means the SDP could not be parsed.
+	ErrParseSDP = errors.New("failed to parse SDP")
+	// ErrIncompleteSDP means a media section has no usable connection address.
+	ErrIncompleteSDP = errors.New("incomplete SDP specification")
+	// ErrRewriteSDP means the outgoing SDP could not be produced.
+	ErrRewriteSDP = errors.New("error rewriting SDP")
+	// ErrNoPorts means a port pool (or the descriptor table) is exhausted.
+	ErrNoPorts = errors.New("ran out of ports")
+	// ErrSessionLimit means max-sessions calls exist already.
+	ErrSessionLimit = errors.New("parallel session limit reached")
+	// ErrNoInterface means no configured interface can serve the request.
+	ErrNoInterface = errors.New("no usable interface")
+)

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package session
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Statistics are the manager-wide counters, named after the reference's
+// statistics sections.
+type Statistics struct {
+	Uptime         time.Duration
+	SessionsOwn    int
+	MediaUserspace int
+	// Rates over the last second of relayed media (received side).
+	PacketRate, ByteRate, ErrorRate uint64
+	Managed, Rejected               uint64
+
+	Timeout, SilentTimeout, OfferTimeout, FinalTimeout uint64
+	RegularTerminated, ForcedTerminated                uint64
+
+	RelayedPackets, RelayedBytes, RelayedErrors uint64
+	ZeroWayStreams, OneWayStreams               uint64
+	TotalCallDuration, AvgCallDuration          time.Duration
+
+	Interfaces []InterfaceStats
+}
+
+// InterfaceStats describes one configured interface address and its ports.
+type InterfaceStats struct {
+	Name                  string
+	Address, Advertised   netip.Addr
+	PortMin, PortMax      int
+	PortsUsed, PortsTotal int // in RTP/RTCP slots (port pairs)
+}
+
+// Statistics reports the current and total counters.
+func (m *Manager) Statistics() Statistics {
+	m.mu.Lock()
+	t := m.totals
+	s := Statistics{
+		Uptime:            m.now().Sub(m.start),
+		SessionsOwn:       len(m.calls),
+		Managed:           t.managed,
+		Rejected:          t.rejected,
+		Timeout:           t.timeout,
+		SilentTimeout:     t.silentTimeout,
+		OfferTimeout:      t.offerTimeout,
+		FinalTimeout:      t.finalTimeout,
+		RegularTerminated: t.regularTerminated,
+		ForcedTerminated:  t.forcedTerminated,
+		RelayedPackets:    t.relayedPackets,
+		RelayedBytes:      t.relayedBytes,
+		RelayedErrors:     t.relayedErrors,
+		ZeroWayStreams:    t.zeroWayStreams,
+		OneWayStreams:     t.oneWayStreams,
+		TotalCallDuration: t.callDurationTotal,
+	}
+	if t.endedCalls > 0 {
+		s.AvgCallDuration = t.callDurationTotal / time.Duration(t.endedCalls)
+	}
+	calls := make([]*Call, 0, len(m.calls))
+	for _, c := range m.calls {
+		calls = append(calls, c)
+	}
+	m.mu.Unlock()
+	for _, c := range calls {
+		s.add(c.liveCounters())
+	}
+	for _, ia := range m.order {
+		used, total := ia.pool.Stats()
+		s.Interfaces = append(s.Interfaces, InterfaceStats{Name: ia.name, Address: ia.local,
+			Advertised: ia.advertised, PortMin: m.cfg.PortMin, PortMax: m.cfg.PortMax,
+			PortsUsed: used, PortsTotal: total})
+	}
+	return s
+}
+
+// liveTotals are the running counters of a live call.
+type liveTotals struct {
+	packets, bytes, errors uint64
+	streams                int
+}
+
+func (s *Statistics) add(l liveTotals) {
+	s.RelayedPackets += l.packets
+	s.RelayedBytes += l.bytes
+	s.RelayedErrors += l.errors
+	s.MediaUserspace += l.streams
+}
