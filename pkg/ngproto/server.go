@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package ngproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler executes one decoded request and returns its reply. It is called
+// concurrently, at most once per cookie within the reply cache lifetime.
+// A nil reply is answered as an internal error.
+type Handler interface {
+	HandleNG(ctx context.Context, req *Request, from netip.AddrPort) Reply
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request, from netip.AddrPort) Reply
+
+// HandleNG calls f.
+func (f HandlerFunc) HandleNG(ctx context.Context, req *Request, from netip.AddrPort) Reply {
+	return f(ctx, req, from)
+}
+
+// DefaultMaxInFlight bounds concurrently running handlers.
+const DefaultMaxInFlight = 256
+
+// ServerConfig configures the UDP control server; zero fields take defaults.
+type ServerConfig struct {
+	// Addr is the listen address. An unspecified IPv6 address listens on
+	// IPv4 too; with an unspecified address replies still leave from the
+	// address each request was sent to.
+	Addr   netip.AddrPort
+	Logger *slog.Logger
+	// MaxMessage is the largest accepted datagram (DefaultMaxMessage).
+	MaxMessage int
+	// MaxDepth is the deepest accepted dictionary nesting (DefaultMaxDepth).
+	MaxDepth int
+	// CacheInterval is the reply cache generation length (DefaultCacheInterval).
+	CacheInterval time.Duration
+	// CacheEntries and CacheBytes bound the reply cache
+	// (DefaultCacheEntries, DefaultCacheBytes).
+	CacheEntries int
+	CacheBytes   int
+	// MaxInFlight bounds concurrently running handlers (DefaultMaxInFlight);
+	// when reached, the server stops reading until one finishes.
+	MaxInFlight int
+}
+
+// Server answers ng requests over UDP.
+type Server struct {
+	cfg     ServerConfig
+	h       Handler
+	log     *slog.Logger
+	conn    *net.UDPConn
+	local   netip.AddrPort
+	v6      bool // the socket is AF_INET6
+	pktinfo bool // replies need an explicit source address
+	limits  Limits
+	cache   *Cache
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	serving atomic.Bool
+	stats   statsCollector
+}
+
+// NewServer binds the UDP socket; Serve then answers requests on it.
+func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("ng server needs a handler")
+	}
+	if !cfg.Addr.IsValid() {
+		return nil, fmt.Errorf("invalid ng listen address %v", cfg.Addr)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.MaxDepth <= 0 {
+		cfg.MaxDepth = DefaultMaxDepth
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	addr := netip.AddrPortFrom(cfg.Addr.Addr().Unmap(), cfg.Addr.Port())
+	network := "udp6"
+	switch {
+	case addr.Addr().Is4():
+		network = "udp4"
+	case addr.Addr().IsUnspecified():
+		// Dual-stack: Go leaves IPV6_V6ONLY off for "udp" on [::].
+		network = "udp"
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, fmt.Errorf("listen for ng on %v: %w", addr, err)
+	}
+	s := &Server{
+		cfg:    cfg,
+		h:      h,
+		log:    cfg.Logger,
+		conn:   conn,
+		local:  conn.LocalAddr().(*net.UDPAddr).AddrPort(),
+		v6:     !addr.Addr().Is4(),
+		limits: Limits{MaxSize: cfg.MaxMessage, MaxDepth: cfg.MaxDepth},
+		cache: NewCache(CacheConfig{
+			Interval:   cfg.CacheInterval,
+			MaxEntries: cfg.CacheEntries,
+			MaxBytes:   cfg.CacheBytes,
+		}),
+		sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+	if addr.Addr().IsUnspecified() {
+		if err := enablePktinfo(conn, s.v6); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("listen for ng on %v: %w", addr, err)
+		}
+		s.pktinfo = true
+	}
+	return s, nil
+}
+
+// LocalAddr returns the bound address (with the actual port when 0 was asked).
+func (s *Server) LocalAddr() netip.AddrPort { return s.local }
+
+// Close releases the socket of a server that is not serving; a serving
+// server stops and Serve returns.
+func (s *Server) Close() error { return s.conn.Close() }
+
+// Serve answers requests until ctx is done, waits for running handlers to
+// finish (they see ctx cancelled), then closes the socket.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return ErrServing
+	}
+	defer s.conn.Close()
+	// A read deadline in the past unblocks the read loop without closing
+	// the socket, so running handlers can still send their replies.
+	stop := context.AfterFunc(ctx, func() { _ = s.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	s.log.Info("ng control server listening", "address", s.local)
+	buf := make([]byte, s.cfg.MaxMessage+1) // one spare byte detects oversized datagrams
+	oob := make([]byte, oobSize())
+	var readErrors int
+	for {
+		n, oobn, _, from, err := s.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				break
+			}
+			// Transient errors (ICMP-induced ECONNREFUSED, ENOBUFS): keep
+			// serving, but do not spin or flood the log.
+			readErrors++
+			if readErrors <= 10 || readErrors%1000 == 0 {
+				s.log.Warn("ng socket read failed", "error", err, "count", readErrors)
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		var local netip.Addr
+		if s.pktinfo {
+			local = pktinfoDst(oob[:oobn])
+		}
+		pkt := make([]byte, n)
+		copy(pkt, buf[:n])
+		s.datagram(ctx, pkt, from, local)
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, local netip.Addr) {
+	oversized := len(pkt) > s.cfg.MaxMessage
+	cookie, body, err := SplitMessage(pkt)
+	if err != nil {
+		s.stats.dropped()
+		s.log.Debug("dropping ng datagram without cookie", "source", from, "size", len(pkt))
+		return
+	}
+	reply, pend, outcome := s.cache.Begin(cookie, func(b []byte) {
+		if b != nil {
+			s.send(b, from, local)
+		}
+	})
+	switch outcome {
+	case Hit:
+		s.stats.retransmit()
+		s.log.Debug("ng retransmission answered from cache", "cookie", cookie, "source", from)
+		s.send(reply, from, local)
+		return
+	case Waiting, Busy:
+		s.stats.retransmit()
+		s.log.Debug("ng retransmission of a running request", "cookie", cookie, "source", from, "outcome", outcome)
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		pend.Abandon()
+		return
+	}
+	s.wg.Add(1)
+	go s.run(ctx, pend, cookie, body, oversized, from, local)
+}
+
+// run handles one request in its own goroutine. Nothing in it may take the
+// daemon down: a panic becomes an "internal error" reply.
+func (s *Server) run(ctx context.Context, pend *Pending, cookie string, body []byte, oversized bool, from netip.AddrPort, local netip.Addr) {
+	defer s.wg.Done()
+	defer func() { <-s.sem }()
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		if r := recover(); r != nil {
+			s.log.Error("ng request processing panicked", "cookie", cookie, "source", from,
+				"panic", r, "stack", string(debug.Stack()))
+		}
+		b, err := Encode(cookie, FormatBencode, ErrorReply(ReasonInternal))
+		if err != nil {
+			pend.Abandon()
+			return
+		}
+		s.send(b, from, local)
+		pend.Complete(b)
+	}()
+	out := s.process(ctx, cookie, body, oversized, from)
+	done = true
+	if out == nil {
+		pend.Abandon()
+		return
+	}
+	s.send(out, from, local)
+	pend.Complete(out)
+}
+
+// process turns a request body into the encoded reply datagram (nil only if
+// even an error reply cannot be encoded).
+func (s *Server) process(ctx context.Context, cookie string, body []byte, oversized bool, from netip.AddrPort) []byte {
+	start := time.Now()
+	var (
+		rep    Reply
+		format Format
+		req    *Request
+		err    error
+	)
+	if len(body) > 0 && body[0] == '{' {
+		format = FormatJSON
+	}
+	if oversized {
+		err = fmt.Errorf("datagram larger than %d bytes: %w", s.cfg.MaxMessage, ErrTooLarge)
+	} else {
+		var dict map[string]any
+		dict, format, err = s.limits.Decode(body)
+		if err == nil {
+			req, err = ParseRequest(dict)
+		}
+	}
+	var command, callID string
+	if req != nil {
+		command, callID = req.Command, req.CallID
+	}
+	if err != nil {
+		s.log.Info("rejecting ng request", "reason", Reason(err), "error", err,
+			"command", command, "call-id", callID, "cookie", cookie, "source", from)
+		rep = ErrorReply(Reason(err))
+		command = ""
+	} else {
+		s.log.Debug("ng request", "command", command, "call-id", callID, "cookie", cookie, "source", from)
+		if len(req.Ignored) > 0 {
+			s.log.Info("ignoring unknown ng keys, flags or values", "command", command,
+				"call-id", callID, "ignored", req.Ignored)
+		}
+		rep = s.callHandler(ctx, req, from)
+	}
+	b, err := Encode(cookie, format, rep)
+	if err != nil {
+		s.log.Error("cannot encode ng reply", "command", command, "call-id", callID, "error", err)
+		rep = ErrorReply(ReasonInternal)
+		if b, err = Encode(cookie, format, rep); err != nil {
+			// Only a bad cookie fails here, and SplitMessage rules that out.
+			s.log.Error("cannot encode ng error reply", "cookie", cookie, "error", err)
+			b = nil
+		}
+	}
+	s.stats.request(command, from.Addr().Unmap(), rep.IsError(), time.Since(start))
+	return b
+}
+
+func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrPort) (rep Reply) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("ng handler panicked", "command", req.Command, "call-id", req.CallID,
+				"panic", r, "stack", string(debug.Stack()))
+			rep = ErrorReply(ReasonInternal)
+		}
+	}()
+	rep = s.h.HandleNG(ctx, req, from)
+	if rep == nil {
+		s.log.Error("ng handler returned no reply", "command", req.Command, "call-id", req.CallID)
+		rep = ErrorReply(ReasonInternal)
+	}
+	return rep
+}
+
+func (s *Server) send(b []byte, to netip.AddrPort, local netip.Addr) {
+	var oob []byte
+	if s.pktinfo {
+		oob = pktinfoSrc(local, s.v6)
+	}
+	if _, _, err := s.conn.WriteMsgUDPAddrPort(b, oob, to); err != nil {
+		s.stats.sendError()
+		s.log.Warn("cannot send ng reply", "destination", to, "size", len(b), "error", err)
+		return
+	}
+	s.stats.reply()
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats { return s.stats.snapshot() }
