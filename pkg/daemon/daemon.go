@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/relayd/relayd/pkg/config"
+	"github.com/relayd/relayd/pkg/ngproto"
+	"github.com/relayd/relayd/pkg/session"
+)
+
+// Version is stamped at build time (make build).
+var Version = "dev"
+
+// Run starts relayd with the command-line args and serves until ctx is done.
+func Run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, warnings, err := config.Load(args)
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := NewLogger(stderr, cfg.SlogLevel())
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if !cfg.Foreground {
+		log.Debug("relayd does not daemonize itself; run it under a service manager (foreground = false ignored)")
+	}
+	if soft, hard, err := RaiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-file limit", "soft", soft, "hard", hard, "error", err)
+	} else {
+		log.Debug("open-file limit", "soft", soft, "hard", hard)
+	}
+	if cfg.PidFile != "" {
+		remove, err := WritePidFile(cfg.PidFile)
+		if err != nil {
+			return fmt.Errorf("pidfile: %w", err)
+		}
+		defer func() { _ = remove() }()
+	}
+	return serve(ctx, cfg, log)
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	ifaces := make([]session.Interface, len(cfg.Interfaces))
+	for i, in := range cfg.Interfaces {
+		ifaces[i] = session.Interface{Name: in.Name, Local: in.Addr, Advertised: in.Advertised}
+	}
+	mgr, err := session.NewManager(session.Config{
+		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
+		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
+		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
+		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	ctrl := ngproto.NewControl(mgr, log)
+	srv, err := ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, ctrl)
+	if err != nil {
+		mgr.Close()
+		return fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err)
+	}
+	ctrl.AttachServer(srv)
+	for _, in := range cfg.Interfaces {
+		log.Info("interface", "name", in.Name, "address", in.Addr, "advertised", in.Advertised)
+	}
+	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(), "ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax))
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		mgr.Run(ctx)
+	}()
+	err = srv.Serve(ctx)
+	wg.Wait()
+	log.Info("relayd stopped")
+	return err
+}
