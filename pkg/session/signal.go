@@ -283,6 +283,12 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		from.storeMedia(fms[i])
 		to.storeMedia(tms[i])
 		tms[i].typ = upd[i].typ
+		if tms[i].proto == "" || opts.TransportProtocol == "RTP/AVP" || opts.TransportProtocol == "RTP/AVPF" {
+			tms[i].proto = upd[i].proto
+			if p := opts.TransportProtocol; p == "RTP/AVP" || p == "RTP/AVPF" {
+				tms[i].proto = p
+			}
+		}
 		fms[i].apply(&upd[i])
 	}
 	for _, p := range pending {
