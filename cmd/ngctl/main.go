@@ -55,7 +55,12 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("no command")
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	// Options may also follow the command, as in "ngctl offer --call-id X file".
+	cmd := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil {
+		return err
+	}
+	rest := fs.Args()
 	req := ngproto.FlagString(*flags)
 	set := func(k, v string) {
 		if v != "" {
@@ -115,11 +120,11 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, err := json.Marshal(reply)
-	if err != nil {
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false) // "<untagged 0>" stays readable
+	if err := enc.Encode(reply); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, string(out))
 	if reply["result"] == "error" {
 		return fmt.Errorf("relay answered error: %v", reply["error-reason"])
 	}

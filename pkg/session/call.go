@@ -190,9 +190,12 @@ func (c *Call) end(reason endReason) {
 	c.releaseAll()
 	c.mu.Unlock()
 	c.m.forget(c, reason)
-	if reason != endDeleted && reason != endRejected {
+	switch reason {
+	case endForced:
+		c.m.log.Info("call terminated", "call-id", c.id)
+	case endTimeout, endSilentTimeout, endOfferTimeout, endFinalTimeout:
 		c.m.log.Info("call expired", "call-id", c.id, "reason", reason.String())
-	} else {
+	default:
 		c.m.log.Debug("call ended", "call-id", c.id, "reason", reason.String())
 	}
 }
