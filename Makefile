@@ -1,0 +1,54 @@
+# relayd — build, run and test. `make help` lists the targets.
+GO        ?= go
+BIN       ?= bin/relayd
+CONFIG    ?= etc/relayd.conf
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD = -trimpath -ldflags "-X github.com/relayd/relayd/pkg/daemon.Version=$(VERSION)"
+export CGO_ENABLED ?= 0
+
+.PHONY: help build run test test-unit test-e2e deps lint fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/relayd
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/relayd
+
+run: build ## build and start relayd in the foreground (loopback default config)
+	./$(BIN) --config-file=$(CONFIG) --foreground
+
+deps: ## install the Debian packages the tests need (root), when missing
+	@missing=$$(for p in $$(grep -v '^#' scripts/test-deps.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing: $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		else \
+			echo "not root: cannot install $$missing (privileged tests will skip)"; \
+		fi; \
+	fi
+	@# Debian's packages start services we do not want; tests run their own instances.
+	@for s in kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server; do \
+		systemctl stop $$s >/dev/null 2>&1 || true; done
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps lint ## install test dependencies, then run every test (race detector on)
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-unit: ## unit tests only (no root needed)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+
+test-e2e: deps ## the Kamailio + sipp end-to-end tests
+	$(GO) test -count=1 -v ./test/e2e/
+
+fuzz: ## run every fuzz target for FUZZTIME (default 20s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
+		done; done
+
+clean: ## remove build output
+	rm -rf bin
