@@ -4,7 +4,6 @@ BIN       ?= bin/relayd
 CONFIG    ?= etc/relayd.conf
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD = -trimpath -ldflags "-X github.com/relayd/relayd/pkg/daemon.Version=$(VERSION)"
-export CGO_ENABLED ?= 0
 
 .PHONY: help build run test test-unit test-e2e deps lint fuzz clean
 
@@ -12,7 +11,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/relayd
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/relayd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/relayd
 
 run: build ## build and start relayd in the foreground (loopback default config)
 	./$(BIN) --config-file=$(CONFIG) --foreground

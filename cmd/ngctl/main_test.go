@@ -19,7 +19,7 @@ import (
 func TestAgainstServer(t *testing.T) {
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: []session.Interface{{Name: "default", Local: netip.MustParseAddr("127.0.0.1")}},
-		PortMin:    51000, PortMax: 51999, MaxSessions: -1,
+		PortMin:    24500, PortMax: 24999, MaxSessions: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestAgainstServer(t *testing.T) {
 		{[]string{"--call-id", "c1", "--flags", "replace-origin", "offer", sdp}, `o=- 1 1 IN IP4 127.0.0.1`, false},
 		{[]string{"offer", "--call-id", "c2", "--from-tag", "x", sdp}, `"result":"ok"`, false},
 		{[]string{"list"}, `"calls":["c1","c2"]`, false},
-		{[]string{"query", "c1"}, `"local port":51`, false},
+		{[]string{"query", "c1"}, `"local port":24`, false},
 		{[]string{"query", "nope"}, `Unknown call-id`, true},
 		{[]string{"raw", `{"command":"bogus"}`}, `Unrecognized command`, true},
 		{[]string{"delete", "c1"}, `"result":"ok"`, false},

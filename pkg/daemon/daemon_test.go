@@ -67,7 +67,7 @@ func TestSeedConfigStarts(t *testing.T) {
 	}
 	dir := t.TempDir()
 	conf := strings.NewReplacer(
-		"10.0.1.20:2223", "127.0.0.1:22299",
+		"10.0.1.20:2223", "127.0.0.1:24299",
 		"10.0.1.20", "127.0.0.1",
 		"/run/rtpengine/rtpengine.pid", filepath.Join(dir, "run", "relayd.pid"),
 	).Replace(string(seed))
@@ -76,11 +76,11 @@ func TestSeedConfigStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := start(t, "--config-file="+path)
-	if got := ng(t, "127.0.0.1:22299", map[string]any{"command": "ping"}); got["result"] != "pong" {
+	if got := ng(t, "127.0.0.1:24299", map[string]any{"command": "ping"}); got["result"] != "pong" {
 		t.Fatalf("ping: %v", got)
 	}
 	sdp := "v=0\r\no=- 1 1 IN IP4 198.51.100.9\r\ns=-\r\nc=IN IP4 198.51.100.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n"
-	got := ng(t, "127.0.0.1:22299", map[string]any{"command": "offer", "call-id": "seed", "from-tag": "a",
+	got := ng(t, "127.0.0.1:24299", map[string]any{"command": "offer", "call-id": "seed", "from-tag": "a",
 		"sdp": sdp, "direction": []any{"internal", "external"}})
 	if got["result"] != "ok" || !strings.Contains(got["sdp"].(string), "c=IN IP4 203.0.113.20\r\n") {
 		t.Errorf("offer towards external: %v", got)

@@ -30,7 +30,7 @@ func newControlRig(t *testing.T, mod func(*session.Config)) *controlRig {
 			{Name: "internal", Local: netip.MustParseAddr("127.0.0.1")},
 			{Name: "external", Local: netip.MustParseAddr("127.0.0.2"), Advertised: netip.MustParseAddr("203.0.113.20")},
 		},
-		PortMin: 52000, PortMax: 52999, DeleteDelay: 30 * time.Second, MaxSessions: -1, TOS: 184,
+		PortMin: 23000, PortMax: 23999, DeleteDelay: 30 * time.Second, MaxSessions: -1, TOS: 184,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -195,7 +195,7 @@ func TestControlKamailioCall(t *testing.T) {
 func TestControlFailoverErrors(t *testing.T) {
 	t.Run("ports", func(t *testing.T) {
 		r := newControlRig(t, func(c *session.Config) {
-			c.PortMin, c.PortMax = 52100, 52101 // one slot on each address
+			c.PortMin, c.PortMax = 23100, 23101 // one slot on each address
 		})
 		if got := r.do(kamailioOffer1()); got["result"] != "ok" {
 			t.Fatalf("first call: %v", got)

@@ -14,7 +14,7 @@ import (
 var loopback = netip.MustParseAddr("127.0.0.1")
 
 func TestAllocatePairsAreEvenOddAndBound(t *testing.T) {
-	p, err := NewPool(loopback, 41000, 41009)
+	p, err := NewPool(loopback, 21000, 21009)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,14 +64,14 @@ func TestAllocatePairsAreEvenOddAndBound(t *testing.T) {
 }
 
 func TestAllocateSkipsPortsBusyElsewhere(t *testing.T) {
-	p, err := NewPool(loopback, 41100, 41103)
+	p, err := NewPool(loopback, 21100, 21103)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Occupy 41100 with a foreign socket: only 41102 can be handed out.
-	busy, err := net.ListenPacket("udp4", "127.0.0.1:41100")
+	// Occupy 21100 with a foreign socket: only 21102 can be handed out.
+	busy, err := net.ListenPacket("udp4", "127.0.0.1:21100")
 	if err != nil {
-		t.Skipf("port 41100 not free on this host: %v", err)
+		t.Skipf("port 21100 not free on this host: %v", err)
 	}
 	defer busy.Close()
 	a, err := p.Allocate(2)
@@ -79,8 +79,8 @@ func TestAllocateSkipsPortsBusyElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Release()
-	if a.Port != 41102 {
-		t.Errorf("got %d, want 41102", a.Port)
+	if a.Port != 21102 {
+		t.Errorf("got %d, want 21102", a.Port)
 	}
 	if _, err := p.Allocate(2); !errors.Is(err, ErrNoPorts) {
 		t.Errorf("got %v, want ErrNoPorts", err)
@@ -90,7 +90,7 @@ func TestAllocateSkipsPortsBusyElsewhere(t *testing.T) {
 func TestAllocationOrderIsRandom(t *testing.T) {
 	orders := map[string]bool{}
 	for i := 0; i < 5; i++ {
-		p, err := NewPool(loopback, 42000, 42999)
+		p, err := NewPool(loopback, 21500, 21999)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func TestAllocationOrderIsRandom(t *testing.T) {
 }
 
 func TestIPv6(t *testing.T) {
-	p, err := NewPool(netip.IPv6Loopback(), 41200, 41201)
+	p, err := NewPool(netip.IPv6Loopback(), 21200, 21201)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestIPv6(t *testing.T) {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
 	defer a.Release()
-	if got := a.Conns[0].LocalAddr().String(); got != "[::1]:41200" {
+	if got := a.Conns[0].LocalAddr().String(); got != "[::1]:21200" {
 		t.Errorf("bound to %s", got)
 	}
 }
@@ -136,7 +136,7 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPool(loopback, 41400, 41403)
+	p, err := NewPool(loopback, 21400, 21403)
 	if err != nil {
 		t.Fatal(err)
 	}
