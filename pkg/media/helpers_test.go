@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package media
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+const (
+	recvTimeout = 2 * time.Second
+	quietPeriod = 150 * time.Millisecond // how long "nothing arrives" is watched
+)
+
+func newTestEngine(t *testing.T, window time.Duration) *Engine {
+	t.Helper()
+	e, err := NewEngine(Config{Workers: 2, LearningWindow: window})
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// listen binds a UDP socket on ip with a kernel-chosen port.
+func listen(t *testing.T, ip string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	if err != nil {
+		t.Skipf("cannot bind %s: %v", ip, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// party is a phone: a plain socket that sends to and receives from the relay.
+type party struct {
+	t    *testing.T
+	conn *net.UDPConn
+	addr netip.AddrPort
+}
+
+func newParty(t *testing.T, ip string) *party {
+	t.Helper()
+	c := listen(t, ip)
+	return &party{t: t, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+func (p *party) send(to netip.AddrPort, b []byte) {
+	p.t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort(b, to); err != nil {
+		p.t.Fatalf("send from %s to %s: %v", p.addr, to, err)
+	}
+}
+
+// expect waits for want, which must come from the relay socket from.
+func (p *party) expect(want []byte, from netip.AddrPort) {
+	p.t.Helper()
+	buf := make([]byte, 70000)
+	_ = p.conn.SetReadDeadline(time.Now().Add(recvTimeout))
+	n, src, err := p.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		p.t.Fatalf("%s: waiting for % x from %s: %v", p.addr, head(want), from, err)
+	}
+	if !bytes.Equal(buf[:n], want) {
+		p.t.Fatalf("%s: got % x, want % x", p.addr, head(buf[:n]), head(want))
+	}
+	if !sameEndpoint(src, from) {
+		p.t.Fatalf("%s: packet came from %s, want the relay socket %s", p.addr, src, from)
+	}
+}
+
+// expectNothing checks that nothing arrives for a while.
+func (p *party) expectNothing() {
+	p.t.Helper()
+	buf := make([]byte, 70000)
+	_ = p.conn.SetReadDeadline(time.Now().Add(quietPeriod))
+	n, src, err := p.conn.ReadFromUDPAddrPort(buf)
+	if err == nil {
+		p.t.Fatalf("%s: got % x from %s, want nothing", p.addr, head(buf[:n]), src)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		p.t.Fatalf("%s: read: %v", p.addr, err)
+	}
+}
+
+func head(b []byte) []byte {
+	if len(b) > 16 {
+		return b[:16]
+	}
+	return b
+}
+
+// leg is a relay socket attached to the engine.
+type leg struct {
+	conn *net.UDPConn
+	s    *Stream
+}
+
+func attach(t *testing.T, e *Engine, ip string) *leg {
+	t.Helper()
+	c := listen(t, ip)
+	s, err := e.Attach(c)
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	t.Cleanup(s.Detach)
+	return &leg{conn: c, s: s}
+}
+
+func (l *leg) addr() netip.AddrPort { return l.s.LocalAddr() }
+
+// call is two parties, each facing its own relay socket, cross-wired.
+type call struct {
+	a, b   *party
+	ra, rb *leg
+}
+
+// newCall wires A <-> ra ... rb <-> B with both SDP endpoints set to the
+// parties' sockets; mod may change each side's StreamConfig.
+func newCall(t *testing.T, e *Engine, ip string, modA, modB func(*StreamConfig)) *call {
+	t.Helper()
+	c := &call{a: newParty(t, ip), b: newParty(t, ip), ra: attach(t, e, ip), rb: attach(t, e, ip)}
+	ca := StreamConfig{Sink: c.rb.s, Peer: c.a.addr}
+	cb := StreamConfig{Sink: c.ra.s, Peer: c.b.addr}
+	if modA != nil {
+		modA(&ca)
+	}
+	if modB != nil {
+		modB(&cb)
+	}
+	c.ra.s.Configure(ca)
+	c.rb.s.Configure(cb)
+	return c
+}
+
+// aToB sends from A and checks B gets it from rb.
+func (c *call) aToB(t *testing.T, pkt []byte) {
+	t.Helper()
+	c.a.send(c.ra.addr(), pkt)
+	c.b.expect(pkt, c.rb.addr())
+}
+
+// bToA sends from B and checks A gets it from ra.
+func (c *call) bToA(t *testing.T, pkt []byte) {
+	t.Helper()
+	c.b.send(c.rb.addr(), pkt)
+	c.a.expect(pkt, c.ra.addr())
+}
+
+// waitStats polls until cond holds for s's stats (the worker counts after the
+// packet left, so a reader may be a little ahead).
+func waitStats(t *testing.T, s *Stream, what string, cond func(StreamStats) bool) StreamStats {
+	t.Helper()
+	deadline := time.Now().Add(recvTimeout)
+	for {
+		st := s.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: stats never matched: %+v", what, st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

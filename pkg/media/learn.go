@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package media
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// LearningMode is how a stream learns where its party really sends from
+// (rtpengine's endpoint-learning).
+type LearningMode uint8
+
+const (
+	// Heuristic ranks the sources seen during the learning window: exact SDP
+	// address and port > same address > same port > anything. An exact match
+	// latches at once; otherwise the first packet after the window latches the
+	// best candidate.
+	Heuristic LearningMode = iota
+	// Delayed lets the latest source win during the window; the first packet
+	// after the window latches it.
+	Delayed
+	// Immediate latches the first source.
+	Immediate
+	// Off never learns: packets go to the SDP endpoint.
+	Off
+)
+
+func (m LearningMode) String() string {
+	switch m {
+	case Heuristic:
+		return "heuristic"
+	case Delayed:
+		return "delayed"
+	case Immediate:
+		return "immediate"
+	case Off:
+		return "off"
+	}
+	return "LearningMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseLearningMode reads the ng protocol's endpoint-learning values
+// ("heuristic", "delayed", "immediate", "off"); "" is Heuristic.
+func ParseLearningMode(s string) (LearningMode, error) {
+	switch s {
+	case "", "heuristic":
+		return Heuristic, nil
+	case "delayed":
+		return Delayed, nil
+	case "immediate":
+		return Immediate, nil
+	case "off":
+		return Off, nil
+	}
+	return Heuristic, fmt.Errorf("%q: %w", s, ErrUnknownLearningMode)
+}
+
+// StreamConfig is what one signalling event says about a stream.
+type StreamConfig struct {
+	// Sink is where packets received here are forwarded; nil drops (and counts).
+	Sink *Stream
+	// Peer is the party's endpoint from SDP (or received-from / media-address).
+	// A zero or unspecified address (hold with 0.0.0.0) or port 0 means nothing
+	// to send to until a source is learned.
+	Peer         netip.AddrPort
+	Learning     LearningMode // unknown values act as Heuristic
+	StrictSource bool         // drop sources worse than the best/latched one
+	Asymmetric   bool         // never send to a learned source, only to Peer
+	// MediaHandover lets a new source take over a latched stream at once.
+	MediaHandover bool
+	// RTCP marks a non-mux RTCP port; on any other port RTCP never latches.
+	RTCP bool
+	// ClockRates maps RTP payload types to clock rates (from a=rtpmap) for
+	// jitter; static payload types default to RFC 3551.
+	ClockRates map[uint8]uint32
+}
+
+// Source ranks of the heuristic mode.
+const (
+	rankNone     uint8 = iota
+	rankAny            // neither address nor port match the SDP
+	rankSamePort       // same port, other address
+	rankSameAddr       // same address, other port
+	rankExact          // the SDP endpoint
+)
+
+// streamConfig is one Configure's immutable view.
+type streamConfig struct {
+	configured bool
+	sink       *Stream
+	peer       netip.AddrPort // address unmapped, zone dropped
+	mode       LearningMode
+	strict     bool
+	asym       bool
+	handover   bool
+	rtcp       bool
+	rates      map[uint8]uint32
+	windowEnd  time.Time
+}
+
+// state is a stream's forwarding rule: replaced, never mutated, so that readers
+// on other goroutines (the opposite direction's forwarding, Stats, a kernel
+// fast-path sync) always see one consistent value. dest/destUDP are where the
+// party's packets go; src/rank/latched are the source checks (what an XDP rule
+// would carry as the expected source).
+type state struct {
+	cfg     *streamConfig
+	dest    netip.AddrPort
+	destUDP *net.UDPAddr // x/net's sockaddr form, built once per endpoint change
+	src     netip.AddrPort
+	rank    uint8
+	latched bool
+}
+
+// verdict is the source check's answer for one packet.
+type verdict uint8
+
+const (
+	accept verdict = iota
+	reject
+)
+
+func plainAddr(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
+
+func sameEndpoint(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() && plainAddr(a.Addr()) == plainAddr(b.Addr())
+}
+
+// usable reports whether packets can be sent to ap.
+func usable(ap netip.AddrPort) bool {
+	return ap.Addr().IsValid() && !ap.Addr().IsUnspecified() && ap.Port() != 0
+}
+
+func rankOf(src, peer netip.AddrPort) uint8 {
+	sa, pa := plainAddr(src.Addr()), plainAddr(peer.Addr())
+	sameAddr := pa.IsValid() && !pa.IsUnspecified() && sa == pa
+	samePort := peer.Port() != 0 && src.Port() == peer.Port()
+	switch {
+	case sameAddr && samePort:
+		return rankExact
+	case sameAddr:
+		return rankSameAddr
+	case samePort:
+		return rankSamePort
+	}
+	return rankAny
+}
+
+// newConfigState builds the state a Configure installs over prev. If the SDP
+// endpoint did not change and a learned destination exists, packets keep going
+// there while learning restarts, so a re-INVITE behind NAT causes no gap.
+// v4Socket marks an AF_INET socket, which cannot send to an IPv6 peer.
+func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.Time, v4Socket bool) *state {
+	cfg := &streamConfig{
+		configured: true,
+		sink:       c.Sink,
+		peer:       netip.AddrPortFrom(plainAddr(c.Peer.Addr()), c.Peer.Port()),
+		mode:       c.Learning,
+		strict:     c.StrictSource,
+		asym:       c.Asymmetric,
+		handover:   c.MediaHandover,
+		rtcp:       c.RTCP,
+		windowEnd:  now.Add(window),
+	}
+	if cfg.mode > Off {
+		cfg.mode = Heuristic
+	}
+	if len(c.ClockRates) > 0 {
+		cfg.rates = make(map[uint8]uint32, len(c.ClockRates))
+		for pt, r := range c.ClockRates {
+			cfg.rates[pt] = r
+		}
+	}
+	ns := &state{cfg: cfg}
+	keep := prev != nil && prev.cfg.configured && prev.cfg.peer == cfg.peer &&
+		usable(prev.dest) && !cfg.asym && cfg.mode != Off
+	if keep {
+		ns.dest, ns.destUDP = prev.dest, prev.destUDP
+	} else if usable(cfg.peer) && (!v4Socket || cfg.peer.Addr().Is4()) {
+		ns.setDest(c.Peer, 0)
+	}
+	return ns
+}
+
+func (st *state) clone() *state {
+	ns := *st
+	return &ns
+}
+
+// setDest points the party's packets at ap; scope is the IPv6 scope id a
+// link-local source arrived with.
+func (st *state) setDest(ap netip.AddrPort, scope uint32) {
+	if st.dest == ap && st.destUDP != nil {
+		return
+	}
+	st.dest = ap
+	st.destUDP = nil
+	if !usable(ap) {
+		return
+	}
+	u := net.UDPAddrFromAddrPort(ap)
+	if scope != 0 && u.Zone == "" && ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		u.Zone = strconv.FormatUint(uint64(scope), 10)
+	}
+	st.destUDP = u
+}
+
+// learn makes src the best candidate (or the latched source).
+func (st *state) learn(src netip.AddrPort, scope uint32, rank uint8, latched bool) *state {
+	if st.src == src && st.rank == rank && st.latched == latched {
+		return st
+	}
+	ns := st.clone()
+	ns.src, ns.rank, ns.latched = src, rank, latched
+	if !ns.cfg.asym {
+		ns.setDest(src, scope)
+	}
+	return ns
+}
+
+// next applies the learning and source rules to one packet from src that
+// arrived at now. canLatch is false for stray RTCP on an RTP port, which may be
+// forwarded but must never confirm a source. It returns the state to install
+// (st itself when nothing changed, so the steady state allocates nothing).
+func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.Time) (*state, verdict) {
+	cfg := st.cfg
+	if !cfg.configured {
+		return st, accept // counted and dropped: no sink yet
+	}
+	if cfg.mode == Off {
+		if cfg.strict && !sameEndpoint(src, cfg.peer) {
+			return st, reject
+		}
+		if !st.latched && canLatch {
+			// Nothing to learn; record that the fixed rule is now in use.
+			ns := st.clone()
+			ns.latched = true
+			return ns, accept
+		}
+		return st, accept
+	}
+	if st.latched {
+		if sameEndpoint(src, st.src) {
+			return st, accept
+		}
+		if cfg.handover && canLatch {
+			return st.learn(src, scope, rankOf(src, cfg.peer), true), accept
+		}
+		return st, reject
+	}
+	have := st.src.IsValid()
+	if cfg.mode == Immediate {
+		if !canLatch {
+			return st, accept
+		}
+		return st.learn(src, scope, rankOf(src, cfg.peer), true), accept
+	}
+	r := rankOf(src, cfg.peer)
+	if now.Before(cfg.windowEnd) {
+		if !canLatch {
+			if cfg.strict && cfg.mode == Heuristic && have && r < st.rank {
+				return st, reject
+			}
+			return st, accept
+		}
+		if cfg.mode == Delayed {
+			return st.learn(src, scope, r, false), accept
+		}
+		switch {
+		case r == rankExact:
+			return st.learn(src, scope, r, true), accept
+		case !have || r > st.rank:
+			return st.learn(src, scope, r, false), accept
+		case sameEndpoint(src, st.src):
+			return st, accept
+		case cfg.strict && r < st.rank:
+			return st, reject
+		}
+		return st, accept
+	}
+	// After the window: the first packet latches the best candidate, or itself
+	// if nobody sent during the window.
+	if !canLatch {
+		if cfg.strict && have && !sameEndpoint(src, st.src) {
+			return st, reject
+		}
+		return st, accept
+	}
+	if !have {
+		return st.learn(src, scope, r, true), accept
+	}
+	ns := st.learn(st.src, 0, st.rank, true)
+	if sameEndpoint(src, ns.src) {
+		return ns, accept
+	}
+	if cfg.handover {
+		return ns.learn(src, scope, r, true), accept
+	}
+	return ns, reject
+}

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package media
+
+import "encoding/binary"
+
+// pktKind is what a datagram looks like from its first bytes. The relay is
+// transparent: the kind only decides statistics and whether the packet may
+// confirm a source, never whether it is forwarded.
+type pktKind uint8
+
+const (
+	kindOther pktKind = iota // not RTP/RTCP v2 (STUN, DTLS, keepalives, garbage)
+	kindRTP
+	kindRTCP
+)
+
+func (k pktKind) String() string {
+	switch k {
+	case kindRTP:
+		return "rtp"
+	case kindRTCP:
+		return "rtcp"
+	default:
+		return "other"
+	}
+}
+
+const (
+	rtpHeaderLen  = 12
+	rtcpHeaderLen = 8
+	rtpVersion    = 2
+)
+
+// classify tells RTP from RTCP the way RFC 5761 §4 demultiplexes them: version 2
+// in both, and a second byte of 192..223 (RTCP packet types, which RTP payload
+// types 64..95 with the marker bit would collide with and so must not use) means
+// RTCP. That range contains SR/RR/SDES/BYE/APP (200..204), which the learning
+// rules care about, as well as AVPF feedback and XR, which a stray-RTCP check
+// should not mistake for RTP either.
+func classify(b []byte) pktKind {
+	if len(b) < rtcpHeaderLen || b[0]>>6 != rtpVersion {
+		return kindOther
+	}
+	if b[1] >= 192 && b[1] <= 223 {
+		// The first packet of a compound must fit; SRTCP trailers may follow.
+		if (int(binary.BigEndian.Uint16(b[2:4]))+1)*4 > len(b) {
+			return kindOther
+		}
+		return kindRTCP
+	}
+	if _, ok := parseRTP(b); ok {
+		return kindRTP
+	}
+	return kindOther
+}
+
+// rtpHeader holds the fields the statistics need; parsing never allocates.
+type rtpHeader struct {
+	pt     uint8
+	marker bool
+	seq    uint16
+	ts     uint32
+	ssrc   uint32
+	// payload is b[hdrLen:len(b)-padLen].
+	hdrLen int
+	padLen int
+}
+
+// parseRTP validates an RTP v2 fixed header, its CSRC list, header extension
+// and padding against the datagram length (RFC 3550 §5.1, §5.3.1).
+func parseRTP(b []byte) (rtpHeader, bool) {
+	var h rtpHeader
+	if len(b) < rtpHeaderLen || b[0]>>6 != rtpVersion {
+		return h, false
+	}
+	cc := int(b[0] & 0x0f)
+	n := rtpHeaderLen + 4*cc
+	if n > len(b) {
+		return h, false
+	}
+	if b[0]&0x10 != 0 { // extension
+		if n+4 > len(b) {
+			return h, false
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:n+4]))
+		if n > len(b) {
+			return h, false
+		}
+	}
+	if b[0]&0x20 != 0 { // padding: last octet counts itself
+		p := int(b[len(b)-1])
+		if p == 0 || n+p > len(b) {
+			return h, false
+		}
+		h.padLen = p
+	}
+	h.hdrLen = n
+	h.marker = b[1]&0x80 != 0
+	h.pt = b[1] & 0x7f
+	h.seq = binary.BigEndian.Uint16(b[2:4])
+	h.ts = binary.BigEndian.Uint32(b[4:8])
+	h.ssrc = binary.BigEndian.Uint32(b[8:12])
+	return h, true
+}
+
+// isRTCPType reports whether an RTP-port datagram is RTCP by packet type only,
+// which is what the stray-RTCP rule needs.
+func isRTCPType(b []byte) bool {
+	return len(b) >= 2 && b[0]>>6 == rtpVersion && b[1] >= 192 && b[1] <= 223
+}
+
+// staticClockRate is the RFC 3551 §6 clock rate of a static payload type; zero
+// means unassigned or dynamic. A switch rather than a table keeps the package
+// free of mutable globals.
+func staticClockRate(pt uint8) uint32 {
+	switch pt {
+	case 0, 3, 4, 5, 7, 8, 9, 12, 13, 15, 18:
+		return 8000
+	case 6:
+		return 16000
+	case 10, 11:
+		return 44100
+	case 16:
+		return 11025
+	case 17:
+		return 22050
+	case 14, 25, 26, 28, 31, 32, 33, 34:
+		return 90000
+	}
+	return 0
+}
+
+// clockRate is the rate jitter is measured in for pt: the SDP's rtpmap first,
+// then the static table; zero when unknown (jitter is then not computed).
+func clockRate(rates map[uint8]uint32, pt uint8) uint32 {
+	if r, ok := rates[pt]; ok {
+		return r
+	}
+	return staticClockRate(pt)
+}
