@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/relayd/relayd/pkg/config"
+	"github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
 )
@@ -54,11 +55,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for i, in := range cfg.Interfaces {
 		ifaces[i] = session.Interface{Name: in.Name, Local: in.Addr, Advertised: in.Advertised}
 	}
+	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log})
+	if err != nil {
+		return fmt.Errorf("media plane: %w", err)
+	}
+	defer engine.Close() // after the manager has released every socket
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
+		Media: engine,
 	})
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
@@ -73,7 +80,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for _, in := range cfg.Interfaces {
 		log.Info("interface", "name", in.Name, "address", in.Addr, "advertised", in.Advertised)
 	}
-	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(), "ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax))
+	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(),
+		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", "userspace", "workers", cfg.NumThreads)
 
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -3,6 +3,7 @@
 package session
 
 import (
+	mplane "github.com/relayd/relayd/pkg/media"
 	"net/netip"
 	"sync"
 	"time"
@@ -39,12 +40,17 @@ type Call struct {
 	deleteAt   time.Time // zero: not scheduled
 	answered   bool
 	tos        int
+	learning   learningFlags
 	ended      bool
 }
 
 func newCall(m *Manager, id string) *Call {
 	now := m.now()
-	return &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS}
+	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS}
+	if mode, err := mplane.ParseLearningMode(m.cfg.EndpointLearning); err == nil {
+		c.learning.mode = mode
+	}
+	return c
 }
 
 // monologue is one party (one tag) of a call and the media it sends and receives.

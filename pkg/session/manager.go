@@ -65,6 +65,8 @@ type Manager struct {
 	mu     sync.Mutex
 	calls  map[string]*Call
 	totals totals
+	// rates are per-second deltas of the relayed counters, updated by Expire.
+	rates, prev struct{ packets, bytes, errors uint64 }
 }
 
 type totals struct {
@@ -265,6 +267,13 @@ func (m *Manager) Expire() {
 			c.end(reason)
 		}
 	}
+	s := m.Statistics()
+	m.mu.Lock()
+	m.rates.packets = s.RelayedPackets - min(s.RelayedPackets, m.prev.packets)
+	m.rates.bytes = s.RelayedBytes - min(s.RelayedBytes, m.prev.bytes)
+	m.rates.errors = s.RelayedErrors - min(s.RelayedErrors, m.prev.errors)
+	m.prev.packets, m.prev.bytes, m.prev.errors = s.RelayedPackets, s.RelayedBytes, s.RelayedErrors
+	m.mu.Unlock()
 }
 
 // Close ends every call and releases its ports.

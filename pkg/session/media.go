@@ -3,36 +3,149 @@
 package session
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
+
+	mplane "github.com/relayd/relayd/pkg/media"
 )
 
-// MediaPlane is the forwarding side the session layer drives.
-type MediaPlane interface{}
+// MediaPlane forwards the packets of the sockets a call owns. The userspace
+// engine (media.Engine) implements it; without one, sockets are bound but
+// carry nothing (signalling-only tests).
+type MediaPlane interface {
+	Attach(conn *net.UDPConn) (*mplane.Stream, error)
+}
 
 // streamState is one local socket of a port set.
 type streamState struct {
 	conn *net.UDPConn
 	rtcp bool
+	ms   *mplane.Stream // nil without a media plane
 }
 
 func (c *Call) attach(ps *portSet) error {
 	for i, conn := range ps.alloc.Conns {
-		ps.streams = append(ps.streams, &streamState{conn: conn, rtcp: i == 1})
+		st := &streamState{conn: conn, rtcp: i == 1}
+		ps.streams = append(ps.streams, st)
+		if c.m.cfg.Media == nil {
+			continue
+		}
+		ms, err := c.m.cfg.Media.Attach(conn)
+		if err != nil {
+			return fmt.Errorf("attach %s: %w", conn.LocalAddr(), err)
+		}
+		st.ms = ms
+		if err := ms.SetTOS(c.tos); err != nil {
+			c.m.log.Warn("set TOS", "call-id", c.id, "tos", c.tos, "error", err)
+		}
 	}
 	return nil
 }
 
+// releaseSet stops forwarding on the set's sockets, then closes them.
 func (c *Call) releaseSet(ps *portSet) {
+	for _, st := range ps.streams {
+		if st.ms != nil {
+			st.ms.Detach()
+		}
+	}
 	ps.alloc.Release()
 }
 
-func (c *Call) configureMedia(fm, tm *media, opts *Options) {}
+// learningFlags are the endpoint-learning choices of a call. They stick once a
+// signal sets them: a SIP proxy sends them with the offer, not always again.
+type learningFlags struct {
+	mode                         mplane.LearningMode
+	strict, asymmetric, handover bool
+}
 
-func (c *Call) collectTotals() {}
+func (c *Call) updateLearning(opts *Options) {
+	if opts.EndpointLearning != "" {
+		if mode, err := mplane.ParseLearningMode(opts.EndpointLearning); err == nil {
+			c.learning.mode = mode
+		} else {
+			c.m.log.Warn("unknown endpoint-learning, keeping the current mode", "call-id", c.id, "value", opts.EndpointLearning)
+		}
+	}
+	c.learning.strict = c.learning.strict || opts.Flags.StrictSource
+	c.learning.asymmetric = c.learning.asymmetric || opts.Flags.Asymmetric
+	c.learning.handover = c.learning.handover || opts.Flags.MediaHandover
+}
 
-func (c *Call) liveCounters() liveTotals { return liveTotals{} }
+// configureMedia points the sockets of both parties of one media at each
+// other; it runs on every signal, which restarts learning on both sides as the
+// reference does.
+func (c *Call) configureMedia(fm, tm *media, opts *Options) {
+	if c.m.cfg.Media == nil || fm.cur == nil || tm.cur == nil {
+		return
+	}
+	for _, ps := range fm.sets {
+		c.configureSet(ps, fm, tm)
+	}
+	for _, ps := range tm.sets {
+		c.configureSet(ps, tm, fm)
+	}
+}
+
+// configureSet configures the sockets of ps, which face the party of md, to
+// forward to the current sockets facing the party of other.
+func (c *Call) configureSet(ps *portSet, md, other *media) {
+	sink := other.cur.streams
+	peer := md.sdpRTP
+	if md.rejected {
+		peer = netip.AddrPort{}
+	}
+	base := mplane.StreamConfig{
+		Learning: c.learning.mode, StrictSource: c.learning.strict,
+		Asymmetric: c.learning.asymmetric, MediaHandover: c.learning.handover,
+		ClockRates: md.clockRates,
+	}
+	rtp := base
+	rtp.Sink, rtp.Peer = sink[0].ms, peer
+	ps.streams[0].ms.Configure(rtp)
+	if len(ps.streams) < 2 {
+		return
+	}
+	// RTCP goes to the other party's RTCP socket, or its RTP socket when
+	// that party multiplexes RTCP onto RTP.
+	rtcp := base
+	rtcp.RTCP = true
+	rtcp.Sink = sink[0].ms
+	if len(sink) > 1 && !(other.rtcpMux && other.advertisedMux) {
+		rtcp.Sink = sink[1].ms
+	}
+	rtcp.Peer = md.sdpRTCP
+	if md.rejected {
+		rtcp.Peer = netip.AddrPort{}
+	}
+	ps.streams[1].ms.Configure(rtcp)
+}
+
+// setTOS applies the call's TOS to every socket.
+func (c *Call) setTOS() {
+	for _, ml := range c.monos {
+		for _, md := range ml.medias {
+			for _, ps := range md.sets {
+				for _, st := range ps.streams {
+					if st.ms != nil {
+						if err := st.ms.SetTOS(c.tos); err != nil {
+							c.m.log.Warn("set TOS", "call-id", c.id, "tos", c.tos, "error", err)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func (st *streamState) stats() mplane.StreamStats {
+	if st.ms == nil {
+		return mplane.StreamStats{}
+	}
+	return st.ms.Stats()
+}
 
 func (st *streamState) info(md *media) StreamInfo {
 	local := st.conn.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -41,7 +154,6 @@ func (st *streamState) info(md *media) StreamInfo {
 	if st.rtcp {
 		si.AdvertisedEndpoint = md.sdpRTCP
 	}
-	si.Endpoint = si.AdvertisedEndpoint
 	if md.cur != nil {
 		si.Advertised = md.cur.addr.advertised
 	}
@@ -49,20 +161,156 @@ func (st *streamState) info(md *media) StreamInfo {
 	if st.rtcp {
 		si.Flags = []string{"RTCP"}
 	}
+	s := st.stats()
+	si.Endpoint = s.Endpoint
+	if !si.Endpoint.IsValid() {
+		si.Endpoint = si.AdvertisedEndpoint
+	}
+	if s.Confirmed {
+		si.Flags = append(si.Flags, "confirmed")
+	}
+	si.In = Counters{Packets: s.In.Packets, Bytes: s.In.Bytes, Errors: s.In.Errors + s.Dropped + s.Rejected}
+	si.Out = Counters{Packets: s.Out.Packets, Bytes: s.Out.Bytes, Errors: s.Out.Errors}
+	si.LastPacket = s.In.LastPacket
+	for _, x := range s.SSRCs {
+		si.SSRCs = append(si.SSRCs, SSRCInfo{SSRC: x.SSRC, Packets: x.Packets, Lost: x.Lost,
+			Duplicates: x.Duplicates, Reordered: x.Reordered, JitterMs: x.JitterMs})
+	}
 	return si
 }
 
-// expired tells whether the call's time is up, and why.
+// dialoguePairs reports, per media of each dialogue, whether each side sent
+// anything (for the zero-way/one-way stream counts).
+func (c *Call) dialoguePairs() (pairs [][2]bool) {
+	seen := map[*monologue]bool{}
+	for _, ml := range c.monos {
+		if ml.peer == nil || seen[ml] || seen[ml.peer] {
+			continue
+		}
+		seen[ml], seen[ml.peer] = true, true
+		for i, md := range ml.medias {
+			var got [2]bool
+			for side, m := range []*media{md, peerMedia(ml.peer, i)} {
+				if m != nil && m.received() {
+					got[side] = true
+				}
+			}
+			pairs = append(pairs, got)
+		}
+	}
+	return pairs
+}
+
+// received reports whether any socket facing the party got a packet.
+func (md *media) received() bool {
+	for _, ps := range md.sets {
+		for _, st := range ps.streams {
+			if st.stats().In.Packets > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func peerMedia(ml *monologue, i int) *media {
+	if ml == nil || i >= len(ml.medias) {
+		return nil
+	}
+	return ml.medias[i]
+}
+
+// expired tells whether the call's time is up, and why. As the reference
+// does, each party's media is judged on its own: against silent-timeout when
+// the party is not receiving (hold: sendonly, inactive, zero address),
+// against timeout otherwise; one media still within its limit keeps the call.
 func (c *Call) expired(now time.Time) (endReason, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	cfg := &c.m.cfg
 	switch {
-	case !c.deleteAt.IsZero() && !now.Before(c.deleteAt):
-		return endDeleted, true
-	case c.m.cfg.FinalTimeout > 0 && now.Sub(c.created) >= c.m.cfg.FinalTimeout:
+	case !c.deleteAt.IsZero():
+		return endDeleted, !now.Before(c.deleteAt)
+	case cfg.FinalTimeout > 0 && now.Sub(c.created) >= cfg.FinalTimeout:
 		return endFinalTimeout, true
-	case !c.answered && c.m.cfg.OfferTimeout > 0 && now.Sub(c.lastSignal) >= c.m.cfg.OfferTimeout:
-		return endOfferTimeout, true
+	case !c.answered:
+		return endOfferTimeout, cfg.OfferTimeout > 0 && now.Sub(c.lastSignal) >= cfg.OfferTimeout
+	case cfg.Media == nil:
+		return 0, false // no media plane: nothing to measure liveness with
 	}
-	return 0, false
+	held := false
+	for _, ml := range c.monos {
+		for _, md := range ml.medias {
+			if md.rejected || len(md.sets) == 0 {
+				continue
+			}
+			limit := cfg.Timeout
+			if !receiving(md.direction) || md.sdpRTP.Addr().IsUnspecified() {
+				limit, held = cfg.SilentTimeout, true
+			}
+			if limit <= 0 || now.Sub(md.lastPacket(c.lastSignal)) < limit {
+				return 0, false
+			}
+		}
+	}
+	if held {
+		return endSilentTimeout, true
+	}
+	return endTimeout, true
+}
+
+// lastPacket is the newest packet received from the party, or since when the
+// wait counts if none came after it.
+func (md *media) lastPacket(since time.Time) time.Time {
+	last := since
+	for _, ps := range md.sets {
+		for _, st := range ps.streams {
+			if s := st.stats(); s.In.LastPacket.After(last) {
+				last = s.In.LastPacket
+			}
+		}
+	}
+	return last
+}
+
+// collectTotals adds the ending call's counters to the manager's totals.
+func (c *Call) collectTotals() {
+	live := c.liveCounters()
+	pairs := c.dialoguePairs()
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	t := &c.m.totals
+	t.relayedPackets += live.packets
+	t.relayedBytes += live.bytes
+	t.relayedErrors += live.errors
+	for _, p := range pairs {
+		switch {
+		case !p[0] && !p[1]:
+			t.zeroWayStreams++
+		case p[0] != p[1]:
+			t.oneWayStreams++
+		}
+	}
+}
+
+// liveCounters sums what the call's sockets received; c.mu must be held.
+func (c *Call) liveCounters() liveTotals {
+	var l liveTotals
+	for _, ml := range c.monos {
+		for _, md := range ml.medias {
+			for _, ps := range md.sets {
+				for _, st := range ps.streams {
+					if st.ms == nil {
+						continue
+					}
+					s := st.ms.Stats()
+					l.packets += s.In.Packets
+					l.bytes += s.In.Bytes
+					l.errors += s.In.Errors + s.Dropped + s.Rejected
+					l.streams++
+				}
+			}
+		}
+	}
+	return l
 }

@@ -192,13 +192,18 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	c.lastSignal = now
 	c.deleteAt = time.Time{} // a new signal revives a call scheduled for deletion
 	if opts.TOS != nil {
+		old := c.tos
 		switch t := *opts.TOS; {
 		case t >= 256:
 			c.tos = c.m.cfg.TOS
 		case t >= 0:
 			c.tos = t
 		}
+		if c.tos != old {
+			defer c.setTOS() // after this signal's new sockets exist
+		}
 	}
+	c.updateLearning(opts)
 	if isOffer {
 		switch opts.AddressFamily {
 		case "IP4":

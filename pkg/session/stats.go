@@ -66,8 +66,13 @@ func (m *Manager) Statistics() Statistics {
 	}
 	m.mu.Unlock()
 	for _, c := range calls {
+		c.mu.Lock()
 		s.add(c.liveCounters())
+		c.mu.Unlock()
 	}
+	m.mu.Lock()
+	s.PacketRate, s.ByteRate, s.ErrorRate = m.rates.packets, m.rates.bytes, m.rates.errors
+	m.mu.Unlock()
 	for _, ia := range m.order {
 		used, total := ia.pool.Stats()
 		s.Interfaces = append(s.Interfaces, InterfaceStats{Name: ia.name, Address: ia.local,

@@ -36,9 +36,6 @@ const (
 // go through the relay cannot arrive at all.
 func TestKamailioMedia(t *testing.T) {
 	requireEnvironment(t, true)
-	if relayUnderTest(t) == relayRelayd && os.Getenv("E2E_MEDIA") == "" {
-		t.Skip("relayd's media plane has not landed yet: set E2E_MEDIA=1 to run the media test against relayd (E2E_RELAY=rtpengine always runs it)")
-	}
 	if n := pcapPackets(t, g711aPcap); n != g711aPackets {
 		t.Fatalf("%s holds %d packets, want %d: update g711aPackets", g711aPcap, n, g711aPackets)
 	}

@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package session
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	mplane "github.com/relayd/relayd/pkg/media"
+)
+
+// party is one call party's RTP and RTCP sockets on loopback.
+type party struct {
+	t         *testing.T
+	rtp, rtcp *net.UDPConn
+	seq       uint16
+}
+
+func newParty(t *testing.T, ip string) *party {
+	t.Helper()
+	p := &party{t: t}
+	for {
+		rtp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := rtp.LocalAddr().(*net.UDPAddr).Port
+		if port%2 == 1 || port == 65535 {
+			rtp.Close()
+			continue
+		}
+		rtcp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port + 1})
+		if err != nil {
+			rtp.Close()
+			continue
+		}
+		p.rtp, p.rtcp = rtp, rtcp
+		break
+	}
+	t.Cleanup(func() { p.rtp.Close(); p.rtcp.Close() })
+	return p
+}
+
+func (p *party) sdp() []byte {
+	a := p.rtp.LocalAddr().(*net.UDPAddr)
+	return []byte(fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n", a.IP, a.IP, a.Port))
+}
+
+func (p *party) holdSDP() []byte {
+	a := p.rtp.LocalAddr().(*net.UDPAddr)
+	return []byte(fmt.Sprintf("v=0\r\no=- 1 2 IN IP4 %s\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio %d RTP/AVP 8\r\na=sendonly\r\n", a.IP, a.Port))
+}
+
+func (p *party) send(to netip.AddrPort, n int) {
+	p.t.Helper()
+	pkt := make([]byte, 172)
+	for i := 0; i < n; i++ {
+		p.seq++
+		pkt[0], pkt[1] = 0x80, 8
+		binary.BigEndian.PutUint16(pkt[2:], p.seq)
+		binary.BigEndian.PutUint32(pkt[4:], uint32(p.seq)*160)
+		binary.BigEndian.PutUint32(pkt[8:], 0x1234)
+		if _, err := p.rtp.WriteToUDPAddrPort(pkt, to); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+// recv counts the RTP packets arriving within d, and checks they come from want.
+func (p *party) recv(d time.Duration, want netip.AddrPort) int {
+	p.t.Helper()
+	buf := make([]byte, 2048)
+	n := 0
+	deadline := time.Now().Add(d)
+	for {
+		p.rtp.SetReadDeadline(deadline)
+		_, from, err := p.rtp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return n
+		}
+		if from != want {
+			p.t.Errorf("packet from %v, want the relay's %v", from, want)
+		}
+		n++
+	}
+}
+
+func newMediaManager(t *testing.T, mod func(*Config)) (*Manager, *fakeClock) {
+	t.Helper()
+	eng, err := mplane.NewEngine(mplane.Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return newTestManager(t, func(c *Config) {
+		c.Media = eng
+		c.Interfaces = c.Interfaces[:1]
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+// relayPorts returns the relay's RTP socket facing each party.
+func relayPorts(t *testing.T, m *Manager, id string) (facingA, facingB netip.AddrPort) {
+	t.Helper()
+	info, err := m.Query(id, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range info.Tags {
+		switch tag.Tag {
+		case "A":
+			facingA = tag.Medias[0].Streams[0].Local
+		case "B":
+			facingB = tag.Medias[0].Streams[0].Local
+		}
+	}
+	return facingA, facingB
+}
+
+func setupCall(t *testing.T, m *Manager, id string, a, b *party, o Options) {
+	t.Helper()
+	if _, err := m.Offer(Signal{CallID: id, FromTag: "A", SDP: a.sdp(), Options: o}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Answer(Signal{CallID: id, FromTag: "A", ToTag: "B", SDP: b.sdp()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMediaFlowsThroughCall(t *testing.T) {
+	m, _ := newMediaManager(t, nil)
+	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	setupCall(t, m, "media", a, b, Options{})
+	// toA is the relay socket A talks to (advertised in the answer), toB the
+	// one B talks to (advertised in the offer).
+	toA, toB := relayPorts(t, m, "media")
+	a.send(toA, 20)
+	if got := b.recv(500*time.Millisecond, toB); got != 20 {
+		t.Errorf("B received %d of 20", got)
+	}
+	b.send(toB, 15)
+	if got := a.recv(500*time.Millisecond, toA); got != 15 {
+		t.Errorf("A received %d of 15", got)
+	}
+	info, _ := m.Query("media", "", "")
+	for _, tag := range info.Tags {
+		st := tag.Medias[0].Streams[0]
+		want := map[string]uint64{"A": 20, "B": 15}[tag.Tag]
+		if st.In.Packets != want || st.In.Bytes != want*172 {
+			t.Errorf("tag %s stream stats %+v, want %d packets in", tag.Tag, st.In, want)
+		}
+		if len(st.SSRCs) != 1 || st.SSRCs[0].SSRC != 0x1234 {
+			t.Errorf("tag %s SSRCs %+v", tag.Tag, st.SSRCs)
+		}
+	}
+	if info.RTP.Packets != 35 {
+		t.Errorf("totals RTP %+v, want 35 packets", info.RTP)
+	}
+	zero := 0
+	if _, err := m.Delete(DeleteRequest{CallID: "media", Options: Options{DeleteDelay: &zero}}); err != nil {
+		t.Fatal(err)
+	}
+	s := m.Statistics()
+	if s.RelayedPackets != 35 || s.OneWayStreams != 0 || s.ZeroWayStreams != 0 {
+		t.Errorf("statistics after the call: %+v", s)
+	}
+	// The sockets are gone: nothing is relayed any more.
+	a.send(toA, 5)
+	if got := b.recv(200*time.Millisecond, toB); got != 0 {
+		t.Errorf("deleted call still relays: %d packets", got)
+	}
+}
+
+// Media timestamps are wall-clock, so this test runs on the real clock with
+// short timeouts: a call with media lives, one without dies by timeout, a
+// held one by silent-timeout.
+func TestMediaTimeouts(t *testing.T) {
+	m, _ := newMediaManager(t, func(c *Config) {
+		c.Now = time.Now
+		c.Timeout, c.SilentTimeout, c.FinalTimeout = time.Second, 2*time.Second, 0
+	})
+	m.now = time.Now
+	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	setupCall(t, m, "live", a, b, Options{})
+	setupCall(t, m, "dead", newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), Options{})
+	held := newParty(t, "127.0.0.1")
+	setupCall(t, m, "held", held, newParty(t, "127.0.0.1"), Options{})
+	if _, err := m.Offer(Signal{CallID: "held", FromTag: "A", ToTag: "B", SDP: held.holdSDP()}); err != nil {
+		t.Fatal(err)
+	}
+	toA, _ := relayPorts(t, m, "live")
+	start := time.Now()
+	for time.Since(start) < 1600*time.Millisecond {
+		a.send(toA, 1)
+		time.Sleep(100 * time.Millisecond)
+		m.Expire()
+	}
+	if got := m.List(0); len(got) != 2 || got[0] != "live" || got[1] != "held" {
+		t.Fatalf("after 1.6 s: %v, want [live held] (dead timed out)", got)
+	}
+	for time.Since(start) < 3*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		m.Expire()
+	}
+	if got := m.List(0); len(got) != 0 {
+		t.Errorf("after 3 s: %v, want no calls", got)
+	}
+	s := m.Statistics()
+	if s.Timeout != 2 || s.SilentTimeout != 1 || s.RelayedPackets < 10 {
+		t.Errorf("timeouts %d, silent %d, relayed %d: want 2, 1 and >= 10", s.Timeout, s.SilentTimeout, s.RelayedPackets)
+	}
+}
+
+func TestMediaTOS(t *testing.T) {
+	m, _ := newMediaManager(t, nil)
+	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	tos := 0x28
+	setupCall(t, m, "tos", a, b, Options{TOS: &tos})
+	c := m.lookup("tos")
+	c.mu.Lock()
+	got := c.tos
+	c.mu.Unlock()
+	if got != 0x28 {
+		t.Errorf("call TOS %d, want %d", got, 0x28)
+	}
+}
