@@ -156,6 +156,7 @@ func reason(err error) string {
 // callTree renders a call the way the reference's query and delete replies do.
 func callTree(ci *session.CallInfo) Reply {
 	tags := map[string]any{}
+	ssrcs := map[string]any{}
 	untagged := 0
 	for _, t := range ci.Tags {
 		key := t.Tag
@@ -168,6 +169,13 @@ func callTree(ci *session.CallInfo) Reply {
 			streams := make([]any, 0, len(md.Streams))
 			for _, st := range md.Streams {
 				streams = append(streams, streamTree(st))
+				for _, q := range st.SSRCs {
+					ssrcs[fmt.Sprint(q.SSRC)] = map[string]any{
+						"tag": t.Tag, "packets": q.Packets, "packets lost": q.Lost,
+						"duplicates": q.Duplicates, "reordered": q.Reordered,
+						"jitter": fmt.Sprintf("%.3f", q.JitterMs),
+					}
+				}
 			}
 			medias = append(medias, map[string]any{
 				"index": md.Index, "type": md.Type, "protocol": md.Protocol,
@@ -193,7 +201,7 @@ func callTree(ci *session.CallInfo) Reply {
 		"created":     ci.Created.Unix(),
 		"created_us":  int64(ci.Created.Nanosecond() / 1000),
 		"last signal": ci.LastSignal.Unix(),
-		"SSRC":        map[string]any{},
+		"SSRC":        ssrcs,
 		"tags":        tags,
 		"totals": map[string]any{
 			"RTP":  counters(ci.RTP),

@@ -220,6 +220,8 @@ func TestServerRetransmitWhileSlow(t *testing.T) {
 	if n := h.calls.Load(); n != 1 {
 		t.Errorf("handler ran %d times, want 1", n)
 	}
+	// The server counts a reply right after sending it: wait for the count.
+	waitFor(t, func() bool { return s.Stats().Replies == 5 })
 	st := s.Stats()
 	if st.Requests != 1 || st.Retransmits != 4 || st.Replies != 5 {
 		t.Errorf("stats: Requests %d, Retransmits %d, Replies %d; want 1, 4, 5", st.Requests, st.Retransmits, st.Replies)
@@ -283,6 +285,8 @@ func TestServerStats(t *testing.T) {
 	roundTrip(t, c, "3 d7:command5:Offere")
 	roundTrip(t, c, "4 d7:command9:frobnicate")
 	roundTrip(t, c, "5 x")
+	// The server counts a reply right after sending it: wait for the count.
+	waitFor(t, func() bool { return s.Stats().Replies == 6 })
 	st := s.Stats()
 	lo := netip.MustParseAddr("127.0.0.1")
 	checks := []struct {
