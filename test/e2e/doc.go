@@ -3,8 +3,11 @@
 // Package e2e is the end-to-end harness: the real Kamailio with its rtpengine
 // module drives a relay (relayd, or the incumbent rtpengine for comparison)
 // while real sipp user agents place calls across three network namespaces
-// (caller | Kamailio + relay | callee) that have no route between caller and
-// callee, so media that does not go through the relay is lost.
+// (caller | Kamailio + relay | callee), in two layouts: the relay with one
+// interface on a segment it shares with both endpoints, where media that skips
+// the relay arrives from the wrong address; and the relay with two interfaces
+// on separate segments, with no route between caller and callee, where such
+// media is lost.
 //
 // The package owns only test tooling. The non-test files hold the pieces that
 // need neither root nor external programs and are unit- and fuzz-tested on

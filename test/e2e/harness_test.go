@@ -27,8 +27,11 @@ const (
 	callerAddr   = "198.51.100.10"
 	relayExtAddr = "198.51.100.1"
 	relayIntAddr = "192.0.2.1"
-	calleeAddr   = "192.0.2.10"
-	netmaskBits  = 24
+	// The callee sits on the internal segment with two relay interfaces,
+	// and next to the caller on the external one with a single interface.
+	calleeIntAddr = "192.0.2.10"
+	calleeExtAddr = "198.51.100.20"
+	netmaskBits   = 24
 
 	sipPort = 5060
 	ngPort  = 2223
@@ -40,11 +43,71 @@ const (
 	rtpengineBin = "/usr/bin/rtpengine"
 	g711aPcap    = "/usr/share/sip-tester/g711a.pcap"
 
-	// Veth names live inside the namespaces, so they never clash between runs.
-	relayExtIf = "ext0"
-	relayIntIf = "int0"
-	endpointIf = "eth0"
+	// Link names live inside the namespaces, so they never clash between
+	// runs.
+	relayExtIf    = "ext0"
+	relayIntIf    = "int0"
+	relayBridge   = "br0"
+	relayCalleeIf = "ext1" // the callee's bridge port with a single interface
+	endpointIf    = "eth0"
 )
+
+// variant is one of the network layouts every Kamailio test runs in, as a
+// subtest of its own.
+type variant struct {
+	name string
+	// twoInterfaces: caller and callee on separate segments, the relay on
+	// both with named interfaces, and the production direction flags.
+	// Otherwise all three share one segment and the relay has one
+	// unnamed interface.
+	twoInterfaces bool
+	// calleeAddr is the callee's own address; relayCalleeAddr is the
+	// relay's address on the callee's side, which the callee's SDP must
+	// name.
+	calleeAddr, relayCalleeAddr string
+}
+
+// variants are the layouts of the issue: plain, and the production one.
+func variants() []variant {
+	return []variant{
+		{name: "single-interface", calleeAddr: calleeExtAddr, relayCalleeAddr: relayExtAddr},
+		{name: "two-interfaces", twoInterfaces: true, calleeAddr: calleeIntAddr, relayCalleeAddr: relayIntAddr},
+	}
+}
+
+// relayInterfaces are the relay's --interface values.
+func (v variant) relayInterfaces() []string {
+	if v.twoInterfaces {
+		return []string{"external/" + relayExtAddr, "internal/" + relayIntAddr}
+	}
+	return []string{relayExtAddr}
+}
+
+// kamailioParams: Kamailio listens on each relay address and, with two
+// interfaces, adds the production direction flags.
+func (v variant) kamailioParams(modulesDir string) kamailioParams {
+	p := kamailioParams{
+		ModulesDir:   modulesDir,
+		RelayExtAddr: relayExtAddr,
+		CalleeAddr:   v.calleeAddr,
+		SIPPort:      sipPort,
+		NGPort:       ngPort,
+	}
+	if v.twoInterfaces {
+		p.RelayIntAddr = relayIntAddr
+		p.Directions = true
+	}
+	return p
+}
+
+// forEachVariant runs test once per layout, one after the other: the media
+// test counts every packet, and two of them at once would compete for CPU.
+func forEachVariant(t *testing.T, test func(t *testing.T, v variant)) {
+	t.Helper()
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) { test(t, v) })
+	}
+}
 
 // unavailable stops a test whose machine lacks something the harness needs:
 // a skip locally, a failure when CI is set, where a skip would hide that the
@@ -212,16 +275,19 @@ func runCommand(t *testing.T, argv ...string) {
 	}
 }
 
-// topology is three network namespaces: caller ↔ relay ↔ callee. The relay
-// namespace does not forward, and caller and callee have only their own
-// subnet, so media can only flow through the relay process.
+// topology is three network namespaces: caller, relay (Kamailio and the
+// relay process), callee. With two interfaces caller and callee each have
+// only their own segment and the relay namespace does not forward, so media
+// can only flow through the relay process. With one interface all three share
+// a bridge in the relay namespace, so caller and callee can reach each other
+// directly and only the source addresses tell relayed media from a bypass.
 type topology struct {
 	caller, relay, callee string
 }
 
 func nsPath(name string) string { return "/run/netns/" + name }
 
-func newTopology(t *testing.T) *topology {
+func newTopology(t *testing.T, v variant) *topology {
 	t.Helper()
 	// PID keeps parallel runs apart; the test-name hash keeps this run's
 	// tests apart without package-level state.
@@ -243,18 +309,41 @@ func newTopology(t *testing.T) *topology {
 			}
 		})
 	}
+	cidr := func(addr string) string { return fmt.Sprintf("%s/%d", addr, netmaskBits) }
+	// The relay namespace's end of the callee's veth.
+	calleePort := relayIntIf
+	if !v.twoInterfaces {
+		calleePort = relayCalleeIf
+	}
 	steps := [][]string{
 		{"ip", "-n", tp.relay, "link", "add", relayExtIf, "type", "veth", "peer", "name", endpointIf, "netns", tp.caller},
-		{"ip", "-n", tp.relay, "link", "add", relayIntIf, "type", "veth", "peer", "name", endpointIf, "netns", tp.callee},
-		{"ip", "-n", tp.relay, "addr", "add", fmt.Sprintf("%s/%d", relayExtAddr, netmaskBits), "dev", relayExtIf},
-		{"ip", "-n", tp.relay, "addr", "add", fmt.Sprintf("%s/%d", relayIntAddr, netmaskBits), "dev", relayIntIf},
-		{"ip", "-n", tp.caller, "addr", "add", fmt.Sprintf("%s/%d", callerAddr, netmaskBits), "dev", endpointIf},
-		{"ip", "-n", tp.callee, "addr", "add", fmt.Sprintf("%s/%d", calleeAddr, netmaskBits), "dev", endpointIf},
-		{"ip", "-n", tp.relay, "link", "set", relayExtIf, "up"},
-		{"ip", "-n", tp.relay, "link", "set", relayIntIf, "up"},
-		{"ip", "-n", tp.caller, "link", "set", endpointIf, "up"},
-		{"ip", "-n", tp.callee, "link", "set", endpointIf, "up"},
+		{"ip", "-n", tp.relay, "link", "add", calleePort, "type", "veth", "peer", "name", endpointIf, "netns", tp.callee},
+		{"ip", "-n", tp.caller, "addr", "add", cidr(callerAddr), "dev", endpointIf},
+		{"ip", "-n", tp.callee, "addr", "add", cidr(v.calleeAddr), "dev", endpointIf},
 	}
+	if v.twoInterfaces {
+		steps = append(steps,
+			[]string{"ip", "-n", tp.relay, "addr", "add", cidr(relayExtAddr), "dev", relayExtIf},
+			[]string{"ip", "-n", tp.relay, "addr", "add", cidr(relayIntAddr), "dev", relayIntIf},
+		)
+	} else {
+		// The relay's address is on the bridge, whose ports are the two
+		// endpoints' veths: one segment, as if all three shared a switch.
+		// Without STP, ports forward as soon as they are up.
+		steps = append(steps,
+			[]string{"ip", "-n", tp.relay, "link", "add", relayBridge, "type", "bridge", "stp_state", "0"},
+			[]string{"ip", "-n", tp.relay, "link", "set", relayExtIf, "master", relayBridge},
+			[]string{"ip", "-n", tp.relay, "link", "set", relayCalleeIf, "master", relayBridge},
+			[]string{"ip", "-n", tp.relay, "addr", "add", cidr(relayExtAddr), "dev", relayBridge},
+			[]string{"ip", "-n", tp.relay, "link", "set", relayBridge, "up"},
+		)
+	}
+	steps = append(steps,
+		[]string{"ip", "-n", tp.relay, "link", "set", relayExtIf, "up"},
+		[]string{"ip", "-n", tp.relay, "link", "set", calleePort, "up"},
+		[]string{"ip", "-n", tp.caller, "link", "set", endpointIf, "up"},
+		[]string{"ip", "-n", tp.callee, "link", "set", endpointIf, "up"},
+	)
 	for _, ns := range []string{tp.caller, tp.relay, tp.callee} {
 		steps = append(steps, []string{"ip", "-n", ns, "link", "set", "lo", "up"})
 	}
@@ -262,15 +351,53 @@ func newTopology(t *testing.T) *topology {
 		runCommand(t, s...)
 	}
 	// A new namespace normally starts with forwarding off, but a host can
-	// make namespaces inherit its settings: force it, or the "no bypass"
-	// claim would depend on the host.
+	// make namespaces inherit its settings: force it, or the two-interface
+	// "no bypass" claim would depend on the host. (Bridging does not need
+	// it.)
 	err := DoInNetns(nsPath(tp.relay), func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
 	})
 	if err != nil {
 		t.Fatalf("disable forwarding in %s: %v", tp.relay, err)
 	}
+	tp.checkDirectPath(t, v)
 	return tp
+}
+
+// checkDirectPath sends one datagram from the caller straight to the callee
+// and requires it to arrive with one interface and to be lost with two, so
+// each layout is known to be what the tests' claims rest on.
+func (tp *topology) checkDirectPath(t *testing.T, v variant) {
+	t.Helper()
+	rx, err := ListenUDPInNetns(nsPath(tp.callee), &net.UDPAddr{IP: net.ParseIP(v.calleeAddr)})
+	if err != nil {
+		t.Fatalf("direct-path probe: %v", err)
+	}
+	defer rx.Close()
+	tx, err := ListenUDPInNetns(nsPath(tp.caller), &net.UDPAddr{IP: net.ParseIP(callerAddr)})
+	if err != nil {
+		t.Fatalf("direct-path probe: %v", err)
+	}
+	defer tx.Close()
+	probe := []byte("e2e direct-path probe")
+	// A send error (no route) is the two-interface layout working as meant.
+	_, sendErr := tx.WriteToUDP(probe, rx.LocalAddr().(*net.UDPAddr))
+	arrived := false
+	if sendErr == nil {
+		// The first datagram waits for ARP; a second is not needed.
+		if err := rx.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, from, err := rx.ReadFromUDP(buf)
+		arrived = err == nil && bytes.Equal(buf[:n], probe) && from.IP.Equal(net.ParseIP(callerAddr))
+	}
+	switch {
+	case v.twoInterfaces && arrived:
+		t.Fatalf("caller %s reached callee %s without the relay: the two-interface layout must not allow it", callerAddr, v.calleeAddr)
+	case !v.twoInterfaces && !arrived:
+		t.Fatalf("caller %s could not reach callee %s directly (send: %v): the single-interface layout must allow it", callerAddr, v.calleeAddr, sendErr)
+	}
 }
 
 // process is one program started inside a namespace with `ip netns exec`,
@@ -356,23 +483,23 @@ type relay struct {
 	ng   *NGClient
 }
 
-func startRelay(t *testing.T, tp *topology, dir string) *relay {
+func startRelay(t *testing.T, tp *topology, v variant, dir string) *relay {
 	t.Helper()
 	kind := relayUnderTest(t)
 	// The same long options serve both relays: relayd accepts the
 	// incumbent's configuration keys.
-	args := []string{
-		"--config-file=none",
-		"--foreground",
-		"--interface=external/" + relayExtAddr,
-		"--interface=internal/" + relayIntAddr,
+	args := []string{"--config-file=none", "--foreground"}
+	for _, ifa := range v.relayInterfaces() {
+		args = append(args, "--interface="+ifa)
+	}
+	args = append(args,
 		fmt.Sprintf("--listen-ng=127.0.0.1:%d", ngPort),
 		fmt.Sprintf("--port-min=%d", relayPortMin),
 		fmt.Sprintf("--port-max=%d", relayPortMax),
 		"--delete-delay=0",
 		"--timeout=60",
 		"--log-level=6",
-	}
+	)
 	var bin string
 	switch kind {
 	case relayRtpengine:
@@ -441,20 +568,13 @@ func (r *relay) statistics() (map[string]any, error) {
 
 // startKamailio writes the proxy config, checks it, starts Kamailio in the
 // relay namespace and waits until it answers OPTIONS from the caller side.
-func startKamailio(t *testing.T, tp *topology, dir string) *process {
+func startKamailio(t *testing.T, tp *topology, v variant, dir string) *process {
 	t.Helper()
 	modules, err := kamailioModulesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := kamailioConfig(kamailioParams{
-		ModulesDir:   modules,
-		RelayExtAddr: relayExtAddr,
-		RelayIntAddr: relayIntAddr,
-		CalleeAddr:   calleeAddr,
-		SIPPort:      sipPort,
-		NGPort:       ngPort,
-	})
+	cfg, err := kamailioConfig(v.kamailioParams(modules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +689,7 @@ func startSipp(t *testing.T, ns, dir, name, scenario string, args ...string) *si
 	return s
 }
 
-// startSippUAS starts the callee and waits until it listens.
+// startSippUAS starts the callee at p.CalleeAddr and waits until it listens.
 func startSippUAS(t *testing.T, tp *topology, dir string, p sippParams, calls int) *sipp {
 	t.Helper()
 	scenario, err := uasScenario(p)
@@ -577,8 +697,8 @@ func startSippUAS(t *testing.T, tp *topology, dir string, p sippParams, calls in
 		t.Fatal(err)
 	}
 	uas := startSipp(t, tp.callee, dir, "callee", scenario,
-		"-i", calleeAddr, "-p", strconv.Itoa(sipPort),
-		"-mi", calleeAddr, "-mp", strconv.Itoa(endpointMediaPort),
+		"-i", p.CalleeAddr, "-p", strconv.Itoa(sipPort),
+		"-mi", p.CalleeAddr, "-mp", strconv.Itoa(endpointMediaPort),
 		"-m", strconv.Itoa(calls))
 	uas.waitBound(t, sipPort)
 	return uas

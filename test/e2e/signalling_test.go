@@ -11,18 +11,22 @@ import (
 )
 
 // TestKamailioSignalling places one call caller → Kamailio → callee with a
-// re-INVITE and checks that the relay, driven only by Kamailio's rtpengine
-// module, hands each side its own interface's address and a port it really
-// allocated for the call, keeps those ports across the re-INVITE, and frees
-// the call on BYE.
+// re-INVITE, in each network layout, and checks that the relay, driven only
+// by Kamailio's rtpengine module, hands each side its own interface's address
+// and a port it really allocated for the call, keeps those ports across the
+// re-INVITE, and frees the call on BYE.
 func TestKamailioSignalling(t *testing.T) {
 	requireEnvironment(t, false)
-	dir := artifactDir(t)
-	tp := newTopology(t)
-	r := startRelay(t, tp, dir)
-	startKamailio(t, tp, dir)
+	forEachVariant(t, testSignalling)
+}
 
-	params := sippParams{CalleeAddr: calleeAddr, CalleePort: sipPort, ReInvite: true, HoldMS: 2000}
+func testSignalling(t *testing.T, v variant) {
+	dir := artifactDir(t)
+	tp := newTopology(t, v)
+	r := startRelay(t, tp, v, dir)
+	startKamailio(t, tp, v, dir)
+
+	params := sippParams{CalleeAddr: v.calleeAddr, CalleePort: sipPort, ReInvite: true, HoldMS: 2000}
 	uas := startSippUAS(t, tp, dir, params, 1)
 	watch := watchCalls(r.ng, 100*time.Millisecond)
 	uac := startSippUAC(t, tp, dir, params, 1)
@@ -40,10 +44,10 @@ func TestKamailioSignalling(t *testing.T) {
 		relay  string // the relay address this side must be given
 		other  string // the far endpoint's address, which must not leak
 	}{
-		{"INVITE at the callee", calleeMsgs, 0, 1, relayIntAddr, callerAddr},
-		{"200 OK at the caller", callerMsgs, 200, 1, relayExtAddr, calleeAddr},
-		{"re-INVITE at the callee", calleeMsgs, 0, 2, relayIntAddr, callerAddr},
-		{"re-INVITE's 200 OK at the caller", callerMsgs, 200, 2, relayExtAddr, calleeAddr},
+		{"INVITE at the callee", calleeMsgs, 0, 1, v.relayCalleeAddr, callerAddr},
+		{"200 OK at the caller", callerMsgs, 200, 1, relayExtAddr, v.calleeAddr},
+		{"re-INVITE at the callee", calleeMsgs, 0, 2, v.relayCalleeAddr, callerAddr},
+		{"re-INVITE's 200 OK at the caller", callerMsgs, 200, 2, relayExtAddr, v.calleeAddr},
 	}
 	got := make([]SDPMedia, len(legs))
 	for i, l := range legs {
