@@ -252,14 +252,25 @@ func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.
 		}
 		return st, reject
 	}
+	r := rankOf(src, cfg.peer)
 	have := st.src.IsValid()
+	// strict-source: until a source latches, only the signalled address may be
+	// forwarded or learned (the reference's post-CVE-2025-53399 rule). A party
+	// behind NAT is then expected through SIP-source-address or media-address.
+	// Once the window is over, a refused packet still latches the best
+	// candidate, so that refusals cannot stretch learning out.
+	if cfg.strict && r < rankSameAddr {
+		if have && canLatch && !now.Before(cfg.windowEnd) {
+			return st.learn(st.src, 0, st.rank, true), reject
+		}
+		return st, reject
+	}
 	if cfg.mode == Immediate {
 		if !canLatch {
 			return st, accept
 		}
-		return st.learn(src, scope, rankOf(src, cfg.peer), true), accept
+		return st.learn(src, scope, r, true), accept
 	}
-	r := rankOf(src, cfg.peer)
 	if now.Before(cfg.windowEnd) {
 		if !canLatch {
 			if cfg.strict && cfg.mode == Heuristic && have && r < st.rank {

@@ -169,7 +169,7 @@ func (st *streamState) info(md *media) StreamInfo {
 	if s.Confirmed {
 		si.Flags = append(si.Flags, "confirmed")
 	}
-	si.In = Counters{Packets: s.In.Packets, Bytes: s.In.Bytes, Errors: s.In.Errors + s.Dropped + s.Rejected}
+	si.In = Counters{Packets: s.In.Packets, Bytes: s.In.Bytes, Errors: s.In.Errors + s.Dropped}
 	si.Out = Counters{Packets: s.Out.Packets, Bytes: s.Out.Bytes, Errors: s.Out.Errors}
 	si.LastPacket = s.In.LastPacket
 	for _, x := range s.SSRCs {
@@ -306,7 +306,7 @@ func (c *Call) liveCounters() liveTotals {
 					s := st.ms.Stats()
 					l.packets += s.In.Packets
 					l.bytes += s.In.Bytes
-					l.errors += s.In.Errors + s.Dropped + s.Rejected
+					l.errors += s.In.Errors + s.Dropped
 					l.streams++
 				}
 			}
