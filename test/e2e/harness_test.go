@@ -16,9 +16,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // Addresses come from the documentation ranges (RFC 5737) so the harness can
@@ -109,17 +110,6 @@ func forEachVariant(t *testing.T, test func(t *testing.T, v variant)) {
 	}
 }
 
-// unavailable stops a test whose machine lacks something the harness needs:
-// a skip locally, a failure when CI is set, where a skip would hide that the
-// end-to-end proof never ran.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" (CI is set: failing instead of skipping)", args...)
-	}
-	t.Skipf(format, args...)
-}
-
 type relayKind string
 
 const (
@@ -145,7 +135,7 @@ func relayUnderTest(t *testing.T) relayKind {
 func requireEnvironment(t *testing.T, media bool) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "end-to-end tests need root (network namespaces, raw sockets for sipp's play_pcap_audio); run with sudo")
+		testenv.Unavailable(t, "end-to-end tests need root (network namespaces, raw sockets for sipp's play_pcap_audio); run with sudo")
 	}
 	// kamailio and ip live in sbin, which a user's PATH kept by `sudo -E`
 	// may lack.
@@ -162,27 +152,27 @@ func requireEnvironment(t *testing.T, media bool) {
 	}
 	for _, b := range bins {
 		if _, err := exec.LookPath(b); err != nil {
-			unavailable(t, "%s not found (%v); install the packages in scripts/test-deps.txt", b, err)
+			testenv.Unavailable(t, "%s not found (%v); install the packages in scripts/test-deps.txt", b, err)
 		}
 	}
 	if _, err := kamailioModulesDir(); err != nil {
-		unavailable(t, "%v; install the kamailio package", err)
+		testenv.Unavailable(t, "%v; install the kamailio package", err)
 	}
 	switch relayUnderTest(t) {
 	case relayRtpengine:
 		if _, err := os.Stat(rtpengineBin); err != nil {
-			unavailable(t, "E2E_RELAY=rtpengine but %v; install rtpengine-daemon", err)
+			testenv.Unavailable(t, "E2E_RELAY=rtpengine but %v; install rtpengine-daemon", err)
 		}
 	case relayRelayd:
 		if os.Getenv("E2E_RELAYD_BIN") == "" {
 			if _, err := exec.LookPath("go"); err != nil {
-				unavailable(t, "go not in PATH to build relayd (%v); set E2E_RELAYD_BIN", err)
+				testenv.Unavailable(t, "go not in PATH to build relayd (%v); set E2E_RELAYD_BIN", err)
 			}
 		}
 	}
 	if media {
 		if _, err := os.Stat(g711aPcap); err != nil {
-			unavailable(t, "%v; install sip-tester", err)
+			testenv.Unavailable(t, "%v; install sip-tester", err)
 		}
 	}
 }
@@ -203,22 +193,6 @@ func kamailioModulesDir() (string, error) {
 	return "", fmt.Errorf("kamailio's rtpengine.so not found in %v", candidates)
 }
 
-// artifactDir is where configs, logs, traces and captures go: a temp dir, or
-// E2E_ARTIFACTS/<test> to keep them after the run.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("E2E_ARTIFACTS")
-	if base == "" {
-		return t.TempDir()
-	}
-	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifact dir: %v", err)
-	}
-	t.Logf("artifacts kept in %s", dir)
-	return dir
-}
-
 // showOnFailure prints the tail of a log file if the test has failed by the
 // time cleanup runs.
 func showOnFailure(t *testing.T, label, path string) {
@@ -235,16 +209,8 @@ func showOnFailure(t *testing.T, label, path string) {
 			t.Logf("--- %s (%s): %v", label, path, err)
 			return
 		}
-		t.Logf("--- %s (%s), last lines:\n%s", label, path, tail(string(data), 80))
+		t.Logf("--- %s (%s), last lines:\n%s", label, path, testenv.Tail(string(data), 80))
 	})
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("[... %d lines omitted]", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }
 
 // waitUntil polls cond every 100 ms until it reports true, returns an error
@@ -267,14 +233,6 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bo
 	}
 }
 
-func runCommand(t *testing.T, argv ...string) {
-	t.Helper()
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
-	}
-}
-
 // topology is three network namespaces: caller, relay (Kamailio and the
 // relay process), callee. With two interfaces caller and callee each have
 // only their own segment and the relay namespace does not forward, so media
@@ -284,8 +242,6 @@ func runCommand(t *testing.T, argv ...string) {
 type topology struct {
 	caller, relay, callee string
 }
-
-func nsPath(name string) string { return "/run/netns/" + name }
 
 func newTopology(t *testing.T, v variant) *topology {
 	t.Helper()
@@ -300,7 +256,7 @@ func newTopology(t *testing.T, v variant) *topology {
 		callee: "e2e-callee-" + suffix,
 	}
 	for _, ns := range []string{tp.caller, tp.relay, tp.callee} {
-		runCommand(t, "ip", "netns", "add", ns)
+		testenv.Run(t, "ip", "netns", "add", ns)
 		// Registered before any process starts, so it runs after every
 		// process cleanup (cleanups run last-in first-out).
 		t.Cleanup(func() {
@@ -348,13 +304,13 @@ func newTopology(t *testing.T, v variant) *topology {
 		steps = append(steps, []string{"ip", "-n", ns, "link", "set", "lo", "up"})
 	}
 	for _, s := range steps {
-		runCommand(t, s...)
+		testenv.Run(t, s...)
 	}
 	// A new namespace normally starts with forwarding off, but a host can
 	// make namespaces inherit its settings: force it, or the two-interface
 	// "no bypass" claim would depend on the host. (Bridging does not need
 	// it.)
-	err := DoInNetns(nsPath(tp.relay), func() error {
+	err := DoInNetns(testenv.NSPath(tp.relay), func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
 	})
 	if err != nil {
@@ -369,12 +325,12 @@ func newTopology(t *testing.T, v variant) *topology {
 // each layout is known to be what the tests' claims rest on.
 func (tp *topology) checkDirectPath(t *testing.T, v variant) {
 	t.Helper()
-	rx, err := ListenUDPInNetns(nsPath(tp.callee), &net.UDPAddr{IP: net.ParseIP(v.calleeAddr)})
+	rx, err := ListenUDPInNetns(testenv.NSPath(tp.callee), &net.UDPAddr{IP: net.ParseIP(v.calleeAddr)})
 	if err != nil {
 		t.Fatalf("direct-path probe: %v", err)
 	}
 	defer rx.Close()
-	tx, err := ListenUDPInNetns(nsPath(tp.caller), &net.UDPAddr{IP: net.ParseIP(callerAddr)})
+	tx, err := ListenUDPInNetns(testenv.NSPath(tp.caller), &net.UDPAddr{IP: net.ParseIP(callerAddr)})
 	if err != nil {
 		t.Fatalf("direct-path probe: %v", err)
 	}
@@ -400,86 +356,18 @@ func (tp *topology) checkDirectPath(t *testing.T, v variant) {
 	}
 }
 
-// process is one program started inside a namespace with `ip netns exec`,
-// which execs it, so the PID is the program's own. It gets its own process
-// group so that stopping it also stops its children (Kamailio forks) and
-// nothing else.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
-
-func startProcess(t *testing.T, ns, name, logPath string, argv ...string) *process {
+func startProcess(t *testing.T, ns, name, logPath string, argv ...string) *testenv.Process {
 	t.Helper()
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("%s log: %v", name, err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Pdeathsig: if the test binary is killed, the relay, Kamailio and sipp
-	// do not linger.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Logf("%s started %s (pid %d) in %s: %s", time.Now().Format("15:04:05.000"), name, cmd.Process.Pid, ns, strings.Join(argv, " "))
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
+	p := testenv.StartProcess(t, ns, name, logPath, argv...)
 	showOnFailure(t, name+" output", logPath)
-	t.Cleanup(func() { p.stop(t, syscall.SIGTERM) })
 	return p
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop signals the process group, waits, and kills it if it does not exit.
-func (p *process) stop(t *testing.T, sig syscall.Signal) {
-	if p.exited() {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, sig)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(5 * time.Second):
-	}
-	t.Logf("%s ignored %v for 5s; killing", p.name, sig)
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-p.done
-}
-
-// wait waits for the process to exit by itself and returns its exit error.
-func (p *process) wait(timeout time.Duration) error {
-	select {
-	case <-p.done:
-		return p.waitErr
-	case <-time.After(timeout):
-		return fmt.Errorf("%s still running after %v", p.name, timeout)
-	}
 }
 
 // relay is the relay under test, running in the relay namespace, and an ng
 // client whose socket lives in that namespace too.
 type relay struct {
 	kind relayKind
-	proc *process
+	proc *testenv.Process
 	ng   *NGClient
 }
 
@@ -507,50 +395,26 @@ func startRelay(t *testing.T, tp *topology, v variant, dir string) *relay {
 		// Userspace forwarding only (no kernel module), logs to our file.
 		args = append(args, "--table=-1", "--log-stderr")
 	case relayRelayd:
-		bin = relaydBinary(t, dir)
+		bin = testenv.RelaydBinary(t, dir)
 	}
 	logPath := filepath.Join(dir, string(kind)+".log")
 	p := startProcess(t, tp.relay, string(kind), logPath, append([]string{bin}, args...)...)
 
-	conn, err := ListenUDPInNetns(nsPath(tp.relay), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := ListenUDPInNetns(testenv.NSPath(tp.relay), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatalf("ng client socket: %v", err)
 	}
 	ng := NewNGClient(conn, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ngPort}, 500*time.Millisecond, 3)
 	t.Cleanup(func() { ng.Close() })
 	waitUntil(t, 15*time.Second, string(kind)+" to answer an ng ping", func() (bool, error) {
-		if p.exited() {
-			return false, fmt.Errorf("%s exited: %v", kind, p.waitErr)
+		if p.Exited() {
+			return false, fmt.Errorf("%s exited: %v", kind, p.Err())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		return ng.Ping(ctx) == nil, nil
 	})
 	return &relay{kind: kind, proc: p, ng: ng}
-}
-
-// relaydBinary builds ./cmd/relayd from the module root, or uses
-// E2E_RELAYD_BIN.
-func relaydBinary(t *testing.T, dir string) string {
-	t.Helper()
-	if bin := os.Getenv("E2E_RELAYD_BIN"); bin != "" {
-		return bin
-	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		t.Fatalf("go env GOMOD = %q: not inside the relayd module", gomod)
-	}
-	bin := filepath.Join(dir, "relayd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/relayd")
-	build.Dir = filepath.Dir(gomod)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/relayd (E2E_RELAY=rtpengine runs the harness against the incumbent): %v\n%s", err, out)
-	}
-	return bin
 }
 
 // list and statistics are one-shot ng exchanges with their own deadline.
@@ -568,7 +432,7 @@ func (r *relay) statistics() (map[string]any, error) {
 
 // startKamailio writes the proxy config, checks it, starts Kamailio in the
 // relay namespace and waits until it answers OPTIONS from the caller side.
-func startKamailio(t *testing.T, tp *topology, v variant, dir string) *process {
+func startKamailio(t *testing.T, tp *topology, v variant, dir string) *testenv.Process {
 	t.Helper()
 	modules, err := kamailioModulesDir()
 	if err != nil {
@@ -600,7 +464,7 @@ func startKamailio(t *testing.T, tp *topology, v variant, dir string) *process {
 		"unshare", "--pid", "--kill-child=SIGKILL",
 		"kamailio", "-f", cfgPath, "-L", modules, "-Y", runDir, "-w", runDir, "-DD", "-E", "-m", "64", "-M", "8")
 
-	conn, err := ListenUDPInNetns(nsPath(tp.caller), &net.UDPAddr{IP: net.ParseIP(callerAddr)})
+	conn, err := ListenUDPInNetns(testenv.NSPath(tp.caller), &net.UDPAddr{IP: net.ParseIP(callerAddr)})
 	if err != nil {
 		t.Fatalf("SIP probe socket: %v", err)
 	}
@@ -608,8 +472,8 @@ func startKamailio(t *testing.T, tp *topology, v variant, dir string) *process {
 	server := &net.UDPAddr{IP: net.ParseIP(relayExtAddr), Port: sipPort}
 	probe := 0
 	waitUntil(t, 15*time.Second, "kamailio to answer OPTIONS", func() (bool, error) {
-		if p.exited() {
-			return false, fmt.Errorf("kamailio exited: %v", p.waitErr)
+		if p.Exited() {
+			return false, fmt.Errorf("kamailio exited: %v", p.Err())
 		}
 		probe++
 		ok, err := sipOptionsPing(conn, server, probe)
@@ -659,7 +523,7 @@ func sipOptionsPing(conn *net.UDPConn, server *net.UDPAddr, n int) (bool, error)
 // its message trace kept for assertions.
 type sipp struct {
 	name    string
-	proc    *process
+	proc    *testenv.Process
 	msgLog  string
 	errLog  string
 	started time.Time
@@ -724,10 +588,10 @@ func startSippUAC(t *testing.T, tp *topology, dir string, p sippParams, calls in
 func (s *sipp) waitBound(t *testing.T, port int) {
 	t.Helper()
 	suffix := fmt.Sprintf(":%04X", port)
-	path := fmt.Sprintf("/proc/%d/net/udp", s.proc.cmd.Process.Pid)
+	path := fmt.Sprintf("/proc/%d/net/udp", s.proc.Pid())
 	waitUntil(t, 10*time.Second, s.name+" to bind its SIP port", func() (bool, error) {
-		if s.proc.exited() {
-			return false, fmt.Errorf("%s exited: %v", s.name, s.proc.waitErr)
+		if s.proc.Exited() {
+			return false, fmt.Errorf("%s exited: %v", s.name, s.proc.Err())
 		}
 		f, err := os.Open(path)
 		if err != nil {
@@ -748,7 +612,7 @@ func (s *sipp) waitBound(t *testing.T, port int) {
 // wait waits for sipp to finish its calls and requires success (exit 0).
 func (s *sipp) wait(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	if err := s.proc.wait(timeout); err != nil {
+	if err := s.proc.Wait(timeout); err != nil {
 		t.Fatalf("%s: %v (exit 1 = some call failed: see its unexpected-messages log)", s.name, err)
 	}
 	t.Logf("%s finished after %v", s.name, time.Since(s.started).Round(time.Millisecond))

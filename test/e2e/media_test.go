@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 const (
@@ -45,7 +47,7 @@ func TestKamailioMedia(t *testing.T) {
 }
 
 func testMedia(t *testing.T, v variant) {
-	dir := artifactDir(t)
+	dir := testenv.ArtifactDir(t, "E2E_ARTIFACTS")
 	tp := newTopology(t, v)
 	r := startRelay(t, tp, v, dir)
 	startKamailio(t, tp, v, dir)
@@ -182,7 +184,7 @@ func advertisedPorts(t *testing.T, what string, msgs []SIPMessage, status int, r
 // reached it.
 type capture struct {
 	name string
-	proc *process
+	proc *testenv.Process
 	file string
 	log  string
 
@@ -199,8 +201,8 @@ func startCapture(t *testing.T, ns, dir, name string) *capture {
 	c.proc = startProcess(t, ns, "dumpcap "+name, c.log,
 		"dumpcap", "-i", endpointIf, "-f", fmt.Sprintf("udp and not port %d", sipPort), "-P", "-w", c.file)
 	waitUntil(t, 10*time.Second, "dumpcap to capture in the "+name+" namespace", func() (bool, error) {
-		if c.proc.exited() {
-			return false, fmt.Errorf("dumpcap exited: %v", c.proc.waitErr)
+		if c.proc.Exited() {
+			return false, fmt.Errorf("dumpcap exited: %v", c.proc.Err())
 		}
 		data, _ := os.ReadFile(c.log)
 		return bytes.Contains(data, []byte("Capturing on")), nil
@@ -215,8 +217,8 @@ var dumpcapDrops = regexp.MustCompile(`Packets received/dropped on interface '[^
 // its summary.
 // Only once: a second SIGINT could cut the flush short.
 func (c *capture) interrupt() {
-	if !c.interrupted && !c.proc.exited() {
-		_ = syscall.Kill(c.proc.cmd.Process.Pid, syscall.SIGINT)
+	if !c.interrupted && !c.proc.Exited() {
+		_ = syscall.Kill(c.proc.Pid(), syscall.SIGINT)
 	}
 	c.interrupted = true
 }
@@ -226,7 +228,7 @@ func (c *capture) interrupt() {
 func (c *capture) packets(t *testing.T) []udpPacket {
 	t.Helper()
 	c.interrupt()
-	if err := c.proc.wait(10 * time.Second); err != nil {
+	if err := c.proc.Wait(10 * time.Second); err != nil {
 		t.Fatalf("%s capture: %v", c.name, err)
 	}
 	data, err := os.ReadFile(c.log)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // TestKamailioSignalling places one call caller → Kamailio → callee with a
@@ -21,7 +23,7 @@ func TestKamailioSignalling(t *testing.T) {
 }
 
 func testSignalling(t *testing.T, v variant) {
-	dir := artifactDir(t)
+	dir := testenv.ArtifactDir(t, "E2E_ARTIFACTS")
 	tp := newTopology(t, v)
 	r := startRelay(t, tp, v, dir)
 	startKamailio(t, tp, v, dir)

@@ -16,9 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 
 	"github.com/relayd/relayd/test/e2e"
 )
@@ -64,79 +65,20 @@ func ap(addr string, port int) netip.AddrPort {
 	return netip.AddrPortFrom(ip(addr), uint16(port))
 }
 
-// unavailable stops a test whose machine lacks something it needs: a skip
-// locally, a failure when CI is set, where a skip would hide that the proof
-// never ran.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format+" (CI is set: failing instead of skipping)", args...)
-	}
-	t.Skipf(format, args...)
-}
-
 // requireEnvironment checks root and the programs the harness runs before
 // anything is created.
 func requireEnvironment(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "media tests need root (network namespaces, veth links, a bridge); run with sudo -E")
+		testenv.Unavailable(t, "media tests need root (network namespaces, veth links, a bridge); run with sudo -E")
 	}
-	if _, err := ipBinary(); err != nil {
-		unavailable(t, "%v", err)
+	if _, err := testenv.IPBinary(); err != nil {
+		testenv.Unavailable(t, "%v", err)
 	}
 	if os.Getenv("E2E_RELAYD_BIN") == "" {
 		if _, err := exec.LookPath("go"); err != nil {
-			unavailable(t, "go not in PATH to build relayd (%v); set E2E_RELAYD_BIN", err)
+			testenv.Unavailable(t, "go not in PATH to build relayd (%v); set E2E_RELAYD_BIN", err)
 		}
-	}
-}
-
-// artifactDir is where the relay's log goes: a temp dir, or
-// MEDIA_ARTIFACTS/<test> to keep it after the run.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("MEDIA_ARTIFACTS")
-	if base == "" {
-		return t.TempDir()
-	}
-	dir := filepath.Join(base, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifact dir: %v", err)
-	}
-	t.Logf("artifacts kept in %s", dir)
-	return dir
-}
-
-// ipBinary finds iproute2's ip, which lives in sbin, which a user's PATH
-// kept by `sudo -E` may lack. (t.Setenv would forbid parallel tests.)
-func ipBinary() (string, error) {
-	if p, err := exec.LookPath("ip"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("ip (iproute2) not found in PATH or sbin; install iproute2")
-}
-
-// command is exec.Command with "ip" resolved by ipBinary.
-func command(argv ...string) *exec.Cmd {
-	if argv[0] == "ip" {
-		if p, err := ipBinary(); err == nil {
-			argv[0] = p
-		}
-	}
-	return exec.Command(argv[0], argv[1:]...)
-}
-
-func runCommand(t *testing.T, argv ...string) {
-	t.Helper()
-	out, err := command(argv...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 }
 
@@ -148,8 +90,6 @@ func runCommand(t *testing.T, argv ...string) {
 type topology struct {
 	relay, a, b, x string
 }
-
-func nsPath(name string) string { return "/run/netns/" + name }
 
 func newTopology(t *testing.T) *topology {
 	t.Helper()
@@ -165,11 +105,11 @@ func newTopology(t *testing.T) *topology {
 		x:     "media-x-" + suffix,
 	}
 	for _, ns := range []string{tp.relay, tp.a, tp.b, tp.x} {
-		runCommand(t, "ip", "netns", "add", ns)
+		testenv.Run(t, "ip", "netns", "add", ns)
 		// Registered before any process starts, so it runs after every
 		// process cleanup (cleanups run last-in first-out).
 		t.Cleanup(func() {
-			if out, err := command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+			if out, err := testenv.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
 				t.Errorf("delete netns %s: %v\n%s", ns, err, out)
 			}
 		})
@@ -177,7 +117,7 @@ func newTopology(t *testing.T) *topology {
 		// be bound, and nothing here can collide. Forwarding off: the "no
 		// bypass" claim must not depend on what the host's namespaces
 		// inherit.
-		err := e2e.DoInNetns(nsPath(ns), func() error {
+		err := e2e.DoInNetns(testenv.NSPath(ns), func() error {
 			for _, kv := range [][2]string{
 				{"/proc/sys/net/ipv6/conf/all/accept_dad", "0"},
 				{"/proc/sys/net/ipv6/conf/default/accept_dad", "0"},
@@ -223,101 +163,15 @@ func newTopology(t *testing.T) *topology {
 			[]string{"ip", "-n", ns, "link", "set", "lo", "up"})
 	}
 	for _, s := range steps {
-		runCommand(t, s...)
+		testenv.Run(t, s...)
 	}
 	return tp
-}
-
-// process is one program started inside a namespace with `ip netns exec`,
-// which execs it, so the PID is the program's own.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
-
-func startProcess(t *testing.T, ns, name, logPath string, argv ...string) *process {
-	t.Helper()
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("%s log: %v", name, err)
-	}
-	cmd := command(append([]string{"ip", "netns", "exec", ns}, argv...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Pdeathsig: if the test binary is killed, relayd does not linger.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Logf("started %s (pid %d) in %s: %s", name, cmd.Process.Pid, ns, strings.Join(argv, " "))
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM to the process group, waits, and kills it if it does not
-// exit.
-func (p *process) stop(t *testing.T) {
-	if p.exited() {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(5 * time.Second):
-	}
-	t.Logf("%s ignored SIGTERM for 5s; killing", p.name)
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-p.done
-}
-
-// relaydBinary builds ./cmd/relayd from the module root into dir, or uses
-// E2E_RELAYD_BIN.
-func relaydBinary(t *testing.T, dir string) string {
-	t.Helper()
-	if bin := os.Getenv("E2E_RELAYD_BIN"); bin != "" {
-		return bin
-	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		t.Fatalf("go env GOMOD = %q: not inside the relayd module", gomod)
-	}
-	bin := filepath.Join(dir, "relayd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/relayd")
-	build.Dir = filepath.Dir(gomod)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/relayd: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // relayd is the relay under test in the relay namespace, with an ng client
 // whose socket lives in that namespace too.
 type relayd struct {
-	proc *process
+	proc *testenv.Process
 	mu   sync.Mutex // the ng client is not safe for concurrent use
 	ng   *e2e.NGClient
 }
@@ -351,7 +205,7 @@ func incumbentUnderTest(t *testing.T) bool {
 		return false
 	case "rtpengine":
 		if _, err := os.Stat(rtpengineBin); err != nil {
-			unavailable(t, "MEDIA_RELAY=rtpengine but %v; install rtpengine-daemon", err)
+			testenv.Unavailable(t, "MEDIA_RELAY=rtpengine but %v; install rtpengine-daemon", err)
 		}
 		return true
 	default:
@@ -370,22 +224,22 @@ func startRelayd(t *testing.T, tp *topology, dir string, extra ...string) *relay
 		bin = rtpengineBin
 		args = append(args, "--foreground", "--table=-1", "--log-stderr", "--endpoint-learning=heuristic", "--tos=184")
 	} else {
-		bin = relaydBinary(t, dir)
+		bin = testenv.RelaydBinary(t, dir)
 	}
 	// Last, so that they win: e.g. another --endpoint-learning.
 	args = append(args, strings.Fields(os.Getenv("MEDIA_RELAY_ARGS"))...)
 	logPath := filepath.Join(dir, "relayd.log")
-	p := startProcess(t, tp.relay, filepath.Base(bin), logPath, append([]string{bin}, args...)...)
+	p := testenv.StartProcess(t, tp.relay, filepath.Base(bin), logPath, append([]string{bin}, args...)...)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		if p.exited() {
-			t.Logf("relayd exited: %v", p.waitErr)
+		if p.Exited() {
+			t.Logf("relayd exited: %v", p.Err())
 		}
-		t.Logf("--- relayd log %s, last lines:\n%s", logPath, tail(readFile(logPath), 60))
+		t.Logf("--- relayd log %s, last lines:\n%s", logPath, testenv.Tail(readFile(logPath), 60))
 	})
-	conn, err := e2e.ListenUDPInNetns(nsPath(tp.relay), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := e2e.ListenUDPInNetns(testenv.NSPath(tp.relay), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatalf("ng client socket: %v", err)
 	}
@@ -393,8 +247,8 @@ func startRelayd(t *testing.T, tp *topology, dir string, extra ...string) *relay
 	t.Cleanup(func() { r.ng.Close() })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if p.exited() {
-			t.Fatalf("relayd exited during startup: %v\n%s", p.waitErr, tail(readFile(logPath), 40))
+		if p.Exited() {
+			t.Fatalf("relayd exited during startup: %v\n%s", p.Err(), testenv.Tail(readFile(logPath), 40))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		err := r.ng.Ping(ctx)
@@ -451,7 +305,7 @@ func (r *relayd) statistics(t *testing.T) map[string]any {
 // logOffset is the current size of the relay's log, to show on failure only
 // what one subtest caused.
 func (r *relayd) logOffset() int64 {
-	fi, err := os.Stat(r.proc.logPath)
+	fi, err := os.Stat(r.proc.LogPath)
 	if err != nil {
 		return 0
 	}
@@ -459,7 +313,7 @@ func (r *relayd) logOffset() int64 {
 }
 
 func (r *relayd) logSince(off int64) string {
-	data := readFile(r.proc.logPath)
+	data := readFile(r.proc.LogPath)
 	if int64(len(data)) < off {
 		return data
 	}
@@ -472,11 +326,11 @@ func (r *relayd) watchSubtest(t *testing.T) {
 	t.Helper()
 	off := r.logOffset()
 	t.Cleanup(func() {
-		if r.proc.exited() {
-			t.Errorf("relayd exited during this scenario: %v", r.proc.waitErr)
+		if r.proc.Exited() {
+			t.Errorf("relayd exited during this scenario: %v", r.proc.Err())
 		}
 		if t.Failed() {
-			t.Logf("--- relayd log during %s:\n%s", t.Name(), tail(r.logSince(off), 150))
+			t.Logf("--- relayd log during %s:\n%s", t.Name(), testenv.Tail(r.logSince(off), 150))
 		}
 	})
 }
@@ -487,7 +341,7 @@ func (r *relayd) socketsBound(t *testing.T) map[int]bool {
 	t.Helper()
 	ports := map[int]bool{}
 	for _, f := range []string{"udp", "udp6"} {
-		path := fmt.Sprintf("/proc/%d/net/%s", r.proc.cmd.Process.Pid, f)
+		path := fmt.Sprintf("/proc/%d/net/%s", r.proc.Pid(), f)
 		fh, err := os.Open(path)
 		if err != nil {
 			t.Fatalf("read relay sockets: %v", err)
@@ -517,12 +371,4 @@ func readFile(path string) string {
 		return fmt.Sprintf("(%v)", err)
 	}
 	return string(data)
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("[... %d lines omitted]", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }

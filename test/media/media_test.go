@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // TestMedia runs the forwarding scenarios against one relayd instance, one
@@ -16,7 +18,7 @@ import (
 func TestMedia(t *testing.T) {
 	requireEnvironment(t)
 	t.Parallel()
-	dir := artifactDir(t)
+	dir := testenv.ArtifactDir(t, "MEDIA_ARTIFACTS")
 	tp := newTopology(t)
 	// Long enough that no call of a scenario times out; the timeouts have
 	// their own test and relay.

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayd/relayd/test/testenv"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/test/e2e"
@@ -69,7 +71,7 @@ func listenEndpoint(t *testing.T, ns, name string, local netip.AddrPort) (*endpo
 		network = "udp6"
 	}
 	var conn *net.UDPConn
-	err := e2e.DoInNetns(nsPath(ns), func() error {
+	err := e2e.DoInNetns(testenv.NSPath(ns), func() error {
 		var err error
 		conn, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(local))
 		return err

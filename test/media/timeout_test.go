@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // Short and distinct, so each call can only end by its own timeout: the
@@ -44,7 +46,7 @@ type timedCall struct {
 func TestMediaTimeouts(t *testing.T) {
 	requireEnvironment(t)
 	t.Parallel()
-	dir := artifactDir(t)
+	dir := testenv.ArtifactDir(t, "MEDIA_ARTIFACTS")
 	tp := newTopology(t)
 	r := startRelayd(t, tp, dir,
 		fmt.Sprintf("--timeout=%d", int(tmoTimeout.Seconds())),
@@ -158,7 +160,7 @@ func TestMediaTimeouts(t *testing.T) {
 			t.Errorf("statistics totalstatistics.%s = %d, want 1 (the %q call)", c.stat, n, c.name)
 		}
 	}
-	checkExpiryLog(t, readFile(r.proc.logPath), calls)
+	checkExpiryLog(t, readFile(r.proc.LogPath), calls)
 
 	// The timeout and final-timeout calls are only what they claim if media
 	// really flowed.
