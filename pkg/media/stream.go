@@ -81,6 +81,13 @@ func (s *Stream) Configure(c StreamConfig) {
 	}
 }
 
+// Received returns the counters of packets from this stream's party and how
+// many were dropped, without the per-SSRC snapshot: cheap enough for the
+// once-a-second liveness and totals walks over every socket.
+func (s *Stream) Received() (in Counters, dropped uint64) {
+	return s.in.snapshot(), s.dropped.Load()
+}
+
 // Stats returns a snapshot; safe while packets are being forwarded.
 func (s *Stream) Stats() StreamStats {
 	st := s.state.Load()

@@ -147,6 +147,14 @@ func (st *streamState) stats() mplane.StreamStats {
 	return st.ms.Stats()
 }
 
+// received is the cheap read of what the party sent (no SSRC snapshot).
+func (st *streamState) received() (mplane.Counters, uint64) {
+	if st.ms == nil {
+		return mplane.Counters{}, 0
+	}
+	return st.ms.Received()
+}
+
 func (st *streamState) info(md *media) StreamInfo {
 	local := st.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	si := StreamInfo{Local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), RTCP: st.rtcp}
@@ -205,7 +213,7 @@ func (c *Call) dialoguePairs() (pairs [][2]bool) {
 func (md *media) received() bool {
 	for _, ps := range md.sets {
 		for _, st := range ps.streams {
-			if st.stats().In.Packets > 0 {
+			if in, _ := st.received(); in.Packets > 0 {
 				return true
 			}
 		}
@@ -265,8 +273,8 @@ func (md *media) lastPacket(since time.Time) time.Time {
 	last := since
 	for _, ps := range md.sets {
 		for _, st := range ps.streams {
-			if s := st.stats(); s.In.LastPacket.After(last) {
-				last = s.In.LastPacket
+			if in, _ := st.received(); in.LastPacket.After(last) {
+				last = in.LastPacket
 			}
 		}
 	}
@@ -303,10 +311,10 @@ func (c *Call) liveCounters() liveTotals {
 					if st.ms == nil {
 						continue
 					}
-					s := st.ms.Stats()
-					l.packets += s.In.Packets
-					l.bytes += s.In.Bytes
-					l.errors += s.In.Errors + s.Dropped
+					in, dropped := st.ms.Received()
+					l.packets += in.Packets
+					l.bytes += in.Bytes
+					l.errors += in.Errors + dropped
 					l.streams++
 				}
 			}

@@ -93,7 +93,7 @@ func (c *Call) hasPorts() bool {
 }
 
 func (c *Call) offer(s Signal, desc *sdp.Description) ([]byte, error) {
-	if out, ok := loopProtected(desc, s.SDP); ok {
+	if out, ok := loopProtected(s.SDP); ok {
 		return out, nil
 	}
 	from := c.monologue(s.FromTag)
@@ -408,7 +408,7 @@ func peerAddr(sdpAddr netip.Addr, opts *Options) netip.Addr {
 
 // loopProtected reports an SDP that has been through a relay with loop-protect
 // already: it goes back untouched.
-func loopProtected(desc *sdp.Description, raw []byte) ([]byte, bool) {
+func loopProtected(raw []byte) ([]byte, bool) {
 	if bytes.Contains(raw, []byte("\na=rtpengine:")) {
 		return raw, true
 	}
