@@ -214,6 +214,14 @@ func TestGoldenSDP(t *testing.T) {
 		{"rtcp-mux-require", []step{
 			{from: "A", sdp: "sip-trunk-offer.sdp", opts: func(o *Options) { intExt(o); o.RTCPMux = []string{"require"} }},
 		}},
+		{"rtcp-mux-accept", []step{
+			{from: "A", sdp: "browser-chromium-offer.sdp", opts: func(o *Options) { extInt(o); o.ICE = "remove" }},
+			{answer: true, from: "A", to: "B", sdp: "freeswitch-answer.sdp", opts: func(o *Options) { o.RTCPMux = []string{"accept"} }},
+		}},
+		{"rtcp-mux-reject", []step{
+			{from: "A", sdp: "browser-chromium-offer.sdp", opts: func(o *Options) { extInt(o); o.ICE = "remove" }},
+			{answer: true, from: "A", to: "B", sdp: "freeswitch-answer.sdp", opts: func(o *Options) { o.RTCPMux = []string{"reject"} }},
+		}},
 		{"no-rtcp-attribute", []step{
 			{from: "A", sdp: "sip-trunk-offer.sdp", opts: func(o *Options) { o.Flags.NoRTCPAttribute = true }},
 		}},
@@ -625,5 +633,25 @@ func TestConcurrentCalls(t *testing.T) {
 	wg.Wait()
 	if n := usedSlots(m); n != 0 || len(m.List(0)) != 0 {
 		t.Errorf("%d slots, %d calls left", n, len(m.List(0)))
+	}
+}
+
+// loop-protect marks the SDP; an SDP that carries the mark is returned as is.
+func TestLoopProtect(t *testing.T) {
+	m, _ := newTestManager(t, nil)
+	out, err := m.Offer(Signal{CallID: "loop", FromTag: "A", SDP: example(t, "sip-trunk-offer.sdp"),
+		Options: Options{Flags: Flags{LoopProtect: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "\r\na=rtpengine:"+m.instance()+"\r\n") {
+		t.Fatalf("no loop-protect mark:\n%s", out)
+	}
+	again, err := m.Offer(Signal{CallID: "loop2", FromTag: "A", SDP: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(out) {
+		t.Errorf("looped SDP was rewritten:\n%s", again)
 	}
 }
