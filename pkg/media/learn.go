@@ -66,7 +66,11 @@ type StreamConfig struct {
 	// Peer is the party's endpoint from SDP (or received-from / media-address).
 	// A zero or unspecified address (hold with 0.0.0.0) or port 0 means nothing
 	// to send to until a source is learned.
-	Peer         netip.AddrPort
+	Peer netip.AddrPort
+	// RTCPSink, when set, receives the RTCP packets (by packet type) that
+	// arrive on this RTP port — rtcp-mux towards a party that does not
+	// multiplex: its RTCP must leave by the other side's RTCP socket.
+	RTCPSink     *Stream
 	Learning     LearningMode // unknown values act as Heuristic
 	StrictSource bool         // drop sources worse than the best/latched one
 	Asymmetric   bool         // never send to a learned source, only to Peer
@@ -92,6 +96,7 @@ const (
 type streamConfig struct {
 	configured bool
 	sink       *Stream
+	rtcpSink   *Stream        // nil: RTCP follows sink
 	peer       netip.AddrPort // address unmapped, zone dropped
 	mode       LearningMode
 	strict     bool
@@ -158,6 +163,7 @@ func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.
 	cfg := &streamConfig{
 		configured: true,
 		sink:       c.Sink,
+		rtcpSink:   c.RTCPSink,
 		peer:       netip.AddrPortFrom(plainAddr(c.Peer.Addr()), c.Peer.Port()),
 		mode:       c.Learning,
 		strict:     c.StrictSource,

@@ -107,6 +107,29 @@ func TestRTCPMux(t *testing.T) {
 	}
 }
 
+// rtcp-mux towards a party that does not multiplex: A sends RTP and RTCP on
+// one port; B has separate RTP and RTCP ports. A's RTCP must leave by the
+// relay's RTCP socket facing B, to B's RTCP port; A's RTP by the RTP socket.
+func TestRTCPDemux(t *testing.T) {
+	e := newTestEngine(t, longWindow)
+	a, bRTP, bRTCP := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	ra, rbRTP, rbRTCP := attach(t, e, "127.0.0.1"), attach(t, e, "127.0.0.1"), attach(t, e, "127.0.0.1")
+	ra.s.Configure(StreamConfig{Sink: rbRTP.s, RTCPSink: rbRTCP.s, Peer: a.addr})
+	rbRTP.s.Configure(StreamConfig{Sink: ra.s, Peer: bRTP.addr})
+	rbRTCP.s.Configure(StreamConfig{Sink: ra.s, Peer: bRTCP.addr, RTCP: true})
+
+	a.send(ra.addr(), pkt(1))
+	bRTP.expect(pkt(1), rbRTP.addr())
+	rr := rtcpRR(0x1234)
+	a.send(ra.addr(), rr)
+	bRTCP.expect(rr, rbRTCP.addr())
+	bRTP.expectNothing()
+	// B's RTCP comes back muxed on A's single port.
+	back := rtcpRR(0x9999)
+	bRTCP.send(rbRTCP.addr(), back)
+	a.expect(back, ra.addr())
+}
+
 func TestSeveralStreams(t *testing.T) {
 	e := newTestEngine(t, longWindow)
 	calls := make([]*call, 6)

@@ -140,6 +140,9 @@ func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, mo
 		}
 	}
 	sink := st.cfg.sink
+	if rtcpType && st.cfg.rtcpSink != nil {
+		sink = st.cfg.rtcpSink
+	}
 	if sink == nil || sink.detached.Load() {
 		s.dropped.Add(1)
 		return nil, nil

@@ -104,6 +104,11 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 	}
 	rtp := base
 	rtp.Sink, rtp.Peer = sink[0].ms, peer
+	// This party multiplexes RTCP onto RTP and the other does not: its RTCP
+	// leaves by the other side's RTCP socket (rtcp-mux demux).
+	if md.rtcpMux && md.advertisedMux && len(sink) > 1 && !(other.rtcpMux && other.advertisedMux) {
+		rtp.RTCPSink = sink[1].ms
+	}
 	ps.streams[0].ms.Configure(rtp)
 	if len(ps.streams) < 2 {
 		return

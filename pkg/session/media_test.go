@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +229,53 @@ func TestMediaTOS(t *testing.T) {
 	c.mu.Unlock()
 	if got != 0x28 {
 		t.Errorf("call TOS %d, want %d", got, 0x28)
+	}
+}
+
+// WebRTC→SIP style: A multiplexes RTCP (rtcp-mux, demux requested), B does
+// not. A's RTCP sent on its one port reaches B's RTCP port from the relay's
+// RTCP socket; B's RTCP reaches A on A's one port.
+func TestMediaRTCPDemux(t *testing.T) {
+	m, _ := newMediaManager(t, nil)
+	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	muxSDP := append(a.sdp(), []byte("a=rtcp-mux\r\n")...)
+	if _, err := m.Offer(Signal{CallID: "demux", FromTag: "A", SDP: muxSDP, Options: Options{RTCPMux: []string{"demux"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := m.Answer(Signal{CallID: "demux", FromTag: "A", ToTag: "B", SDP: b.sdp()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ans), "a=rtcp-mux\r\n") {
+		t.Fatalf("answer to the muxing party lacks rtcp-mux:\n%s", ans)
+	}
+	info, _ := m.Query("demux", "", "")
+	var toA, toBRTCP netip.AddrPort
+	for _, tag := range info.Tags {
+		switch tag.Tag {
+		case "A":
+			toA = tag.Medias[0].Streams[0].Local
+		case "B":
+			toBRTCP = tag.Medias[0].Streams[1].Local
+		}
+	}
+	rr := []byte{0x80, 201, 0, 1, 0, 0, 0x12, 0x34} // RTCP RR, no report blocks
+	if _, err := a.rtp.WriteToUDPAddrPort(rr, toA); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	b.rtcp.SetReadDeadline(time.Now().Add(time.Second))
+	n, from, err := b.rtcp.ReadFromUDPAddrPort(buf)
+	if err != nil || from != toBRTCP || string(buf[:n]) != string(rr) {
+		t.Fatalf("B's RTCP port got %x from %v (%v), want the RR from %v", buf[:n], from, err, toBRTCP)
+	}
+	back := []byte{0x80, 201, 0, 1, 0, 0, 0x56, 0x78}
+	if _, err := b.rtcp.WriteToUDPAddrPort(back, toBRTCP); err != nil {
+		t.Fatal(err)
+	}
+	a.rtp.SetReadDeadline(time.Now().Add(time.Second))
+	n, from, err = a.rtp.ReadFromUDPAddrPort(buf)
+	if err != nil || from != toA || string(buf[:n]) != string(back) {
+		t.Fatalf("A's one port got %x from %v (%v), want B's RR from %v", buf[:n], from, err, toA)
 	}
 }

@@ -305,13 +305,14 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		p.md.cur = p.set
 	}
+	// The plan decides what each party is told (rtcp-mux among it), which
+	// the media configuration then follows.
+	plan := c.plan(from, to, desc, opts, isOffer, zero)
 	for i := range desc.Media {
 		if !fms[i].rejected {
 			c.configureMedia(fms[i], tms[i], opts)
 		}
 	}
-
-	plan := c.plan(from, to, desc, opts, isOffer, zero)
 	out, err := c.rewrite(to, desc, plan, opts)
 	if err != nil {
 		return nil, err
