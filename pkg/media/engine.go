@@ -34,6 +34,9 @@ type Config struct {
 	LearningWindow time.Duration
 	// BatchSize is how many datagrams one recvmmsg/sendmmsg moves; zero means 64.
 	BatchSize int
+	// FastPath, when set, takes latched plain streams over in the kernel;
+	// nil forwards everything in userspace.
+	FastPath FastPath
 	// MaxPacketSize is the largest datagram forwarded; a bigger one arrives
 	// truncated and is dropped and counted as an error. Zero means 2048 (RTP is
 	// kept under the path MTU). Every worker holds BatchSize × MaxPacketSize
@@ -55,6 +58,8 @@ type Engine struct {
 	mu      sync.Mutex
 	closed  bool
 	workers []*worker
+
+	off *offloader // nil without a fast path
 }
 
 // NewEngine validates cfg and starts the workers.
@@ -103,6 +108,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e.log.Info("media plane started", "workers", n, "batch", e.batch, "max_packet", e.pktSize,
 		"learning_window", e.window)
+	if cfg.FastPath != nil {
+		e.off = newOffloader(e, cfg.FastPath)
+	}
 	return e, nil
 }
 
@@ -117,6 +125,9 @@ func (e *Engine) Close() error {
 	e.closed = true
 	workers := e.workers
 	e.mu.Unlock()
+	if e.off != nil {
+		e.off.close()
+	}
 	for _, w := range workers {
 		w.stop()
 	}
@@ -173,6 +184,9 @@ func (e *Engine) Attach(conn *net.UDPConn) (*Stream, error) {
 		w.load.Add(-1)
 		return nil, fmt.Errorf("attach %s: %w", local, err)
 	}
+	if e.off != nil {
+		e.off.add(s)
+	}
 	return s, nil
 }
 
@@ -182,6 +196,9 @@ func (e *Engine) Attach(conn *net.UDPConn) (*Stream, error) {
 func (s *Stream) Detach() {
 	s.detachOnce.Do(func() {
 		s.detached.Store(true)
+		if o := s.off(); o != nil {
+			o.remove(s)
+		}
 		if s.w != nil {
 			if s.w.submit(opDel, s) == nil {
 				s.w.load.Add(-1)
@@ -201,6 +218,10 @@ func (s *Stream) SetTOS(tos int) error {
 	}
 	if err := setTOS(s.rc, s.ipv6, tos); err != nil {
 		return fmt.Errorf("set tos on %s: %w", s.local, err)
+	}
+	s.tos.Store(int32(tos))
+	if o := s.off(); o != nil {
+		o.poke() // rules sending from this socket carry its TOS
 	}
 	return nil
 }

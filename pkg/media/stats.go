@@ -23,7 +23,10 @@ type StreamStats struct {
 	// Confirmed means the source is latched: the rule will not change until the
 	// next Configure (with Learning Off: the first packet has arrived).
 	Confirmed bool
-	SSRCs     []SSRCStats // RTP received on this stream, up to 4 SSRCs
+	// Kernel means the fast path forwards this stream now; In/Out include
+	// what it counted.
+	Kernel bool
+	SSRCs  []SSRCStats // RTP received on this stream, up to 4 SSRCs
 }
 
 // Counters are totals of one direction of one stream. Bytes are UDP payload

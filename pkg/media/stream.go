@@ -44,11 +44,23 @@ type Stream struct {
 	// ssrcs is created by the worker on the first RTP packet, so RTCP ports and
 	// idle streams carry no per-SSRC memory.
 	ssrcs atomic.Pointer[ssrcTable]
+
+	tos atomic.Int32 // egress DSCP/TOS byte, -1 until SetTOS
+
+	// Fast path: whether a kernel rule forwards this stream's packets, and the
+	// stream whose kernel rule sends into this one (for its Out counters).
+	kernel atomic.Bool
+	feeder atomic.Pointer[Stream]
+	// Guarded by the offloader's lock.
+	kernelRule       OffloadRule
+	kernelSink       *Stream
+	offloadErrLogged bool
 }
 
 func newStream(local netip.AddrPort) *Stream {
 	s := &Stream{local: local, ipv6: local.Addr().Is6() && !local.Addr().Is4In6()}
 	s.state.Store(&state{cfg: &streamConfig{}})
+	s.tos.Store(-1)
 	return s
 }
 
@@ -64,11 +76,18 @@ func (s *Stream) Configure(c StreamConfig) {
 		window = s.eng.window
 	}
 	now := time.Now()
-	for {
-		prev := s.state.Load()
-		if s.state.CompareAndSwap(prev, newConfigState(prev, c, window, now, !s.ipv6)) {
-			break
+	swap := func() {
+		for {
+			prev := s.state.Load()
+			if s.state.CompareAndSwap(prev, newConfigState(prev, c, window, now, !s.ipv6)) {
+				break
+			}
 		}
+	}
+	if o := s.off(); o != nil {
+		o.reconfigure(s, swap)
+	} else {
+		swap()
 	}
 	if s.eng != nil && s.eng.log.Enabled(context.Background(), slog.LevelDebug) {
 		var sink netip.AddrPort
@@ -85,7 +104,9 @@ func (s *Stream) Configure(c StreamConfig) {
 // many were dropped, without the per-SSRC snapshot: cheap enough for the
 // once-a-second liveness and totals walks over every socket.
 func (s *Stream) Received() (in Counters, dropped uint64) {
-	return s.in.snapshot(), s.dropped.Load()
+	in = s.in.snapshot()
+	s.kernelCounts(&in, nil)
+	return in, s.dropped.Load()
 }
 
 // Stats returns a snapshot; safe while packets are being forwarded.
@@ -101,6 +122,7 @@ func (s *Stream) Stats() StreamStats {
 	if st.destUDP != nil {
 		out.Endpoint = st.dest
 	}
+	out.Kernel = s.kernelCounts(&out.In, &out.Out)
 	if t := s.ssrcs.Load(); t != nil {
 		out.SSRCs = t.snapshot()
 	}
@@ -119,6 +141,11 @@ func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, mo
 		if ns != st && !s.state.CompareAndSwap(st, ns) {
 			st = s.state.Load() // a Configure won the race: judge again under it
 			continue
+		}
+		if ns.latched && !st.latched {
+			if o := s.off(); o != nil {
+				o.poke() // a latched stream may go to the kernel now
+			}
 		}
 		if v == reject {
 			s.rejected.Add(1)

@@ -285,7 +285,7 @@ func (c *Control) statistics() map[string]any {
 			"byterate":        s.ByteRate,
 			"errorrate":       s.ErrorRate,
 			"media_userspace": s.MediaUserspace,
-			"media_kernel":    0,
+			"media_kernel":    s.MediaKernel,
 			"media_mixed":     0,
 		},
 		"totalstatistics": map[string]any{

@@ -182,6 +182,9 @@ func (st *streamState) info(md *media) StreamInfo {
 	if s.Confirmed {
 		si.Flags = append(si.Flags, "confirmed")
 	}
+	if s.Kernel {
+		si.Flags = append(si.Flags, "kernelized")
+	}
 	si.In = Counters{Packets: s.In.Packets, Bytes: s.In.Bytes, Errors: s.In.Errors + s.Dropped}
 	si.Out = Counters{Packets: s.Out.Packets, Bytes: s.Out.Bytes, Errors: s.Out.Errors}
 	si.LastPacket = s.In.LastPacket
@@ -320,7 +323,11 @@ func (c *Call) liveCounters() liveTotals {
 					l.packets += in.Packets
 					l.bytes += in.Bytes
 					l.errors += in.Errors + dropped
-					l.streams++
+					if st.ms.InKernel() {
+						l.kernelStreams++
+					} else {
+						l.streams++
+					}
 				}
 			}
 		}

@@ -13,6 +13,7 @@ type Statistics struct {
 	Uptime         time.Duration
 	SessionsOwn    int
 	MediaUserspace int
+	MediaKernel    int
 	// Rates over the last second of relayed media (received side).
 	PacketRate, ByteRate, ErrorRate uint64
 	Managed, Rejected               uint64
@@ -85,7 +86,7 @@ func (m *Manager) Statistics() Statistics {
 // liveTotals are the running counters of a live call.
 type liveTotals struct {
 	packets, bytes, errors uint64
-	streams                int
+	streams, kernelStreams int
 }
 
 func (s *Statistics) add(l liveTotals) {
@@ -93,4 +94,5 @@ func (s *Statistics) add(l liveTotals) {
 	s.RelayedBytes += l.bytes
 	s.RelayedErrors += l.errors
 	s.MediaUserspace += l.streams
+	s.MediaKernel += l.kernelStreams
 }
