@@ -5,7 +5,10 @@ CONFIG    ?= etc/relayd.conf
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD = -trimpath -ldflags "-X github.com/relayd/relayd/pkg/daemon.Version=$(VERSION)"
 
-.PHONY: help build run test test-unit test-e2e deps lint fuzz clean
+BPF_CLANG ?= clang-14
+BPF_STRIP ?= llvm-strip-14
+
+.PHONY: help build run test test-unit test-e2e deps lint fuzz clean generate check-generated
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,7 +37,15 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps lint ## install test dependencies, then run every test (race detector on)
+generate: ## rebuild the committed BPF objects and bindings (bpf/*_bpfel*) with Debian's clang-14
+	BPF2GO_CC=$(BPF_CLANG) BPF2GO_STRIP=$(BPF_STRIP) BPF2GO_CFLAGS= $(GO) generate ./bpf/...
+
+check-generated: generate ## fail when the committed BPF objects differ from a fresh build
+	@stale=$$(git status --porcelain --untracked-files=all -- 'bpf/*_bpfel*'); \
+	if [ -n "$$stale" ]; then echo "$$stale"; \
+		echo "bpf/: generated files are stale: run 'make generate' and commit them"; exit 1; fi
+
+test: deps lint check-generated ## install test dependencies, then run every test (race detector on)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-unit: ## unit tests only (no root needed)

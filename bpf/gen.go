@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bpf
+
+// The generated relay_bpfel.{go,o} are committed so that building needs no
+// clang; `make generate` rebuilds them (BPF2GO_CC and BPF2GO_STRIP pin the
+// Debian clang/llvm-strip) and `make check-generated` fails when they are
+// stale. -nostdinc keeps host headers out, -ffile-prefix-map keeps the
+// checkout path out of the object: the output is byte-identical from any
+// directory.
+//go:generate go tool bpf2go -tags linux -target bpfel relay relay.c -- -I./include -nostdinc -mcpu=v3 -Wall -Werror -ffile-prefix-map=$PWD=.

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package bpf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// xdpProgID is the id of the XDP program on ifindex in ns, 0 if none.
+func xdpProgID(t *testing.T, ns netns.NsHandle, ifindex int) uint32 {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(ifindex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId
+	}
+	return 0
+}
+
+func progID(t *testing.T, d *Datapath) uint32 {
+	t.Helper()
+	info, err := d.objs.RelayXdp.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// TestPinning restarts the Datapath on pinned state in a private bpffs:
+// rules, counters, stats and slots survive, the pinned link keeps the
+// program attached while no process holds it and is adopted by the next
+// Attach, and Unpin removes it all.
+func TestPinning(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	opts := Options{PinPath: base, PinLinks: true, MaxRules: 1024, MaxSlots: 1024}
+	ns := newNetNS(t)
+	const lo = 1
+
+	d1, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer d1.Close()
+	if ok, err := isBPFFS(base); !ok || err != nil {
+		t.Fatalf("%s is not on bpffs after Open (%v)", base, err)
+	}
+	slot := mustSlot(t, d1)
+	rule := Rule{
+		Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
+		NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: slot,
+	}
+	if err := d1.UpsertRule(rule); err != nil {
+		t.Fatal(err)
+	}
+	f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps4.alice, dst: eps4.relayIn, payload: rtpPacket(0, 1, 1, 1, 40)}
+	if a, _ := run(t, d1.objs.RelayXdp, f.build()); a != xdpTX {
+		t.Fatalf("action %s", actionNames[a])
+	}
+	inNetNS(t, ns, func() {
+		if err := d1.Attach(lo, ModeNative); !errors.Is(err, ErrNativeUnsupported) {
+			t.Errorf("native attach to lo: %v, want ErrNativeUnsupported", err)
+		}
+		var ae *AttachError
+		if err := d1.Attach(lo, ModeNative); !errors.As(err, &ae) || ae.Ifindex != lo || ae.Mode != ModeNative {
+			t.Errorf("native attach to lo: %#v, want an *AttachError", err)
+		}
+		if err := d1.Attach(lo, ModeGeneric); err != nil {
+			t.Fatalf("generic attach to lo: %v", err)
+		}
+	})
+	id1 := progID(t, d1)
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(base, PinVersion)
+	var names []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"counters", "fwd", "link_1", "stream_stats", "tx_ports"}; !slices.Equal(names, want) {
+		t.Errorf("pins after Close = %v, want %v", names, want)
+	}
+	if got := xdpProgID(t, ns, lo); got != id1 {
+		t.Errorf("after Close the interface runs program %d, want the pinned %d", got, id1)
+	}
+
+	d2, err := Open(opts)
+	if err != nil {
+		t.Fatalf("second Open: %+v", err)
+	}
+	defer d2.Close()
+	if got, err := d2.LookupRule(rule.Local); err != nil || !reflect.DeepEqual(got, rule) {
+		t.Errorf("adopted rule = %+v, %v; want %+v", got, err, rule)
+	}
+	if st := mustStats(t, d2, slot); st.Packets != 1 {
+		t.Errorf("adopted stats slot = %+v, want 1 packet", st)
+	}
+	if c := mustCounters(t, d2); c[ReasonTX] != 1 {
+		t.Errorf("adopted counters: tx = %d, want 1", c[ReasonTX])
+	}
+	if s := mustSlot(t, d2); s == slot {
+		t.Errorf("AllocSlot returned %d, which an adopted rule uses", s)
+	}
+	if got, err := d2.PinnedLinks(); err != nil || !slices.Equal(got, []int{lo}) {
+		t.Errorf("PinnedLinks = %v, %v; want [1]", got, err)
+	}
+	inNetNS(t, ns, func() {
+		if err := d2.Attach(lo, ModeGeneric); err != nil {
+			t.Fatalf("Attach adopting the pinned link: %v", err)
+		}
+	})
+	if got, want := xdpProgID(t, ns, lo), progID(t, d2); got != want || got == id1 {
+		t.Errorf("after adoption the interface runs program %d, want the new %d (old %d)", got, want, id1)
+	}
+
+	// A layout of another size is refused, naming the cause.
+	other := opts
+	other.MaxRules = 2048
+	if _, err := Open(other); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ebpf.ErrMapIncompatible) {
+		t.Errorf("Open with another map size: %v, want ErrUnavailable wrapping ErrMapIncompatible", err)
+	}
+
+	if err := d2.Unpin(); err != nil {
+		t.Fatalf("Unpin: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin directory still there after Unpin: %v", err)
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := xdpProgID(t, ns, lo); got != 0 {
+		t.Errorf("after Unpin and Close the interface still runs program %d", got)
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	if _, err := Open(Options{PinLinks: true}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("PinLinks without PinPath: %v, want ErrInvalidOptions", err)
+	}
+	d := openTest(t, Options{})
+	if err := d.Attach(1, Mode(7)); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("Attach with an unknown mode: %v, want ErrInvalidOptions", err)
+	}
+	if err := d.Attach(0, ModeGeneric); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("Attach to ifindex 0: %v, want ErrInvalidOptions", err)
+	}
+	if err := d.Detach(12345); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("Detach of a foreign interface: %v, want ErrNotAttached", err)
+	}
+	if d.PinDir() != "" {
+		t.Errorf("PinDir = %q without pinning", d.PinDir())
+	}
+}
