@@ -27,6 +27,14 @@ const (
 	LearningHeuristic = "heuristic"
 )
 
+// Fast-path modes (the xdp key).
+const (
+	XDPAuto    = "auto"
+	XDPNative  = "native"
+	XDPGeneric = "generic"
+	XDPOff     = "off"
+)
+
 // Interface is one logical media interface: where sockets bind and what the
 // SDP says.
 type Interface struct {
@@ -57,6 +65,9 @@ type Config struct {
 
 	EndpointLearning string // off|immediate|delayed|heuristic
 
+	// XDP selects the kernel fast path: auto|native|generic|off.
+	XDP string
+
 	// ConfigFile and ConfigSection name what was loaded; both are empty when
 	// no file was read.
 	ConfigFile, ConfigSection string
@@ -81,6 +92,7 @@ func Default() *Config {
 		LogLevel:         6,
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: LearningHeuristic,
+		XDP:              XDPAuto,
 	}
 }
 

@@ -62,6 +62,7 @@ func TestDefault(t *testing.T) {
 		LogLevel:         6,
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: "heuristic",
+		XDP:              "auto",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -98,6 +99,7 @@ var getters = map[string]func(*Config) any{
 	"foreground":        func(c *Config) any { return c.Foreground },
 	"num-threads":       func(c *Config) any { return c.NumThreads },
 	"endpoint-learning": func(c *Config) any { return c.EndpointLearning },
+	"xdp":               func(c *Config) any { return c.XDP },
 }
 
 func TestScalarKeysValid(t *testing.T) {
@@ -149,6 +151,9 @@ func TestScalarKeysValid(t *testing.T) {
 		{"endpoint-learning", "immediate", "immediate"},
 		{"endpoint-learning", "delayed", "delayed"},
 		{"endpoint-learning", "heuristic", "heuristic"},
+		{"xdp", "off", "off"},
+		{"xdp", "Native", "native"},
+		{"xdp", "generic", "generic"},
 		{"endpoint-learning", "Delayed", "delayed"},
 	}
 	for _, tc := range tests {
@@ -217,6 +222,7 @@ func TestKeysInvalid(t *testing.T) {
 		{"num-threads", "100000000", "between 0 and"},
 		{"endpoint-learning", "sometimes", "one of off, immediate, delayed, heuristic"},
 		{"endpoint-learning", "", "one of"},
+		{"xdp", "kernel", "want auto, native, generic or off"},
 		{"interface", "", "empty interface list"},
 		{"interface", "eth0", "not an IPv4 or IPv6 address"},
 		{"interface", "any", "not an IPv4 or IPv6 address"},
@@ -646,6 +652,7 @@ func TestSeedFile(t *testing.T) {
 		Foreground:       false,
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: "heuristic",
+		XDP:              "auto",
 		ConfigFile:       "testdata/rtpengine.conf",
 		ConfigSection:    "rtpengine",
 	}

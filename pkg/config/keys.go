@@ -113,6 +113,16 @@ func keyDefs() []keyDef {
 				c.EndpointLearning = m
 				return nil
 			}},
+		{name: "xdp", argName: "MODE",
+			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
+			set: func(c *Config, v string) error {
+				switch m := strings.ToLower(v); m {
+				case XDPAuto, XDPNative, XDPGeneric, XDPOff:
+					c.XDP = m
+					return nil
+				}
+				return fmt.Errorf("want auto, native, generic or off")
+			}},
 	}
 }
 

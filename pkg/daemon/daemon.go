@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 
+	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
+	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
@@ -55,7 +58,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	for i, in := range cfg.Interfaces {
 		ifaces[i] = session.Interface{Name: in.Name, Local: in.Addr, Advertised: in.Advertised}
 	}
-	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log})
+	fp, err := openFastPath(cfg, log)
+	if err != nil {
+		return err
+	}
+	if fp != nil {
+		defer fp.Close() // last: after every stream has left the kernel
+	}
+	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log, FastPath: fastPathOrNil(fp)})
 	if err != nil {
 		return fmt.Errorf("media plane: %w", err)
 	}
@@ -81,7 +91,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Info("interface", "name", in.Name, "address", in.Addr, "advertised", in.Advertised)
 	}
 	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(),
-		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", "userspace", "workers", cfg.NumThreads)
+		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", mediaMode(fp), "workers", cfg.NumThreads)
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -93,4 +103,41 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("relayd stopped")
 	return err
+}
+
+// openFastPath attaches the XDP program per the xdp key. With auto, anything
+// that stops it (not root, no BPF, no driver support) leaves relayd in
+// userspace with one log line saying why; an explicit mode must work.
+func openFastPath(cfg *config.Config, log *slog.Logger) (*fastpath.FastPath, error) {
+	if cfg.XDP == config.XDPOff {
+		return nil, nil
+	}
+	addrs := make([]netip.Addr, 0, len(cfg.Interfaces))
+	for _, in := range cfg.Interfaces {
+		addrs = append(addrs, in.Addr)
+	}
+	fp, err := fastpath.Open(fastpath.Config{Mode: cfg.XDP, Addrs: addrs, PinPath: bpf.DefaultPinPath, Logger: log})
+	if err != nil {
+		if cfg.XDP != config.XDPAuto {
+			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)
+		}
+		log.Info("XDP fast path unavailable: all media in userspace", "reason", err)
+		return nil, nil
+	}
+	return fp, nil
+}
+
+// fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.
+func fastPathOrNil(fp *fastpath.FastPath) media.FastPath {
+	if fp == nil {
+		return nil
+	}
+	return fp
+}
+
+func mediaMode(fp *fastpath.FastPath) string {
+	if fp == nil {
+		return "userspace"
+	}
+	return "xdp+userspace"
 }

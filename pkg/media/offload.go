@@ -209,14 +209,18 @@ func (s *Stream) offloadRule() (OffloadRule, *Stream, bool) {
 }
 
 // kernelCounts adds what the kernel forwarded to a stream's counters: its own
-// slot to In, and the slot of the stream feeding it to Out.
-func (s *Stream) kernelCounts(in, out *Counters) bool {
+// slot to In (and to kernelIn, when given), and the slot of the stream
+// feeding it to Out.
+func (s *Stream) kernelCounts(in, out, kernelIn *Counters) bool {
 	o := s.off()
 	if o == nil {
 		return false
 	}
 	if kc, ok := o.fp.Counters(s.local); ok {
 		addKernel(in, kc)
+		if kernelIn != nil {
+			addKernel(kernelIn, kc)
+		}
 	}
 	if f := s.feeder.Load(); f != nil {
 		if kc, ok := o.fp.Counters(f.local); ok && out != nil {

@@ -24,9 +24,10 @@ type StreamStats struct {
 	// next Configure (with Learning Off: the first packet has arrived).
 	Confirmed bool
 	// Kernel means the fast path forwards this stream now; In/Out include
-	// what it counted.
-	Kernel bool
-	SSRCs  []SSRCStats // RTP received on this stream, up to 4 SSRCs
+	// what it counted, KernelIn is that part of In.
+	Kernel   bool
+	KernelIn Counters
+	SSRCs    []SSRCStats // RTP received on this stream, up to 4 SSRCs
 }
 
 // Counters are totals of one direction of one stream. Bytes are UDP payload

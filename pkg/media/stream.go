@@ -100,13 +100,13 @@ func (s *Stream) Configure(c StreamConfig) {
 	}
 }
 
-// Received returns the counters of packets from this stream's party and how
-// many were dropped, without the per-SSRC snapshot: cheap enough for the
+// Received returns the counters of packets from this stream's party (with the
+// kernel's part of them) and how many were dropped, without the per-SSRC snapshot: cheap enough for the
 // once-a-second liveness and totals walks over every socket.
-func (s *Stream) Received() (in Counters, dropped uint64) {
+func (s *Stream) Received() (in, kernel Counters, dropped uint64) {
 	in = s.in.snapshot()
-	s.kernelCounts(&in, nil)
-	return in, s.dropped.Load()
+	s.kernelCounts(&in, nil, &kernel)
+	return in, kernel, s.dropped.Load()
 }
 
 // Stats returns a snapshot; safe while packets are being forwarded.
@@ -122,7 +122,7 @@ func (s *Stream) Stats() StreamStats {
 	if st.destUDP != nil {
 		out.Endpoint = st.dest
 	}
-	out.Kernel = s.kernelCounts(&out.In, &out.Out)
+	out.Kernel = s.kernelCounts(&out.In, &out.Out, &out.KernelIn)
 	if t := s.ssrcs.Load(); t != nil {
 		out.SSRCs = t.snapshot()
 	}

@@ -221,6 +221,9 @@ func streamTree(st session.StreamInfo) map[string]any {
 		"stats":               counters(st.In),
 		"stats_out":           counters(st.Out),
 		"last packet":         unixOrZero(st.LastPacket),
+		"last kernel packet":  unixOrZero(st.LastKernelPacket),
+		"last user packet":    unixOrZero(st.LastUserPacket),
+		"kernel packets":      st.KernelPackets,
 	}
 	if st.Advertised.IsValid() {
 		m["advertised address"] = st.Advertised.String()
@@ -301,12 +304,12 @@ func (c *Control) statistics() map[string]any {
 			"relayedpackets":             s.RelayedPackets,
 			"relayedpacketerrors":        s.RelayedErrors,
 			"relayedbytes":               s.RelayedBytes,
-			"relayedpackets_user":        s.RelayedPackets,
+			"relayedpackets_user":        s.RelayedPackets - s.RelayedPacketsKernel,
 			"relayedpacketerrors_user":   s.RelayedErrors,
-			"relayedbytes_user":          s.RelayedBytes,
-			"relayedpackets_kernel":      0,
+			"relayedbytes_user":          s.RelayedBytes - s.RelayedBytesKernel,
+			"relayedpackets_kernel":      s.RelayedPacketsKernel,
 			"relayedpacketerrors_kernel": 0,
-			"relayedbytes_kernel":        0,
+			"relayedbytes_kernel":        s.RelayedBytesKernel,
 			"zerowaystreams":             s.ZeroWayStreams,
 			"onewaystreams":              s.OneWayStreams,
 			"avgcallduration":            seconds(s.AvgCallDuration),

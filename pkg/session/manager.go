@@ -74,6 +74,7 @@ type totals struct {
 	timeout, silentTimeout, offerTimeout, finalTimeout uint64
 	regularTerminated, forcedTerminated                uint64
 	relayedPackets, relayedBytes, relayedErrors        uint64
+	relayedPacketsKernel, relayedBytesKernel           uint64
 	callDurationTotal                                  time.Duration
 	endedCalls                                         uint64
 	zeroWayStreams, oneWayStreams                      uint64

@@ -157,7 +157,8 @@ func (st *streamState) received() (mplane.Counters, uint64) {
 	if st.ms == nil {
 		return mplane.Counters{}, 0
 	}
-	return st.ms.Received()
+	in, _, dropped := st.ms.Received()
+	return in, dropped
 }
 
 func (st *streamState) info(md *media) StreamInfo {
@@ -188,6 +189,14 @@ func (st *streamState) info(md *media) StreamInfo {
 	si.In = Counters{Packets: s.In.Packets, Bytes: s.In.Bytes, Errors: s.In.Errors + s.Dropped}
 	si.Out = Counters{Packets: s.Out.Packets, Bytes: s.Out.Bytes, Errors: s.Out.Errors}
 	si.LastPacket = s.In.LastPacket
+	si.KernelPackets = s.KernelIn.Packets
+	si.LastKernelPacket = s.KernelIn.LastPacket
+	if s.In.Packets > s.KernelIn.Packets {
+		si.LastUserPacket = s.In.LastPacket // userspace saw the newest unless the kernel did
+		if !s.KernelIn.LastPacket.Before(s.In.LastPacket) {
+			si.LastUserPacket = time.Time{}
+		}
+	}
 	for _, x := range s.SSRCs {
 		si.SSRCs = append(si.SSRCs, SSRCInfo{SSRC: x.SSRC, Packets: x.Packets, Lost: x.Lost,
 			Duplicates: x.Duplicates, Reordered: x.Reordered, JitterMs: x.JitterMs})
@@ -299,6 +308,8 @@ func (c *Call) collectTotals() {
 	t.relayedPackets += live.packets
 	t.relayedBytes += live.bytes
 	t.relayedErrors += live.errors
+	t.relayedPacketsKernel += live.kernelPackets
+	t.relayedBytesKernel += live.kernelBytes
 	for _, p := range pairs {
 		switch {
 		case !p[0] && !p[1]:
@@ -319,9 +330,11 @@ func (c *Call) liveCounters() liveTotals {
 					if st.ms == nil {
 						continue
 					}
-					in, dropped := st.ms.Received()
+					in, kern, dropped := st.ms.Received()
 					l.packets += in.Packets
 					l.bytes += in.Bytes
+					l.kernelPackets += kern.Packets
+					l.kernelBytes += kern.Bytes
 					l.errors += in.Errors + dropped
 					if st.ms.InKernel() {
 						l.kernelStreams++

@@ -45,7 +45,10 @@ type StreamInfo struct {
 	RTCP               bool
 	Flags              []string
 	LastPacket         time.Time
-	In, Out            Counters // received from / sent to the party
+	LastKernelPacket   time.Time // zero when the kernel forwarded nothing
+	LastUserPacket     time.Time // zero when unknown or all went through the kernel
+	KernelPackets      uint64    // the part of In.Packets the kernel forwarded
+	In, Out            Counters  // received from / sent to the party
 	SSRCs              []SSRCInfo
 }
 

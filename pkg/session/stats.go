@@ -22,8 +22,10 @@ type Statistics struct {
 	RegularTerminated, ForcedTerminated                uint64
 
 	RelayedPackets, RelayedBytes, RelayedErrors uint64
-	ZeroWayStreams, OneWayStreams               uint64
-	TotalCallDuration, AvgCallDuration          time.Duration
+	// The parts of RelayedPackets/Bytes the kernel fast path forwarded.
+	RelayedPacketsKernel, RelayedBytesKernel uint64
+	ZeroWayStreams, OneWayStreams            uint64
+	TotalCallDuration, AvgCallDuration       time.Duration
 
 	Interfaces []InterfaceStats
 }
@@ -54,9 +56,12 @@ func (m *Manager) Statistics() Statistics {
 		RelayedPackets:    t.relayedPackets,
 		RelayedBytes:      t.relayedBytes,
 		RelayedErrors:     t.relayedErrors,
-		ZeroWayStreams:    t.zeroWayStreams,
-		OneWayStreams:     t.oneWayStreams,
-		TotalCallDuration: t.callDurationTotal,
+
+		RelayedPacketsKernel: t.relayedPacketsKernel,
+		RelayedBytesKernel:   t.relayedBytesKernel,
+		ZeroWayStreams:       t.zeroWayStreams,
+		OneWayStreams:        t.oneWayStreams,
+		TotalCallDuration:    t.callDurationTotal,
 	}
 	if t.endedCalls > 0 {
 		s.AvgCallDuration = t.callDurationTotal / time.Duration(t.endedCalls)
@@ -85,8 +90,9 @@ func (m *Manager) Statistics() Statistics {
 
 // liveTotals are the running counters of a live call.
 type liveTotals struct {
-	packets, bytes, errors uint64
-	streams, kernelStreams int
+	packets, bytes, errors     uint64
+	kernelPackets, kernelBytes uint64
+	streams, kernelStreams     int
 }
 
 func (s *Statistics) add(l liveTotals) {
@@ -95,4 +101,6 @@ func (s *Statistics) add(l liveTotals) {
 	s.RelayedErrors += l.errors
 	s.MediaUserspace += l.streams
 	s.MediaKernel += l.kernelStreams
+	s.RelayedPacketsKernel += l.kernelPackets
+	s.RelayedBytesKernel += l.kernelBytes
 }
