@@ -114,4 +114,3 @@ func currentStatistic(t *testing.T, r *relayd, key string) int64 {
 	}
 	return n
 }
-
