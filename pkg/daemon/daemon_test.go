@@ -89,6 +89,11 @@ func TestSeedConfigStarts(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(pid)) == "" {
 		t.Errorf("pidfile: %q %v", pid, err)
 	}
+	// Loopback only: the fast path cannot help, relayd says so once and
+	// forwards in userspace.
+	if n := strings.Count(logs.String(), "XDP fast path unavailable"); n != 1 {
+		t.Errorf("%d lines about the fast path falling back, want 1:\n%s", n, logs.String())
+	}
 	for _, key := range []string{`key \"log-facility\" ignored`, `key \"log-facility-cdr\" ignored`} {
 		if !strings.Contains(logs.String(), key) {
 			t.Errorf("no warning about %s in:\n%s", key, logs.String())
@@ -105,6 +110,9 @@ func TestBadConfigStopsStartup(t *testing.T) {
 		{[]string{"--config-file=none", "--interface=nonsense"}, `"interface"`},
 		{[]string{"--config-file=none", "--tos=300"}, `"tos"`},
 		{[]string{"--config-file=/nonexistent/relayd.conf"}, "/nonexistent/relayd.conf"},
+		{[]string{"--config-file=none", "--xdp=kernel"}, `"xdp"`},
+		// Asked for explicitly, the fast path must load: on loopback it cannot.
+		{[]string{"--config-file=none", "--xdp=native", "--listen-ng=127.0.0.1:24298"}, "xdp = native"},
 	}
 	for _, tc := range tests {
 		err := Run(context.Background(), tc.args, &syncBuffer{})
