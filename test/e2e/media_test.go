@@ -132,6 +132,28 @@ func testMedia(t *testing.T, v variant) {
 	}
 
 	requireNoCalls(t, r)
+	if r.kind == relayRelayd {
+		requireKernelForwarding(t, r, 2*mediaCalls*g711aPackets)
+	}
+}
+
+// requireKernelForwarding checks that relayd's XDP fast path (on by default)
+// carried the bulk of the media: each stream latches on its first packets in
+// userspace and is forwarded by the kernel from then on.
+func requireKernelForwarding(t *testing.T, r *relay, relayed int) {
+	t.Helper()
+	stats, err := r.statistics()
+	if err != nil {
+		t.Fatalf("statistics: %v", err)
+	}
+	st, _ := stats["statistics"].(map[string]any)
+	tot, _ := st["totalstatistics"].(map[string]any)
+	kernel, _ := tot["relayedpackets_kernel"].(int64)
+	all, _ := tot["relayedpackets"].(int64)
+	t.Logf("relayd forwarded %d of %d RTP/RTCP packets in the kernel", kernel, all)
+	if kernel < int64(relayed)*8/10 {
+		t.Errorf("only %d of %d packets went through the XDP fast path, want at least 80%% of the %d RTP packets", kernel, all, relayed)
+	}
 }
 
 type packetTally struct {
