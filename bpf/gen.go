@@ -9,3 +9,8 @@ package bpf
 // checkout path out of the object: the output is byte-identical from any
 // directory.
 //go:generate go tool bpf2go -tags linux -target bpfel relay relay.c -- -I./include -nostdinc -mcpu=v3 -Wall -Werror -ffile-prefix-map=$PWD=.
+
+// The bare objects (bare_bpfel.{go,o}): a rewrite-and-bounce program with no
+// lookups — the machine's ceiling reference for the benchmarks (Ceiling) —
+// and an XDP_PASS program for veth peers in tests. relayd never loads them.
+//go:generate go tool bpf2go -tags linux -target bpfel bare testdata/bare.c -- -I./include -nostdinc -mcpu=v3 -Wall -Werror -ffile-prefix-map=$PWD=.

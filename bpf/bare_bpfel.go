@@ -136,5 +136,5 @@ func _BareClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed bare_bpfel_test.o
+//go:embed bare_bpfel.o
 var _BareBytes []byte
