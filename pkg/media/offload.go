@@ -147,33 +147,55 @@ func (o *offloader) sweep() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for s := range o.streams {
-		rule, sink, ok := s.offloadRule()
-		switch {
-		case !ok:
-			o.withdraw(s)
-		case s.kernel.Load() && s.kernelRule == rule:
-		default:
-			if err := o.fp.Offload(rule); err != nil {
-				// Stays in userspace; e.g. the next hop is not resolved yet
-				// (the userspace send resolves it).
-				if s.kernel.Load() {
-					o.withdraw(s)
-				}
-				if !s.offloadErrLogged {
-					o.eng.log.Debug("stream stays in userspace", "local", s.local, "reason", err)
-					s.offloadErrLogged = true
-				}
-				continue
-			}
-			if old := s.kernelSink; old != nil && old != sink {
-				old.feeder.CompareAndSwap(s, nil)
-			}
-			s.kernel.Store(true)
-			s.kernelRule, s.kernelSink = rule, sink
-			sink.feeder.Store(s)
-			s.offloadErrLogged = false
-		}
+		o.sync(s)
 	}
+}
+
+// sync makes s's kernel rule match what it should be now; o.mu is held.
+func (o *offloader) sync(s *Stream) {
+	rule, sink, ok := s.offloadRule()
+	switch {
+	case !ok:
+		o.withdraw(s)
+	case s.kernel.Load() && s.kernelRule == rule:
+	default:
+		if err := o.fp.Offload(rule); err != nil {
+			// Stays in userspace; e.g. the next hop is not resolved yet
+			// (the userspace send resolves it).
+			if s.kernel.Load() {
+				o.withdraw(s)
+			}
+			if !s.offloadErrLogged {
+				o.eng.log.Debug("stream stays in userspace", "local", s.local, "reason", err)
+				s.offloadErrLogged = true
+			}
+			return
+		}
+		if old := s.kernelSink; old != nil && old != sink {
+			old.feeder.CompareAndSwap(s, nil)
+		}
+		s.kernel.Store(true)
+		s.kernelRule, s.kernelSink = rule, sink
+		sink.feeder.Store(s)
+		s.offloadErrLogged = false
+	}
+}
+
+// follow runs on the worker when a latched stream's peer moves
+// (media-handover): before the packet that moved it is forwarded, the rule
+// sending into it is re-aimed at the new peer and its own rule (checking the
+// old source) is withdrawn, so no later packet can reach the old peer.
+func (o *offloader) follow(s *Stream) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.streams[s]; !ok {
+		return
+	}
+	o.withdraw(s)
+	if f := s.feeder.Load(); f != nil {
+		o.sync(f)
+	}
+	o.poke() // s itself returns to the kernel with its new source
 }
 
 // offloadRule is the kernel rule s would get now, if it may have one: its

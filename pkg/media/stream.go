@@ -142,8 +142,11 @@ func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, mo
 			st = s.state.Load() // a Configure won the race: judge again under it
 			continue
 		}
-		if ns.latched && !st.latched {
-			if o := s.off(); o != nil {
+		if o := s.off(); o != nil && ns != st {
+			switch {
+			case st.latched && ns.latched && (ns.src != st.src || ns.dest != st.dest):
+				o.follow(s) // media-handover: rules follow before this packet leaves
+			case ns.latched && !st.latched:
 				o.poke() // a latched stream may go to the kernel now
 			}
 		}
