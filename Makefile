@@ -8,7 +8,7 @@ GOFLAGS_BUILD = -trimpath -ldflags "-X github.com/relayd/relayd/pkg/daemon.Versi
 BPF_CLANG ?= clang-14
 BPF_STRIP ?= llvm-strip-14
 
-.PHONY: help build run test test-unit test-e2e deps lint fuzz clean generate check-generated
+.PHONY: help build run test test-unit test-e2e deps lint fuzz clean generate check-generated bench bench-quick
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,8 +45,19 @@ check-generated: generate ## fail when the committed BPF objects differ from a f
 	if [ -n "$$stale" ]; then echo "$$stale"; \
 		echo "bpf/: generated files are stale: run 'make generate' and commit them"; exit 1; fi
 
-test: deps lint check-generated ## install test dependencies, then run every test (race detector on)
+test: deps lint check-generated ## install test dependencies, then run every test (race detector on) and the bench smoke test
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) bench-quick
+
+bench: deps ## the standard comparison relayd (userspace, xdp) vs the incumbent; writes bench/results/latest and BENCHMARKS.md (root, ~7 min)
+	$(GO) run ./bench --out bench/results/latest --update-benchmarks BENCHMARKS.md --profile
+
+bench-quick: ## bench smoke test (< 1 min): fails when calls do not carry media (root; runs in CI)
+	@if [ "$$(id -u)" != 0 ] && [ -z "$$CI" ]; then \
+		echo "bench-quick skipped: needs root for network namespaces"; \
+	else \
+		$(GO) run ./bench --quick --out $${TMPDIR:-/tmp}/relayd-bench-quick; \
+	fi
 
 test-unit: ## unit tests only (no root needed)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)

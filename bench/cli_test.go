@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"flag"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relayd/relayd/bench/internal/calls"
+	"github.com/relayd/relayd/bench/internal/report"
+	"github.com/relayd/relayd/bench/internal/runner"
+)
+
+func TestParseCPUs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"", nil, false},
+		{"1", []int{1}, false},
+		{"0,2", []int{0, 2}, false},
+		{"2-4", []int{2, 3, 4}, false},
+		{"0, 3-4", []int{0, 3, 4}, false},
+		{"x", nil, true},
+		{"4-2", nil, true},
+		{"-1", nil, true},
+	}
+	for _, tc := range tests {
+		got, err := parseCPUs(tc.in)
+		if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+			t.Errorf("parseCPUs(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestParseInts(t *testing.T) {
+	got, err := parseInts("100, 200,,300")
+	if err != nil || !slices.Equal(got, []int{100, 200, 300}) {
+		t.Errorf("parseInts = %v, %v", got, err)
+	}
+	for _, bad := range []string{"0", "-5", "ten"} {
+		if _, err := parseInts(bad); err == nil {
+			t.Errorf("parseInts(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestQuickDefaultsKeepGivenFlags(t *testing.T) {
+	var o options
+	fs := newFlagSet(&o, &strings.Builder{})
+	if err := fs.Parse([]string{"--quick", "--calls", "7", "--window", "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	applyQuick(&o, set, false)
+	if o.calls != "7" || o.window != 3*time.Second {
+		t.Errorf("explicit flags overridden: calls %q window %v", o.calls, o.window)
+	}
+	if o.reps != 1 || o.relays != "relayd:userspace,relayd:xdp" || o.deadline > time.Minute {
+		t.Errorf("quick defaults not applied: reps %d relays %q deadline %v", o.reps, o.relays, o.deadline)
+	}
+}
+
+func TestSmokeVerdict(t *testing.T) {
+	good := report.Point{Relay: "relayd:userspace", Calls: 20, Sent: 100, Received: 100, Streams: 40}
+	tests := []struct {
+		name string
+		run  report.Run
+		ok   bool
+	}{
+		{"all media arrived", report.Run{Points: []report.Point{good}}, true},
+		{"nothing measured", report.Run{}, false},
+		{"silent streams", report.Run{Points: []report.Point{{Sent: 100, Received: 100, DeadStreams: 2}}}, false},
+		{"heavy loss", report.Run{Points: []report.Point{{Sent: 100, Received: 50, LossPct: 50}}}, false},
+		{"failed check", report.Run{Points: []report.Point{good}, Checks: []report.Check{{Name: "x", OK: false}}}, false},
+		{"control errors", report.Run{Points: []report.Point{good},
+			Controls: []report.Control{{Results: []calls.ControlResult{{Name: "sequential", Cycles: 10, Errors: 1}}}}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := smokeVerdict(&tc.run)
+			if (err == nil) != tc.ok {
+				t.Errorf("smokeVerdict = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, runner.ErrSmoke) {
+				t.Errorf("error %v is not ErrSmoke", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package calls
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// BuildOffer returns the caller's offer: a SIP trunk's G.711 offer (PCMU,
+// PCMA, telephone-event, 20 ms) with the caller's media address.
+func BuildOffer(media netip.AddrPort, sessID uint64) string {
+	a := media.Addr().String()
+	return "v=0\r\n" +
+		"o=- " + u64(sessID) + " " + u64(sessID) + " IN IP4 " + a + "\r\n" +
+		"s=SIP Call\r\n" +
+		"c=IN IP4 " + a + "\r\n" +
+		"t=0 0\r\n" +
+		"m=audio " + strconv.Itoa(int(media.Port())) + " RTP/AVP 0 8 101\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\n" +
+		"a=rtpmap:8 PCMA/8000\r\n" +
+		"a=rtpmap:101 telephone-event/8000\r\n" +
+		"a=fmtp:101 0-15\r\n" +
+		"a=ptime:20\r\n" +
+		"a=sendrecv\r\n"
+}
+
+// BuildAnswer returns the callee's answer: a FreeSWITCH-style answer that
+// picks PCMA and keeps telephone-event, with an explicit a=rtcp.
+func BuildAnswer(media netip.AddrPort, sessID uint64) string {
+	a := media.Addr().String()
+	p := int(media.Port())
+	return "v=0\r\n" +
+		"o=FreeSWITCH " + u64(sessID) + " " + u64(sessID+1) + " IN IP4 " + a + "\r\n" +
+		"s=FreeSWITCH\r\n" +
+		"c=IN IP4 " + a + "\r\n" +
+		"t=0 0\r\n" +
+		"m=audio " + strconv.Itoa(p) + " RTP/AVP 8 101\r\n" +
+		"a=rtpmap:8 PCMA/8000\r\n" +
+		"a=rtpmap:101 telephone-event/8000\r\n" +
+		"a=fmtp:101 0-16\r\n" +
+		"a=ptime:20\r\n" +
+		"a=sendrecv\r\n" +
+		"a=rtcp:" + strconv.Itoa(p+1) + " IN IP4 " + a + "\r\n"
+}
+
+func u64(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// Audio is what the bench needs from a rewritten SDP: where to send the
+// stream's media and with which payload types.
+type Audio struct {
+	Addr     netip.AddrPort // connection address (media level, else session level) and m= port
+	Payloads []int          // payload types in m= order
+	RTCPPort int            // from a=rtcp, 0 when absent
+}
+
+// ParseAudio finds the first audio stream of an SDP. It accepts "\r\n" and
+// bare "\n" line ends and ignores every line it does not need.
+func ParseAudio(sdp string) (Audio, error) {
+	var (
+		session, mediaConn netip.Addr
+		out                Audio
+		inAudio, found     bool
+		seenM              bool
+		port               int
+	)
+	for line := range strings.SplitSeq(sdp, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if len(line) < 2 || line[1] != '=' {
+			continue
+		}
+		val := line[2:]
+		switch line[0] {
+		case 'm':
+			seenM = true
+			if found {
+				// Only the first audio stream matters; stop at the next m=.
+				inAudio = false
+				continue
+			}
+			f := strings.Fields(val)
+			if len(f) < 4 || f[0] != "audio" {
+				continue
+			}
+			p, err := strconv.Atoi(f[1])
+			if err != nil || p < 0 || p > 65535 {
+				return Audio{}, fmt.Errorf("%w: bad port in m=%s", ErrSDP, val)
+			}
+			port = p
+			for _, pt := range f[3:] {
+				n, err := strconv.Atoi(pt)
+				if err != nil || n < 0 || n > 127 {
+					return Audio{}, fmt.Errorf("%w: bad payload type %q in m=%s", ErrSDP, pt, val)
+				}
+				out.Payloads = append(out.Payloads, n)
+			}
+			inAudio, found = true, true
+		case 'c':
+			a, err := parseConn(val)
+			if err != nil {
+				return Audio{}, err
+			}
+			switch {
+			case !seenM:
+				session = a
+			case inAudio:
+				mediaConn = a
+			}
+		case 'a':
+			if !inAudio {
+				continue
+			}
+			if rest, ok := strings.CutPrefix(val, "rtcp:"); ok {
+				f := strings.Fields(rest)
+				if len(f) > 0 {
+					if p, err := strconv.Atoi(f[0]); err == nil && p > 0 && p < 65536 {
+						out.RTCPPort = p
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		return Audio{}, fmt.Errorf("%w: no m=audio line", ErrSDP)
+	}
+	if port == 0 {
+		return Audio{}, fmt.Errorf("%w: audio stream rejected (port 0)", ErrSDP)
+	}
+	conn := mediaConn
+	if !conn.IsValid() {
+		conn = session
+	}
+	if !conn.IsValid() {
+		return Audio{}, fmt.Errorf("%w: no c= line for the audio stream", ErrSDP)
+	}
+	if conn.IsUnspecified() {
+		return Audio{}, fmt.Errorf("%w: audio stream on hold (c=%s)", ErrSDP, conn)
+	}
+	out.Addr = netip.AddrPortFrom(conn, uint16(port))
+	return out, nil
+}
+
+// parseConn reads "IN IP4 addr" or "IN IP6 addr" (a TTL or count suffix of
+// multicast addresses is cut off).
+func parseConn(val string) (netip.Addr, error) {
+	f := strings.Fields(val)
+	if len(f) < 3 || f[0] != "IN" || (f[1] != "IP4" && f[1] != "IP6") {
+		return netip.Addr{}, fmt.Errorf("%w: bad c=%s", ErrSDP, val)
+	}
+	host, _, _ := strings.Cut(f[2], "/")
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: bad address in c=%s", ErrSDP, val)
+	}
+	if (f[1] == "IP4") != a.Is4() {
+		return netip.Addr{}, fmt.Errorf("%w: address family mismatch in c=%s", ErrSDP, val)
+	}
+	return a, nil
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package report
+
+import (
+	"time"
+
+	"github.com/relayd/relayd/bench/internal/calls"
+	"github.com/relayd/relayd/bench/internal/sysinfo"
+)
+
+// Point is one measured window: one relay, one repetition, one load.
+type Point struct {
+	Relay string `json:"relay"`
+	Rep   int    `json:"rep"`
+	Mode  string `json:"mode"` // fixed, ramp, soak
+	Calls int    `json:"calls"`
+
+	WindowSec    float64 `json:"window_s"`
+	TargetPPS    float64 `json:"target_pps"`    // calls x 2 streams x rate
+	OfferedPPS   float64 `json:"offered_pps"`   // what the generator really sent
+	DeliveredPPS float64 `json:"delivered_pps"` // what came back through the relay
+	Sent         uint64  `json:"sent"`
+	Received     uint64  `json:"received"`
+	LossPct      float64 `json:"loss_pct"`
+	Duplicates   uint64  `json:"duplicates"`
+	Reordered    uint64  `json:"reordered"`
+	// One-way latency through the relay: send syscall to the kernel's
+	// receive timestamp at the far endpoint (two veth hops and the relay).
+	LatP50Us     float64 `json:"lat_p50_us"`
+	LatP99Us     float64 `json:"lat_p99_us"`
+	LatP999Us    float64 `json:"lat_p999_us"`
+	LatMaxUs     float64 `json:"lat_max_us"`
+	JitterUs     float64 `json:"jitter_us"`
+	Streams      int     `json:"streams"`
+	DeadStreams  int     `json:"dead_streams"`
+	Stray        uint64  `json:"stray,omitempty"`
+	SendErrors   uint64  `json:"send_errors,omitempty"`
+	Skipped      uint64  `json:"skipped,omitempty"`
+	MaxLagMs     float64 `json:"max_lag_ms"`
+	RelayCPUPct  float64 `json:"relay_cpu_pct"` // of the relay's CPUs
+	RelayCPUSec  float64 `json:"relay_cpu_s"`   // process + softirq (see metrics.Usage)
+	RelayProcSec float64 `json:"relay_proc_s"`
+	RelaySoftSec float64 `json:"relay_softirq_s"`
+	NsPerPacket  float64 `json:"cpu_ns_per_packet"` // relay CPU per delivered packet
+	RSSBytes     uint64  `json:"rss_bytes"`
+	MemPerCallKB float64 `json:"mem_per_call_kib"` // RSS growth since start / calls
+	GenCPUPct    float64 `json:"gen_cpu_pct"`
+	// ForeignCPUPct is busy time on the relay's CPUs that neither the
+	// relay nor softirq explains (other programs on a shared machine), in
+	// percent of those CPUs: a noise indicator.
+	ForeignCPUPct float64 `json:"foreign_cpu_pct"`
+	// Where packets were lost, when the kernel says: the relay's socket
+	// buffers, the relay's or the generator's input backlog, the endpoint
+	// sockets.
+	RelayRcvbufErrors  uint64 `json:"relay_rcvbuf_errors"`
+	RelayBacklogDrops  uint64 `json:"relay_backlog_drops"`
+	GenBacklogDrops    uint64 `json:"gen_backlog_drops"`
+	EndpointRcvbufErrs uint64 `json:"endpoint_rcvbuf_errors"`
+	// VethDropsToRelay are packets the veths dropped on their way into the
+	// relay's namespace (its NAPI ring full: the relay host's CPU did not
+	// keep up), VethDropsToEndpoints on their way out (the endpoints').
+	VethDropsToRelay     uint64 `json:"veth_drops_to_relay"`
+	VethDropsToEndpoints uint64 `json:"veth_drops_to_endpoints"`
+	// RelayRelayed is the relay's own relayedpackets counter over the
+	// window (statistics), KernelRelayed its kernel share.
+	RelayRelayed  int64 `json:"relay_relayed"`
+	KernelRelayed int64 `json:"kernel_relayed"`
+	// GenBound says the generator, not the relay, limited this point: the
+	// relay's throughput is then not reported.
+	GenBound    bool     `json:"generator_bound"`
+	GenReasons  []string `json:"generator_reasons,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	ModeChecked bool     `json:"mode_checked,omitempty"`
+}
+
+// Ramp is the outcome of searching the highest load with loss under the
+// target.
+type Ramp struct {
+	Relay    string  `json:"relay"`
+	Rep      int     `json:"rep"`
+	MaxCalls int     `json:"max_calls"` // highest load that met the target
+	MaxPPS   float64 `json:"max_pps"`   // its delivered packets/s
+	// Bound is what stopped the search: "relay" (loss above the target
+	// at the next load), "generator" (the generator could not go
+	// higher), "ceiling" (--ramp-max-calls) or "none" (no load met it).
+	Bound  string  `json:"bound"`
+	Probes []Point `json:"probes"`
+	// Recovery is a window at half the good load on the relay that was
+	// just overloaded, not restarted (first repetition only); Recovered
+	// says whether its loss met the target.
+	Recovery  *Point `json:"recovery,omitempty"`
+	Recovered *bool  `json:"recovered,omitempty"`
+}
+
+// Control is one relay's control-plane runs in one repetition.
+type Control struct {
+	Relay   string                `json:"relay"`
+	Rep     int                   `json:"rep"`
+	Results []calls.ControlResult `json:"results"`
+}
+
+// Soak is a bounded churn run.
+type Soak struct {
+	Relay        string  `json:"relay"`
+	Rep          int     `json:"rep"`
+	DurationSec  float64 `json:"duration_s"`
+	Calls        int     `json:"calls"`
+	ChurnPerSec  float64 `json:"churn_per_s"`
+	Created      int     `json:"calls_created"`
+	Deleted      int     `json:"calls_deleted"`
+	SetupErrors  int     `json:"setup_errors"`
+	DeleteErrors int     `json:"delete_errors"`
+	SilentCalls  int     `json:"silent_calls"` // deleted calls that received nothing in a direction
+	Media        Point   `json:"media"`
+	RSSStart     uint64  `json:"rss_start_bytes"`
+	RSSEnd       uint64  `json:"rss_end_bytes"`
+	RSSMax       uint64  `json:"rss_max_bytes"`
+	FDsStart     int     `json:"fds_start"`
+	FDsEnd       int     `json:"fds_end"`
+	SessionsEnd  int64   `json:"sessions_end"`
+}
+
+// Check is one consistency check between what the bench saw and what the
+// relay reports.
+type Check struct {
+	Relay  string `json:"relay"`
+	Rep    int    `json:"rep"`
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Profile is a CPU profile of a relay under load.
+type Profile struct {
+	Relay string   `json:"relay"`
+	What  string   `json:"what"`
+	Tool  string   `json:"tool"`
+	Top   []string `json:"top"`
+	ByDSO []string `json:"by_dso"`
+}
+
+// Run is everything one bench invocation measured.
+type Run struct {
+	Command     string            `json:"command"`
+	Started     time.Time         `json:"started"`
+	DurationSec float64           `json:"duration_s"`
+	Machine     sysinfo.Machine   `json:"machine"`
+	Setup       Setup             `json:"setup"`
+	Relays      []string          `json:"relays"`
+	Points      []Point           `json:"points"`
+	Ramps       []Ramp            `json:"ramps,omitempty"`
+	Controls    []Control         `json:"controls,omitempty"`
+	Soaks       []Soak            `json:"soaks,omitempty"`
+	Checks      []Check           `json:"checks"`
+	Profiles    []Profile         `json:"profiles,omitempty"`
+	Warnings    []string          `json:"warnings,omitempty"`
+	RelayArgs   map[string]string `json:"relay_args"`
+}
+
+// Setup is how the run was configured.
+type Setup struct {
+	Topology      string   `json:"topology"`
+	TopologyNotes []string `json:"topology_notes"`
+	RelayCPUs     []int    `json:"relay_cpus"`
+	GenCPUs       []int    `json:"gen_cpus"`
+	PPSPerStream  float64  `json:"pps_per_stream"`
+	PayloadBytes  int      `json:"payload_bytes"`
+	WindowSec     float64  `json:"window_s"`
+	WarmupSec     float64  `json:"warmup_s"`
+	Reps          int      `json:"reps"`
+	LossTargetPct float64  `json:"loss_target_pct"`
+	Modes         []string `json:"modes"`
+	Calls         []int    `json:"calls"`
+	Quick         bool     `json:"quick"`
+}

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package runner
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/relayd/relayd/bench/internal/relay"
+	"github.com/relayd/relayd/bench/internal/topo"
+)
+
+// Modes the runner knows.
+const (
+	ModeFixed   = "fixed"
+	ModeRamp    = "ramp"
+	ModeControl = "control"
+	ModeSoak    = "soak"
+)
+
+// Config is one bench invocation.
+type Config struct {
+	Relays       []relay.Spec
+	RelaydBin    string // "" builds ./cmd/relayd
+	RtpengineBin string
+	Topology     topo.Kind
+	Modes        []string
+
+	Calls      []int   // fixed loads
+	PPS        float64 // per stream
+	PayloadLen int
+	Warmup     time.Duration
+	Window     time.Duration
+	Drain      time.Duration
+	Reps       int
+	// LossTarget is the loss bound of the ramp, a fraction (0.001).
+	LossTarget float64
+
+	RampMaxCalls int
+	RampSteps    int // bisection steps after the bracket is found
+
+	ControlDuration time.Duration
+	ControlConc     int
+	ControlRate     float64
+
+	SoakDuration time.Duration
+	SoakCalls    int
+	SoakChurn    float64 // calls replaced per second
+
+	RelayCPUs, GenCPUs []int
+	SetupConc          int
+	AddrsPerSide       int
+	EndpointGRO        bool
+	Steering           topo.Steering
+	Tick               time.Duration
+	SendBatch          int
+	RelayLogLevel      int
+
+	Profile      bool
+	ProfileCalls int
+
+	// Quick makes the run a smoke test: any call that carries no media, a
+	// failed check or a relay that does not start fails the run.
+	Quick bool
+	// Deadline bounds the whole run; past it the run stops and cleans up.
+	Deadline time.Duration
+
+	// OutDir receives the results; WorkDir the relayd binary, the relay
+	// logs and raw profiles, which are too big to keep with results.
+	OutDir  string
+	WorkDir string
+	// Command is the command line, recorded in the results.
+	Command  string
+	Progress io.Writer
+	TTY      bool
+	Log      *slog.Logger
+}
+
+// Validate checks the settings that could otherwise fail half-way through.
+func (c *Config) Validate() error {
+	if len(c.Relays) == 0 {
+		return fmt.Errorf("%w: no relays", ErrConfig)
+	}
+	for _, m := range c.Modes {
+		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak}, m) {
+			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak)", ErrConfig, m)
+		}
+	}
+	if len(c.Modes) == 0 {
+		return fmt.Errorf("%w: no modes", ErrConfig)
+	}
+	if c.has(ModeFixed) && len(c.Calls) == 0 {
+		return fmt.Errorf("%w: fixed mode needs --calls", ErrConfig)
+	}
+	for _, n := range c.Calls {
+		if n <= 0 {
+			return fmt.Errorf("%w: call count %d", ErrConfig, n)
+		}
+	}
+	if c.PPS <= 0 || c.PPS > 1000 {
+		return fmt.Errorf("%w: --pps %g (want 0 < pps <= 1000 per stream)", ErrConfig, c.PPS)
+	}
+	if c.Window < 500*time.Millisecond {
+		return fmt.Errorf("%w: --window %v is too short to measure (>= 500ms)", ErrConfig, c.Window)
+	}
+	if c.Reps < 1 {
+		return fmt.Errorf("%w: --reps %d", ErrConfig, c.Reps)
+	}
+	if c.LossTarget <= 0 || c.LossTarget >= 1 {
+		return fmt.Errorf("%w: loss target %g (a fraction)", ErrConfig, c.LossTarget)
+	}
+	if c.has(ModeSoak) && (c.SoakDuration <= 0 || c.SoakCalls <= 0) {
+		return fmt.Errorf("%w: soak needs --soak-duration and --soak-calls", ErrConfig)
+	}
+	if c.Deadline <= 0 {
+		return fmt.Errorf("%w: no deadline", ErrConfig)
+	}
+	return nil
+}
+
+func (c *Config) has(mode string) bool { return slices.Contains(c.Modes, mode) }
+
+// maxCalls is the most calls the generator must hold at once.
+func (c *Config) maxCalls() int {
+	n := 1
+	if c.has(ModeFixed) {
+		n = max(n, slices.Max(c.Calls))
+	}
+	if c.has(ModeRamp) {
+		n = max(n, c.RampMaxCalls)
+	}
+	if c.has(ModeSoak) {
+		n = max(n, c.SoakCalls+int(c.SoakChurn)+16)
+	}
+	if c.Profile {
+		n = max(n, c.ProfileCalls)
+	}
+	return n
+}
