@@ -159,6 +159,9 @@ func Markdown(r *Run, s Summary, plots []string) string {
 			w("By object:\n\n```\n%s\n```\n\n", strings.Join(p.ByDSO, "\n"))
 		}
 		w("Top symbols:\n\n```\n%s\n```\n\n", strings.Join(p.Top, "\n"))
+		if len(p.Inclusive) > 0 {
+			w("The relay's own functions, including what they call:\n\n```\n%s\n```\n\n", strings.Join(p.Inclusive, "\n"))
+		}
 	}
 
 	if len(r.Checks) > 0 {

@@ -138,6 +138,9 @@ type Profile struct {
 	Tool  string   `json:"tool"`
 	Top   []string `json:"top"`
 	ByDSO []string `json:"by_dso"`
+	// Inclusive lists the relay binary's functions with the time of
+	// everything they call (perf report --children).
+	Inclusive []string `json:"inclusive,omitempty"`
 }
 
 // Run is everything one bench invocation measured.

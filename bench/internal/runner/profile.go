@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/relayd/relayd/bench/internal/calls"
+	"github.com/relayd/relayd/bench/internal/relay"
 	"github.com/relayd/relayd/bench/internal/report"
 )
 
@@ -89,18 +91,43 @@ func (s *session) perf(ctx context.Context, tag, what string, d time.Duration, d
 	if err != nil {
 		return err
 	}
+	// The relay's own functions with everything they call (the kernel
+	// work of their syscalls included): where its time goes by code path
+	// rather than by leaf. For relayd, its Go packages' functions; for a
+	// relay without symbols, whatever user-space frames resolve.
+	all, _ := perfReportN(ctx, perf, data, 400, "--children", "--sort", "symbol", "--percent-limit", "3")
+	keep := "[.] "
+	if s.spec.Kind == relay.Relayd {
+		keep = "github.com/"
+	}
+	var inclusive []string
+	for _, l := range all {
+		if strings.Contains(l, keep) && len(inclusive) < 20 {
+			inclusive = append(inclusive, l)
+		}
+	}
 	s.e.run.Profiles = append(s.e.run.Profiles, report.Profile{
 		Relay: s.spec.Name, What: what, Tool: "perf record -g -F 999 " + strings.Join(target, " "),
-		Top: top, ByDSO: byDSO,
+		Top: top, ByDSO: byDSO, Inclusive: inclusive,
 	})
 	return nil
 }
 
-// perfReport returns perf report's flat profile lines (no call graphs).
+// perfReport returns perf report's first 25 flat profile lines (no call
+// graphs).
 func perfReport(ctx context.Context, perf, data string, sort ...string) ([]string, error) {
+	return perfReportN(ctx, perf, data, 25, sort...)
+}
+
+// perfReportN returns up to n lines.
+func perfReportN(ctx context.Context, perf, data string, n int, sort ...string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	args := append([]string{"report", "-i", data, "--stdio", "--no-children", "-g", "none"}, sort...)
+	args := []string{"report", "-i", data, "--stdio", "-g", "none"}
+	if !slices.Contains(sort, "--children") {
+		args = append(args, "--no-children")
+	}
+	args = append(args, sort...)
 	out, err := exec.CommandContext(ctx, perf, args...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("perf report: %w", err)
@@ -113,7 +140,7 @@ func perfReport(ctx context.Context, perf, data string, sort ...string) ([]strin
 			continue
 		}
 		lines = append(lines, l)
-		if len(lines) == 25 {
+		if len(lines) == n {
 			break
 		}
 	}
