@@ -28,8 +28,9 @@ import (
 var errUsage = errors.New("usage")
 
 // defaultRelays is the standard comparison: relayd's forwarding modes
-// (userspace, and XDP as --xdp=auto picks it) and the incumbent.
-const defaultRelays = "relayd:userspace,relayd:xdp,rtpengine"
+// (userspace, and XDP as --xdp=auto picks it), the incumbent, and the
+// machine's ceiling (the bare rewrite-and-bounce XDP program).
+const defaultRelays = "relayd:userspace,relayd:xdp,rtpengine,ceiling"
 
 type listFlag []string
 
@@ -39,6 +40,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // options are the command line, before it becomes a runner.Config.
 type options struct {
 	relays, topology, modes, calls string
+	installed                      string
+	scalingCalls                   int
 	relayArgs                      listFlag
 	relaydBin, rtpengineBin        string
 	pps                            float64
@@ -91,7 +94,7 @@ Flags:
 	fs.StringVar(&o.relaydBin, "relayd-bin", "", "relayd binary (default: build ./cmd/relayd)")
 	fs.StringVar(&o.rtpengineBin, "rtpengine-bin", "/usr/bin/rtpengine", "the incumbent's binary")
 	fs.StringVar(&o.topology, "topology", string(topo.TwoLegs), "veth2 (callers and callees in two namespaces), veth1 (one namespace, one relay interface) or loopback")
-	fs.StringVar(&o.modes, "mode", "fixed,ramp,control", "comma-separated modes: fixed, ramp, control, soak")
+	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak")
 	fs.StringVar(&o.calls, "calls", "100,200,300,400", "fixed loads: comma-separated call counts")
 	fs.Float64Var(&o.pps, "pps", 50, "packets per second per stream (2 streams per call)")
 	fs.IntVar(&o.payload, "payload", 160, "RTP payload bytes")
@@ -102,6 +105,8 @@ Flags:
 	fs.Float64Var(&o.lossPct, "loss-target", 0.1, "loss bound of the ramp, percent")
 	fs.IntVar(&o.rampMax, "ramp-max-calls", 3000, "the ramp never goes above this many calls")
 	fs.IntVar(&o.rampSteps, "ramp-steps", 2, "bisection steps once the ramp has bracketed the limit")
+	fs.StringVar(&o.installed, "installed-streams", "1000,10000,100000", "streams mode: rule-table sizes (the calls' own rules plus fillers no packet matches)")
+	fs.IntVar(&o.scalingCalls, "streams-calls", 200, "streams mode: calls carrying media meanwhile")
 	fs.DurationVar(&o.ctrlDur, "control-duration", 3*time.Second, "length of each control-plane run")
 	fs.IntVar(&o.ctrlConc, "control-concurrency", 8, "requests in flight in the concurrent and paced control-plane runs")
 	fs.Float64Var(&o.ctrlRate, "control-rate", 1000, "setups per second of the paced control-plane run (0: none)")
@@ -119,7 +124,7 @@ Flags:
 	fs.IntVar(&o.relayLogLevel, "relay-log-level", 6, "the relays' --log-level")
 	fs.BoolVar(&o.profile, "profile", false, "record a perf CPU profile of each relay under load (first repetition)")
 	fs.IntVar(&o.profileCalls, "profile-calls", 300, "load of the profiled window")
-	fs.BoolVar(&o.quick, "quick", false, "smoke test under a minute: fails when calls carry no media or a check fails")
+	fs.BoolVar(&o.quick, "quick", false, "smoke test (about a minute): fails when calls carry no media or a check fails")
 	fs.DurationVar(&o.deadline, "deadline", 25*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.out, "out", "", "results folder (default bench-results/TIMESTAMP)")
 	fs.StringVar(&o.update, "update-benchmarks", "", "rewrite the generated block of this markdown file (BENCHMARKS.md)")
@@ -137,12 +142,14 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 		}
 	}
 	def("relay", func() {
-		o.relays = "relayd:userspace,relayd:xdp"
+		o.relays = "relayd:userspace,relayd:xdp,ceiling"
 		if rtpengineExists {
 			o.relays += ",rtpengine"
 		}
 	})
-	def("mode", func() { o.modes = "fixed,control" })
+	def("mode", func() { o.modes = "fixed,streams,control" })
+	def("installed-streams", func() { o.installed = "1000,20000" })
+	def("streams-calls", func() { o.scalingCalls = 20 })
 	def("calls", func() { o.calls = "20,100" })
 	def("warmup", func() { o.warmup = 500 * time.Millisecond })
 	def("window", func() { o.window = 2 * time.Second })
@@ -151,7 +158,7 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 	def("control-duration", func() { o.ctrlDur = time.Second })
 	def("control-rate", func() { o.ctrlRate = 500 })
 	def("addrs-per-side", func() { o.addrs = 50 })
-	def("deadline", func() { o.deadline = 55 * time.Second })
+	def("deadline", func() { o.deadline = 100 * time.Second })
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -289,6 +296,10 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 	if err != nil {
 		return nil, err
 	}
+	installed, err := parseInts(o.installed)
+	if err != nil {
+		return nil, fmt.Errorf("--installed-streams: %w", err)
+	}
 	loads, err := parseInts(o.calls)
 	if err != nil {
 		return nil, fmt.Errorf("--calls: %w", err)
@@ -320,6 +331,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		SoakDuration: o.soakDur, SoakCalls: o.soakCalls, SoakChurn: o.soakChurn,
 		RelayCPUs: relayCPUs, GenCPUs: genCPUs, SetupConc: o.setupConc, AddrsPerSide: o.addrs,
 		EndpointGRO: o.gro, Steering: steering, Tick: o.tick, SendBatch: o.sendBatch, RelayLogLevel: o.relayLogLevel,
+		InstalledStreams: installed, ScalingCalls: o.scalingCalls,
 		Profile: o.profile, ProfileCalls: o.profileCalls, Quick: o.quick, Deadline: o.deadline,
 		OutDir: out, Progress: stderr, TTY: tty, Log: log,
 	}, nil

@@ -62,7 +62,7 @@ func TestQuickDefaultsKeepGivenFlags(t *testing.T) {
 	if o.calls != "7" || o.window != 3*time.Second {
 		t.Errorf("explicit flags overridden: calls %q window %v", o.calls, o.window)
 	}
-	if o.reps != 1 || o.relays != "relayd:userspace,relayd:xdp" || o.deadline > time.Minute {
+	if o.reps != 1 || o.relays != "relayd:userspace,relayd:xdp,ceiling" || o.deadline > 2*time.Minute || o.installed != "1000,20000" {
 		t.Errorf("quick defaults not applied: reps %d relays %q deadline %v", o.reps, o.relays, o.deadline)
 	}
 }

@@ -93,20 +93,7 @@ func (d *Datapath) RemoveRules(locals []netip.AddrPort) (int, error) {
 		return 0, err
 	}
 	defer d.life.RUnlock()
-	deleted := 0
-	for i := 0; i < len(keys); {
-		end := min(i+batchChunk, len(keys))
-		done, err := d.objs.Fwd.BatchDelete(keys[i:end], nil)
-		deleted += done
-		i += done
-		if err != nil {
-			if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return deleted, fmt.Errorf("remove rules: %w", err)
-			}
-			i++ // the kernel stopped at a missing key: skip it
-		}
-	}
-	return deleted, nil
+	return batchDelete(d.objs.Fwd, keys)
 }
 
 // LookupRule returns the installed rule for local; ErrNoRule when none.
@@ -170,12 +157,17 @@ func (d *Datapath) rules() ([]Rule, error) {
 }
 
 func (d *Datapath) encodeRule(r Rule) (relayFwdKey, relayFwdRule, error) {
-	r, fam, err := r.normalize(d.maxSlots)
+	if r.Slot < d.maxSlots && !d.slots.allocated(r.Slot, &d.mu) {
+		return relayFwdKey{}, relayFwdRule{}, fmt.Errorf("rule for %v: slot %d: %w", r.Local, r.Slot, ErrBadSlot)
+	}
+	return encodeRuleValue(r, d.maxSlots)
+}
+
+// encodeRuleValue validates r and lays it out as the program reads it.
+func encodeRuleValue(r Rule, maxSlots uint32) (relayFwdKey, relayFwdRule, error) {
+	r, fam, err := r.normalize(maxSlots)
 	if err != nil {
 		return relayFwdKey{}, relayFwdRule{}, err
-	}
-	if !d.slots.allocated(r.Slot, &d.mu) {
-		return relayFwdKey{}, relayFwdRule{}, fmt.Errorf("rule for %v: slot %d: %w", r.Local, r.Slot, ErrBadSlot)
 	}
 	k := relayFwdKey{Addr: addrWords(r.Local.Addr()), Port: hton16(r.Local.Port()), Family: fam}
 	v := relayFwdRule{

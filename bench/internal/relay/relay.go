@@ -39,6 +39,15 @@ type Spec struct {
 	// report kernel-forwarded packets, so a relay that silently ignored
 	// the mode flag is caught instead of being reported as that mode.
 	ExpectKernel bool
+	// Ceiling, when set ("generic" or "native"), makes the entry the
+	// machine's ceiling rather than a relay: relayd runs only as the
+	// control plane (ports, SDP) while the bare rewrite-and-bounce XDP
+	// program (bpf.Ceiling: the relay program's per-packet rewrite with no
+	// lookup, XDP_TX back to the sender) is attached to the relay's
+	// interfaces in that mode. Every packet comes back to the socket that
+	// sent it, so the generator measures it like relayed media; what the
+	// relay side spends on it is what forwarding cannot go below here.
+	Ceiling string
 }
 
 // builtin returns the known forwarding modes and the flags that select
@@ -52,6 +61,11 @@ func builtin() map[string]Spec {
 		"relayd:xdp-native":  {Kind: Relayd, Mode: "xdp-native", Args: []string{"--xdp=native"}, ExpectKernel: true},
 		"relayd:xdp-generic": {Kind: Relayd, Mode: "xdp-generic", Args: []string{"--xdp=generic"}, ExpectKernel: true},
 		"rtpengine":          {Kind: Rtpengine, Mode: "userspace"},
+		// Generic is what relayd:xdp (auto) picks on veths, so "ceiling"
+		// is its like-for-like reference; "ceiling:native" matches
+		// relayd:xdp-native.
+		"ceiling":        {Kind: Relayd, Mode: "ceiling", Args: []string{"--xdp=off"}, Ceiling: "generic"},
+		"ceiling:native": {Kind: Relayd, Mode: "ceiling-native", Args: []string{"--xdp=off"}, Ceiling: "native"},
 		// The incumbent's kernel module needs xt_RTPENGINE, which this
 		// kernel does not have; --table=0 selects it where it exists.
 		"rtpengine:kernel": {Kind: Rtpengine, Mode: "kernel", Args: []string{"--table=0"}, ExpectKernel: true},

@@ -143,6 +143,22 @@ type Profile struct {
 	Inclusive []string `json:"inclusive,omitempty"`
 }
 
+// ScalingPoint is one window of the installed-streams mode: the fast path
+// carrying a fixed load while its rule table holds Installed rules (the
+// calls' own plus fillers for addresses no packet is sent to).
+type ScalingPoint struct {
+	Point
+	// Asked is the table size the window was for; Installed what the
+	// table held (the calls' own rules move by the odd one as streams
+	// re-latch).
+	Asked     int `json:"asked_rules"`
+	Installed int `json:"installed_rules"`
+	// InstallMs is how long adding the fillers took (one batch of
+	// Installed minus the calls' own rules); NaN when none were added.
+	InstallMs float64 `json:"filler_install_ms"`
+	Fillers   int     `json:"fillers"`
+}
+
 // Run is everything one bench invocation measured.
 type Run struct {
 	Command     string            `json:"command"`
@@ -155,6 +171,7 @@ type Run struct {
 	Ramps       []Ramp            `json:"ramps,omitempty"`
 	Controls    []Control         `json:"controls,omitempty"`
 	Soaks       []Soak            `json:"soaks,omitempty"`
+	Scaling     []ScalingPoint    `json:"scaling,omitempty"`
 	Checks      []Check           `json:"checks"`
 	Profiles    []Profile         `json:"profiles,omitempty"`
 	Warnings    []string          `json:"warnings,omitempty"`

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Target is one of issue 4's targets and how this run measured up.
+// Target is one of the issues' targets and how this run measured up.
 type Target struct {
 	Name     string `json:"name"`
 	Goal     string `json:"goal"`
@@ -23,6 +23,7 @@ type Comparison struct {
 	Points   []PointSummary
 	Ramps    []RampSummary
 	Controls []ControlSummary
+	Scaling  []ScalingSummary
 	Relays   []string
 	// LossTargetPct is the loss bound of the throughput target.
 	LossTargetPct float64
@@ -44,11 +45,11 @@ func (c Comparison) pick() (ours, theirs string) {
 
 // Targets judges the run against the issue's targets.
 func (c Comparison) Targets() []Target {
-	ours, theirs := c.pick()
-	if ours == "" || theirs == "" {
-		return nil
+	var out []Target
+	if ours, theirs := c.pick(); ours != "" && theirs != "" {
+		out = append(out, c.throughputTarget(ours, theirs), c.cpuTarget(ours, theirs), c.setupRateTarget(ours, theirs), c.latencyTarget(ours))
 	}
-	return []Target{c.throughputTarget(ours, theirs), c.cpuTarget(ours, theirs), c.setupRateTarget(ours, theirs), c.latencyTarget(ours)}
+	return append(out, c.FastPathTargets()...)
 }
 
 func (c Comparison) ramp(relay string) (RampSummary, bool) {

@@ -19,6 +19,9 @@ const (
 	ModeRamp    = "ramp"
 	ModeControl = "control"
 	ModeSoak    = "soak"
+	// ModeScaling measures a kernel fast path's CPU per packet at one load
+	// with more and more rules installed.
+	ModeScaling = "streams"
 )
 
 // Config is one bench invocation.
@@ -59,6 +62,11 @@ type Config struct {
 	SendBatch          int
 	RelayLogLevel      int
 
+	// InstalledStreams are the rule-table sizes of the streams mode, and
+	// ScalingCalls the load it carries meanwhile.
+	InstalledStreams []int
+	ScalingCalls     int
+
 	Profile      bool
 	ProfileCalls int
 
@@ -85,8 +93,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no relays", ErrConfig)
 	}
 	for _, m := range c.Modes {
-		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak}, m) {
-			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak)", ErrConfig, m)
+		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling}, m) {
+			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams)", ErrConfig, m)
 		}
 	}
 	if len(c.Modes) == 0 {
@@ -112,6 +120,14 @@ func (c *Config) Validate() error {
 	if c.LossTarget <= 0 || c.LossTarget >= 1 {
 		return fmt.Errorf("%w: loss target %g (a fraction)", ErrConfig, c.LossTarget)
 	}
+	if c.has(ModeScaling) && (len(c.InstalledStreams) == 0 || c.ScalingCalls <= 0) {
+		return fmt.Errorf("%w: the streams mode needs --installed-streams and --streams-calls", ErrConfig)
+	}
+	for _, n := range c.InstalledStreams {
+		if n <= 0 {
+			return fmt.Errorf("%w: installed streams %d", ErrConfig, n)
+		}
+	}
 	if c.has(ModeSoak) && (c.SoakDuration <= 0 || c.SoakCalls <= 0) {
 		return fmt.Errorf("%w: soak needs --soak-duration and --soak-calls", ErrConfig)
 	}
@@ -134,6 +150,9 @@ func (c *Config) maxCalls() int {
 	}
 	if c.has(ModeSoak) {
 		n = max(n, c.SoakCalls+int(c.SoakChurn)+16)
+	}
+	if c.has(ModeScaling) {
+		n = max(n, c.ScalingCalls)
 	}
 	if c.Profile {
 		n = max(n, c.ProfileCalls)

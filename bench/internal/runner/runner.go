@@ -225,7 +225,7 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 			e.run.Points = append(e.run.Points, p)
 		}
 	}
-	if e.cfg.Profile && rep == 1 {
+	if e.cfg.Profile && rep == 1 && spec.Ceiling == "" {
 		if err := s.profile(ctx); err != nil {
 			e.warn("%s: profile: %v", spec.Name, err)
 		}
@@ -237,14 +237,25 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 			return err
 		}
 	}
-	if e.cfg.has(ModeSoak) {
+	if e.cfg.has(ModeScaling) && scales(spec) {
+		if err := s.scaling(ctx); err != nil {
+			if fatal(ctx, err) {
+				return err
+			}
+			e.warn("%s rep %d: streams mode: %v", spec.Name, rep, err)
+			e.run.Checks = append(e.run.Checks, report.Check{Relay: spec.Name, Rep: rep, Name: "installed streams", OK: false, Detail: err.Error()})
+		}
+	}
+	if e.cfg.has(ModeSoak) && spec.Ceiling == "" {
 		so, err := s.soak(ctx)
 		e.run.Soaks = append(e.run.Soaks, so)
 		if err != nil {
 			return err
 		}
 	}
-	if e.cfg.has(ModeControl) {
+	// A ceiling's control plane is relayd's own: measured once, under
+	// relayd's name.
+	if e.cfg.has(ModeControl) && spec.Ceiling == "" {
 		// Media calls go first: the control plane is measured alone.
 		if err := s.removeCalls(ctx, s.live); err != nil {
 			return err

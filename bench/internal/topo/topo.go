@@ -74,6 +74,7 @@ type Side struct {
 	Addrs []netip.Addr // endpoint addresses
 	Relay netip.Addr   // the relay's address facing this side
 	Iface string       // relay interface name (ng "direction" value)
+	Dev   string       // the relay's network device facing this side
 	// PortBase is the first UDP port the bench's endpoint sockets use on
 	// this side; ports below the relay's range keep them apart in loopback.
 	PortBase int
@@ -277,6 +278,7 @@ func (t *Topology) buildTwoLegs(ctx context.Context, cfg Config) error {
 	t.Sides[1] = Side{NS: nsB, Relay: netip.MustParseAddr("203.0.113.1"), Iface: "callees", PortBase: calleePorts,
 		Addrs: addrRange(netip.MustParseAddr("203.0.113.2"), n)}
 	devs := [2]string{RelayDevPrefix + "0", RelayDevPrefix + "1"}
+	t.Sides[0].Dev, t.Sides[1].Dev = devs[0], devs[1]
 	for i, s := range t.Sides {
 		if err := t.veth(ctx, devs[i], s.NS, endpointDev, s.Relay, 24); err != nil {
 			return err
@@ -305,6 +307,7 @@ func (t *Topology) buildOneLeg(ctx context.Context, cfg Config) error {
 	t.Sides[0] = Side{NS: ns, Relay: relay, PortBase: callerPorts, Addrs: addrRange(netip.MustParseAddr("198.51.100.2"), n)}
 	t.Sides[1] = Side{NS: ns, Relay: relay, PortBase: calleePorts, Addrs: addrRange(netip.MustParseAddr("198.51.100.130"), n)}
 	dev := RelayDevPrefix + "0"
+	t.Sides[0].Dev, t.Sides[1].Dev = dev, dev
 	if err := t.veth(ctx, dev, ns, endpointDev, relay, 24); err != nil {
 		return err
 	}
@@ -328,6 +331,7 @@ func (t *Topology) buildLoopback(ctx context.Context, cfg Config) error {
 	relay := netip.MustParseAddr("127.0.0.1")
 	t.Sides[0] = Side{NS: t.RelayNS, Relay: relay, PortBase: callerPorts, Addrs: addrRange(netip.MustParseAddr("127.0.1.1"), n)}
 	t.Sides[1] = Side{NS: t.RelayNS, Relay: relay, PortBase: calleePorts, Addrs: addrRange(netip.MustParseAddr("127.0.2.1"), n)}
+	t.Sides[0].Dev, t.Sides[1].Dev = "lo", "lo"
 	t.Interfaces = []string{relay.String()}
 	t.NG = netip.AddrPortFrom(relay, ngPort)
 	t.Notes = append(t.Notes, "loopback: relay and endpoints share one namespace; receive processing runs on the sending CPU")
