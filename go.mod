@@ -3,9 +3,13 @@ module github.com/relayd/relayd
 go 1.26.0
 
 require (
+	github.com/cilium/ebpf v0.22.0
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
 	github.com/zeebo/bencode v1.0.0
 	golang.org/x/net v0.52.0
 	golang.org/x/sys v0.49.0
+	gonum.org/v1/plot v0.15.2
 )
 
 require (
@@ -15,14 +19,10 @@ require (
 	git.sr.ht/~sbinet/gg v0.6.0 // indirect
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/campoy/embedmd v1.0.0 // indirect
-	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
-	github.com/vishvananda/netlink v1.3.1 // indirect
-	github.com/vishvananda/netns v0.0.5 // indirect
 	golang.org/x/image v0.24.0 // indirect
 	golang.org/x/text v0.35.0 // indirect
-	gonum.org/v1/plot v0.15.2 // indirect
 )
 
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -25,7 +25,8 @@ import (
 // pair should still be changed from one goroutine (fastpath.md §2.8).
 type Datapath struct {
 	log      *slog.Logger
-	pinDir   string // "" without pinning
+	pinDir   string   // "" without pinning
+	pinLock  *os.File // holds the flock on pinDir until Close
 	pinLinks bool
 	maxRules uint32
 	maxSlots uint32
@@ -43,7 +44,9 @@ type Datapath struct {
 
 // Open probes the kernel, loads the program and its maps (adopting pinned
 // maps under opts.PinPath/PinVersion) and returns the Datapath, attached
-// nowhere yet. Every failure but bad options wraps ErrUnavailable.
+// nowhere yet. With pinning it holds an exclusive lock on the pin directory
+// until Close; while another process holds it, Open fails with
+// ErrPinDirBusy. Every failure but bad options wraps ErrUnavailable.
 func Open(opts Options) (*Datapath, error) {
 	if opts.PinLinks && opts.PinPath == "" {
 		return nil, fmt.Errorf("%w: PinLinks needs PinPath", ErrInvalidOptions)
@@ -80,8 +83,7 @@ func Open(opts Options) (*Datapath, error) {
 }
 
 // load loads spec (the embedded program, or a broken one in tests) into d.
-func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (*Datapath, error) {
-	var err error
+func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath, err error) {
 	spec.Maps[relayMapFwd].MaxEntries = d.maxRules
 	spec.Maps[relayMapStreamStats].MaxEntries = d.maxSlots
 	var copts ebpf.CollectionOptions
@@ -90,6 +92,19 @@ func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (*Datapath, e
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
+		// Locked before the pins are opened: the holder may be changing them.
+		d.pinLock, err = lockPinDir(d.pinDir)
+		if errors.Is(err, ErrPinDirBusy) {
+			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		defer func() {
+			if err != nil {
+				_ = d.pinLock.Close()
+			}
+		}()
 		copts.Maps.PinPath = d.pinDir
 	} else {
 		for _, m := range spec.Maps {
@@ -170,8 +185,9 @@ func probe() error {
 	return nil
 }
 
-// Close releases this process's handles. Pinned maps and links stay (and
-// keep forwarding); without pins the program detaches and the maps go.
+// Close releases this process's handles and the pin directory's lock.
+// Pinned maps and links stay (and keep forwarding); without pins the
+// program detaches and the maps go.
 func (d *Datapath) Close() error {
 	d.life.Lock()
 	defer d.life.Unlock()
@@ -191,6 +207,12 @@ func (d *Datapath) Close() error {
 	d.stats = nil
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	// Last: the next relayd may adopt the pins once this one is done.
+	if d.pinLock != nil {
+		if err := d.pinLock.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("unlock pin directory: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

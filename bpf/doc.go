@@ -22,7 +22,9 @@
 //
 // State lives in bpffs when [Options.PinPath] is set (maps under
 // PinPath/v1, XDP links too with [Options.PinLinks]), so a restarted relayd
-// adopts the rules and counters of its predecessor. [Open] probes the kernel
+// adopts the rules and counters of its predecessor. One Datapath at a time
+// holds the pin directory (an flock, released by Close or the process's
+// exit); another Open fails with [ErrPinDirBusy]. [Open] probes the kernel
 // first and fails with [ErrUnavailable] when the fast path cannot run; the
 // caller then runs userspace-only.
 //

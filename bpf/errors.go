@@ -2,7 +2,10 @@
 
 package bpf
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrUnavailable means the fast path cannot run here: a missing kernel
@@ -10,6 +13,13 @@ var (
 	// another layout. It wraps the cause; relayd logs it once and runs
 	// userspace-only.
 	ErrUnavailable = errors.New("xdp fast path unavailable")
+
+	// ErrPinDirBusy means another process (another relayd) holds the lock on
+	// the pin directory: two relayds sharing pinned maps would clear and
+	// overwrite each other's rules. It matches ErrUnavailable too, so relayd
+	// with xdp=auto runs userspace-only; the message names the directory
+	// and, when it can be found, the holder's pid.
+	ErrPinDirBusy = fmt.Errorf("%w: pin directory locked by another process", ErrUnavailable)
 
 	// ErrNativeUnsupported is matched (errors.Is) by an [*AttachError] when
 	// native (driver) mode failed in a way generic mode may not: the caller

@@ -80,3 +80,58 @@ func isBPFFS(path string) (bool, error) {
 	}
 	return uint32(st.Type) == unix.BPF_FS_MAGIC, nil
 }
+
+// lockPinDir takes an exclusive flock on the pin directory, held until the
+// returned file is closed: a second relayd adopting the same pins would
+// clear the first one's rules at start and then overwrite them. The kernel
+// drops the lock with the descriptor, so a crashed relayd never leaves it
+// behind. Another holder fails it at once with ErrPinDirBusy.
+func lockPinDir(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open pin directory %s: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err == nil {
+		return f, nil
+	}
+	_ = f.Close()
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, fmt.Errorf("%w: %s%s", ErrPinDirBusy, dir, lockHolder(dir))
+	}
+	return nil, fmt.Errorf("lock pin directory %s: %w", dir, err)
+}
+
+// lockHolder names the process holding the flock on path, from
+// /proc/locks, as " (pid N, comm)"; "" when it cannot tell (another pid
+// namespace, a race with the holder's exit).
+func lockHolder(path string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return ""
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 00:2b:5678 0 EOF"
+	id := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[1] != "FLOCK" || fields[5] != id {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", fields[4], "comm"))
+		if c := strings.TrimSpace(string(comm)); c != "" {
+			return fmt.Sprintf(" (pid %s, %s)", fields[4], c)
+		}
+		return fmt.Sprintf(" (pid %s)", fields[4])
+	}
+	return ""
+}

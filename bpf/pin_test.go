@@ -6,10 +6,12 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -108,11 +110,22 @@ func TestPinning(t *testing.T) {
 		t.Errorf("after Close the interface runs program %d, want the pinned %d", got, id1)
 	}
 
+	// A layout of another size is refused, naming the cause, and leaves
+	// the pin directory unlocked.
+	other := opts
+	other.MaxRules = 2048
+	if _, err := Open(other); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ebpf.ErrMapIncompatible) {
+		t.Errorf("Open with another map size: %v, want ErrUnavailable wrapping ErrMapIncompatible", err)
+	}
+
 	d2, err := Open(opts)
 	if err != nil {
 		t.Fatalf("second Open: %+v", err)
 	}
 	defer d2.Close()
+	if _, err := Open(opts); !errors.Is(err, ErrPinDirBusy) {
+		t.Errorf("Open while another Datapath holds the pins: %v, want ErrPinDirBusy", err)
+	}
 	if got, err := d2.LookupRule(rule.Local); err != nil || !reflect.DeepEqual(got, rule) {
 		t.Errorf("adopted rule = %+v, %v; want %+v", got, err, rule)
 	}
@@ -137,13 +150,6 @@ func TestPinning(t *testing.T) {
 		t.Errorf("after adoption the interface runs program %d, want the new %d (old %d)", got, want, id1)
 	}
 
-	// A layout of another size is refused, naming the cause.
-	other := opts
-	other.MaxRules = 2048
-	if _, err := Open(other); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ebpf.ErrMapIncompatible) {
-		t.Errorf("Open with another map size: %v, want ErrUnavailable wrapping ErrMapIncompatible", err)
-	}
-
 	if err := d2.Unpin(); err != nil {
 		t.Fatalf("Unpin: %v", err)
 	}
@@ -155,6 +161,66 @@ func TestPinning(t *testing.T) {
 	}
 	if got := xdpProgID(t, ns, lo); got != 0 {
 		t.Errorf("after Unpin and Close the interface still runs program %d", got)
+	}
+}
+
+// TestPinDirLock: one Datapath at a time holds a pin directory. A second
+// Open fails with ErrPinDirBusy (also ErrUnavailable, so relayd with
+// xdp=auto falls back to userspace) naming the directory and the holder,
+// and touches nothing: the first one's rule survives. After Close the
+// directory is free again; another version's directory never was taken.
+func TestPinDirLock(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	opts := Options{PinPath: base, MaxRules: 1024, MaxSlots: 1024}
+	dir := filepath.Join(base, PinVersion)
+
+	d1, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer d1.Close()
+	rule := Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob, Slot: mustSlot(t, d1)}
+	if err := d1.UpsertRule(rule); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = Open(opts)
+	if !errors.Is(err, ErrPinDirBusy) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("second Open on the same pins: %v, want ErrPinDirBusy matching ErrUnavailable", err)
+	}
+	for _, want := range []string{dir, fmt.Sprintf("pid %d", os.Getpid())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if got, err := d1.LookupRule(rule.Local); err != nil || got.Dest != rule.Dest {
+		t.Errorf("first Datapath's rule after the refused Open = %+v, %v; want it intact", got, err)
+	}
+
+	// The lock is per version: a layout change pins elsewhere.
+	if got, err := lockPinDir(base); err != nil {
+		t.Errorf("lock of the base directory while %s is held: %v", dir, err)
+	} else {
+		got.Close()
+	}
+
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open after the holder closed: %+v", err)
+	}
+	if got, err := d2.LookupRule(rule.Local); err != nil || got.Dest != rule.Dest {
+		t.Errorf("adopted rule = %+v, %v; want the first Datapath's", got, err)
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockPinDir(filepath.Join(base, "nonexistent")); err == nil || errors.Is(err, ErrPinDirBusy) {
+		t.Errorf("lock of a missing directory: %v, want an open error", err)
 	}
 }
 

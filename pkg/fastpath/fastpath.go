@@ -4,7 +4,7 @@
 // it attaches the program to the interfaces that hold relayd's media
 // addresses, turns the media plane's offload rules into kernel rules with
 // next hops resolved from the kernel's routes and neighbours (and keeps them
-// fresh), and reads the kernel's per-stream counters back.
+// fresh as those change), and reads the kernel's per-stream counters back.
 package fastpath
 
 import (
@@ -37,9 +37,16 @@ var ErrNoInterface = errors.New("no media interface took the XDP program")
 // ErrNotAttached means a rule's local address is on no attached interface.
 var ErrNotAttached = errors.New("address not on an interface with the XDP program")
 
-// refreshEvery is how often installed rules' next hops are checked against
-// the kernel's routes and neighbours.
-const refreshEvery = 5 * time.Second
+// recheckEvery is how often every destination's next hop is resolved anew,
+// once per distinct destination: route, neighbour and interface changes
+// arrive as notifications within milliseconds, and this is the safety net
+// for a change whose notification was lost or never sent (a policy routing
+// rule).
+const recheckEvery = 30 * time.Second
+
+// routeSettle gathers the route notifications of one change (an interface
+// going down withdraws many routes at once) into one round of lookups.
+const routeSettle = 20 * time.Millisecond
 
 // Config says where and how to attach.
 type Config struct {
@@ -54,18 +61,29 @@ type FastPath struct {
 	dp      *bpf.Datapath
 	log     *slog.Logger
 	ingress map[netip.Addr]int // media address -> attached ifindex
-	stop    chan struct{}
-	done    chan struct{}
+	// upsert writes rules whose next hop changed (dp.UpsertRules; tests
+	// count what it is given).
+	upsert   func([]bpf.Rule) (int, error)
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{} // nil until the refresh goroutine runs
 
-	mu    sync.Mutex
-	slots map[netip.AddrPort]uint32
-	rules map[netip.AddrPort]bpf.Rule
+	mu     sync.Mutex
+	slots  map[netip.AddrPort]uint32
+	rules  map[netip.AddrPort]bpf.Rule
+	byDest map[netip.Addr]map[netip.AddrPort]struct{} // rules by destination address
+	hops   *hopTable
+	// retry holds destinations some of whose rules could not be rewritten;
+	// the next change or re-check tries again.
+	retry map[netip.Addr]struct{}
 }
 
 var _ media.FastPath = (*FastPath)(nil)
 
 // Open loads the program and attaches it to the interfaces of cfg.Addrs. Any
-// error means relayd runs in userspace only; it says why.
+// error means relayd runs in userspace only; it says why. Interfaces,
+// routes and neighbours are those of the calling thread's network
+// namespace, for the FastPath's whole life.
 func Open(cfg Config) (*FastPath, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -76,8 +94,9 @@ func Open(cfg Config) (*FastPath, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, stop: make(chan struct{}),
-		done: make(chan struct{}), slots: map[netip.AddrPort]uint32{}, rules: map[netip.AddrPort]bpf.Rule{}}
+	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, upsert: dp.UpsertRules, stop: make(chan struct{}),
+		slots: map[netip.AddrPort]uint32{}, rules: map[netip.AddrPort]bpf.Rule{},
+		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}}
 	if err := f.clearStale(); err != nil {
 		dp.Close()
 		return nil, err
@@ -102,7 +121,12 @@ func Open(cfg Config) (*FastPath, error) {
 		f.Close()
 		return nil, ErrNoInterface
 	}
-	go f.refresh()
+	// In the calling thread's network namespace, like the attach above;
+	// the refresh keeps to it whatever thread it later runs on.
+	if err := f.startRefresh(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("track routes and neighbours: %w", err)
+	}
 	return f, nil
 }
 
@@ -197,23 +221,31 @@ func (f *FastPath) clearStale() error {
 	return nil
 }
 
-// Offload installs the kernel rule for r.
+// Offload installs the kernel rule for r. Its next hop comes from the
+// cache of destinations in use (one route lookup the first time a
+// destination is seen) and is kept fresh from then on.
 func (f *FastPath) Offload(r media.OffloadRule) error {
 	if _, ok := f.ingress[r.Local.Addr().Unmap()]; !ok {
 		return ErrNotAttached
 	}
-	nh, err := bpf.ResolveNextHop(r.Dest.Addr())
+	dst := r.Dest.Addr().Unmap()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Resolved and recorded under one lock: a change handled in between
+	// would otherwise miss this rule.
+	nh, err := f.hops.lookup(dst)
 	if err != nil {
+		f.forgetUnused(dst)
 		return fmt.Errorf("next hop of %s: %w", r.Dest, err)
 	}
 	if !slices.Contains(f.dp.Attached(), nh.Ifindex) {
+		f.forgetUnused(dst)
 		return fmt.Errorf("egress ifindex %d for %s: %w", nh.Ifindex, r.Dest, ErrNotAttached)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	slot, ok := f.slots[r.Local]
 	if !ok {
 		if slot, err = f.dp.AllocSlot(); err != nil {
+			f.forgetUnused(dst)
 			return fmt.Errorf("stats slot: %w", err)
 		}
 		f.slots[r.Local] = slot
@@ -224,9 +256,10 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 		rule.TOS, rule.Flags = uint8(r.TOS), rule.Flags|bpf.FlagSetTOS
 	}
 	if err := f.dp.UpsertRule(rule); err != nil {
+		f.forgetUnused(dst)
 		return fmt.Errorf("install rule for %s: %w", r.Local, err)
 	}
-	f.rules[r.Local] = rule
+	f.track(rule)
 	return nil
 }
 
@@ -234,11 +267,55 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 func (f *FastPath) Withdraw(local netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.rules, local)
+	f.untrack(local)
 	if err := f.dp.RemoveRule(local); err != nil && !errors.Is(err, bpf.ErrNoRule) {
 		return err
 	}
 	return nil
+}
+
+// destOf is the address r sends to, as the next-hop cache keys it.
+func destOf(r bpf.Rule) netip.Addr { return r.Dest.Addr().Unmap() }
+
+// track records r as installed; f.mu is held and r's destination is in
+// f.hops.
+func (f *FastPath) track(r bpf.Rule) {
+	dst := destOf(r)
+	if old, ok := f.rules[r.Local]; ok && destOf(old) != dst {
+		f.untrack(r.Local)
+	}
+	f.rules[r.Local] = r
+	set := f.byDest[dst]
+	if set == nil {
+		set = map[netip.AddrPort]struct{}{}
+		f.byDest[dst] = set
+	}
+	set[r.Local] = struct{}{}
+}
+
+// untrack forgets local's rule, and its destination once no rule sends
+// there; f.mu is held.
+func (f *FastPath) untrack(local netip.AddrPort) {
+	r, ok := f.rules[local]
+	if !ok {
+		return
+	}
+	delete(f.rules, local)
+	dst := destOf(r)
+	delete(f.byDest[dst], local)
+	f.forgetUnused(dst)
+}
+
+// forgetUnused drops dst from the next-hop cache when no rule sends there,
+// so that the cache, and the re-check, stay as large as the set of
+// destinations in use; f.mu is held.
+func (f *FastPath) forgetUnused(dst netip.Addr) {
+	if len(f.byDest[dst]) > 0 {
+		return
+	}
+	delete(f.byDest, dst)
+	delete(f.retry, dst)
+	f.hops.forget(dst)
 }
 
 // Counters reads local's stats slot.
@@ -283,56 +360,146 @@ func (f *FastPath) Reasons() map[string]uint64 {
 	return out
 }
 
-// refresh keeps installed rules' next hops in step with the kernel's routes
-// and neighbours (a router's MAC changing, a route moving to another NIC).
-func (f *FastPath) refresh() {
-	defer close(f.done)
-	t := time.NewTicker(refreshEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
+// applyHops rewrites, in one batch, the rules sending to dsts (and to the
+// destinations left to retry) whose installed next hop differs from the
+// cache's. A destination that no longer resolves gets the zero next hop:
+// the program passes its packets to the socket, the userspace send makes
+// the kernel resolve the neighbour again, and its notification brings the
+// rules back. f.mu is held.
+func (f *FastPath) applyHops(dsts []netip.Addr, cause string) {
+	for dst := range f.retry {
+		dsts = append(dsts, dst)
+	}
+	clear(f.retry)
+	var (
+		batch      []bpf.Rule
+		unresolved int
+		example    netip.Addr
+	)
+	for _, dst := range dsts {
+		d, ok := f.hops.dests[dst]
+		if !ok {
+			continue
 		}
-		f.mu.Lock()
-		rules := make([]bpf.Rule, 0, len(f.rules))
-		for _, r := range f.rules {
-			rules = append(rules, r)
-		}
-		f.mu.Unlock()
-		for _, r := range rules {
-			nh, err := bpf.ResolveNextHop(r.Dest.Addr())
-			if err != nil || sameHop(nh, r.NextHop) {
+		for local := range f.byDest[dst] {
+			r := f.rules[local]
+			if sameHop(r.NextHop, d.hop) {
 				continue
 			}
-			f.mu.Lock()
-			if cur, ok := f.rules[r.Local]; ok && cur.Dest == r.Dest {
-				cur.NextHop = nh
-				if err := f.dp.UpsertRule(cur); err == nil {
-					f.rules[r.Local] = cur
-					f.log.Info("next hop changed", "local", r.Local, "dest", r.Dest, "ifindex", nh.Ifindex, "mac", nh.DstMAC)
-				}
+			if !example.IsValid() {
+				example = dst
 			}
-			f.mu.Unlock()
+			if d.err != nil {
+				unresolved++
+			}
+			r.NextHop = d.hop
+			batch = append(batch, r)
 		}
 	}
+	if len(batch) == 0 {
+		return
+	}
+	n, err := f.upsert(batch)
+	for _, r := range batch[:n] {
+		f.rules[r.Local] = r
+	}
+	if err != nil {
+		for _, r := range batch[n:] {
+			f.retry[destOf(r)] = struct{}{}
+		}
+		f.log.Warn("rewrite next hops of fast path rules", "rules", len(batch)-n, "error", err)
+		if n == 0 {
+			return
+		}
+	}
+	// One line per change, not per rule: a gateway's new MAC rewrites
+	// every rule behind it.
+	attrs := []any{"cause", cause, "rules", n, "unresolved", unresolved, "example", example}
+	if d := f.hops.dests[example]; d.err != nil {
+		attrs = append(attrs, "reason", d.err)
+	} else {
+		attrs = append(attrs, "ifindex", d.hop.Ifindex, "mac", d.hop.DstMAC.String())
+	}
+	f.log.Info("next hops changed", attrs...)
 }
 
-func sameHop(a, b bpf.NextHop) bool {
-	return a.Ifindex == b.Ifindex && a.SrcMAC.String() == b.SrcMAC.String() && a.DstMAC.String() == b.DstMAC.String()
+// resync re-reads interfaces, neighbours and the route of every
+// destination in use — one request per distinct destination, none per
+// rule — and rewrites the rules whose next hop changed. The kernel is
+// asked without f.mu held, so installs are not held up.
+func (f *FastPath) resync(cause string) error {
+	links, err := f.hops.k.links()
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	neighs, err := f.hops.k.neighbours()
+	if err != nil {
+		return fmt.Errorf("list neighbours: %w", err)
+	}
+	f.mu.Lock()
+	dsts := f.hops.destinations()
+	f.mu.Unlock()
+	rs := f.routeAll(dsts)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyHops(f.hops.reload(links, neighs, rs), cause)
+	return nil
+}
+
+// reroute looks up again the routes of the destinations inside prefixes
+// (whose routes changed) and rewrites the rules whose next hop moved.
+func (f *FastPath) reroute(prefixes []netip.Prefix) {
+	f.mu.Lock()
+	dsts := f.hops.covered(prefixes)
+	f.mu.Unlock()
+	if len(dsts) == 0 {
+		return
+	}
+	rs := f.routeAll(dsts)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyHops(f.hops.setRoutes(rs), "route")
+}
+
+// neighChanged applies one neighbour notification: no kernel request, and
+// work only for the destinations behind that neighbour.
+func (f *FastPath) neighChanged(k neighKey, mac net.HardwareAddr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyHops(f.hops.neighChanged(k, mac), "neighbour")
+}
+
+// linkChanged applies one interface notification.
+func (f *FastPath) linkChanged(l linkInfo, removed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applyHops(f.hops.linkChanged(l, removed), "interface")
+}
+
+// routeAll looks up the route of each of dsts, stopping early when the
+// FastPath closes.
+func (f *FastPath) routeAll(dsts []netip.Addr) []routed {
+	rs := make([]routed, 0, len(dsts))
+	for i, dst := range dsts {
+		if i%1024 == 1023 {
+			select {
+			case <-f.stop:
+				return rs
+			default:
+			}
+		}
+		rt, err := f.hops.k.routeTo(dst)
+		rs = append(rs, routed{dst: dst, rt: rt, err: err})
+	}
+	return rs
 }
 
 // Close detaches the program from every interface (a clean stop leaves no
 // XDP hook behind) and removes the rules; pinned maps stay for the next run.
 func (f *FastPath) Close() error {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-		if len(f.ingress) > 0 {
-			<-f.done
-		}
+	f.stopOnce.Do(func() { close(f.stop) })
+	if f.done != nil {
+		<-f.done // its notification sockets are closed, no goroutine is left
 	}
 	f.mu.Lock()
 	locals := make([]netip.AddrPort, 0, len(f.rules))
@@ -340,6 +507,7 @@ func (f *FastPath) Close() error {
 		locals = append(locals, l)
 	}
 	f.rules = map[netip.AddrPort]bpf.Rule{}
+	f.byDest = map[netip.Addr]map[netip.AddrPort]struct{}{}
 	f.mu.Unlock()
 	if len(locals) > 0 {
 		_, _ = f.dp.RemoveRules(locals)
