@@ -226,7 +226,8 @@ func (f *FastPath) clearStale() error {
 // destination is seen) and is kept fresh from then on.
 func (f *FastPath) Offload(r media.OffloadRule) error {
 	if _, ok := f.ingress[r.Local.Addr().Unmap()]; !ok {
-		return ErrNotAttached
+		// Attachments are fixed at start: no later attempt can succeed.
+		return fmt.Errorf("local %s: %w (%w)", r.Local, ErrNotAttached, media.ErrNoKernelPath)
 	}
 	dst := r.Dest.Addr().Unmap()
 	f.mu.Lock()

@@ -29,6 +29,11 @@
 // sees a consistent rule. Counters are plain integer structs updated with
 // atomics, the same shape the XDP fast path's per-stream stats slot has.
 //
+// Kernel rules (the optional [FastPath]) have one writer, the offloader. It is
+// told of every change that can alter a stream's rule (a latch, a handover, a
+// Configure, SetTOS, Detach) and syncs only the streams concerned, so its work
+// follows signalling and learning events, not the number of installed streams.
+//
 // The media plane never calls back into control code: the session layer calls
 // Configure on every signalling event and polls Stats.
 package media

@@ -221,7 +221,7 @@ func (s *Stream) SetTOS(tos int) error {
 	}
 	s.tos.Store(int32(tos))
 	if o := s.off(); o != nil {
-		o.poke() // rules sending from this socket carry its TOS
+		o.queue(s) // the rules sending from this socket carry its TOS
 	}
 	return nil
 }

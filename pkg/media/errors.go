@@ -28,3 +28,8 @@ var ErrUnknownLearningMode = errors.New("unknown endpoint-learning mode")
 
 // ErrUnsupported means the media plane does not run on this operating system.
 var ErrUnsupported = errors.New("media plane needs Linux (epoll, recvmmsg)")
+
+// ErrNoKernelPath is wrapped by a FastPath refusing a rule it can never
+// install for that local address (its interface has no XDP program): the
+// stream stays in userspace and is not retried until its rule changes.
+var ErrNoKernelPath = errors.New("no kernel path for this address")

@@ -3,8 +3,11 @@
 package media
 
 import (
+	"container/heap"
+	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,34 +42,87 @@ type KernelCounters struct {
 	LastPacket     time.Time
 }
 
-// offloadSweep is how often streams are checked for (re)offloading besides
-// the latch events the workers send.
-const offloadSweep = 200 * time.Millisecond
+// Retry cadence of a stream whose Offload failed. The usual cause is a next
+// hop the kernel has not resolved yet; the userspace send right after the
+// latch resolves it, so the first retry comes soon. A stream that keeps
+// failing (its address on an interface without the program) backs off to one
+// attempt a second, so failures cost in proportion to the failing streams
+// only.
+const (
+	offloadRetryMin = 200 * time.Millisecond
+	offloadRetryMax = time.Second
+)
 
 // offloader is the single writer of kernel rules: every install and withdraw
 // happens under its lock, so a stream's rule and its reverse never disagree
-// for longer than one sweep.
+// for longer than one sync.
+//
+// It is event-driven so that its cost follows what changes, not how many
+// streams are installed. A stream's rule (Stream.offloadRule) is a function of
+// its own state and of its sink's destination, socket, TOS and liveness, so
+// every change of either queues the stream whose state changed, and a queued
+// stream is synced together with its sources (the streams whose sink it is,
+// whose rules carry its side):
+//
+//   - latch, and a destination learned before the latch (receive): queue;
+//   - handover of a latched stream (follow): its own rule withdrawn and the
+//     rules sending into it re-aimed synchronously, then queued;
+//   - offer/answer (reconfigure): withdrawn, the in-kernel sources re-aimed
+//     synchronously (its destination may have moved), then queued;
+//   - SetTOS: queued (the sources' rules carry the TOS);
+//   - Detach (remove): withdrawn, the in-kernel sources withdrawn
+//     synchronously;
+//   - a failed Offload: retried on its own backoff (retry).
+//
+// No other path changes a stream's state or its sink's, so there is no
+// periodic pass over all streams.
 type offloader struct {
 	fp   FastPath
 	eng  *Engine
+	now  func() time.Time // the retry clock; tests drive it
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 
+	// dirty is a lock-free stack of queued streams linked through
+	// Stream.dirtyNext: a worker queuing a stream in the packet path never
+	// waits for the offloader, whatever FastPath call that is in.
+	dirty atomic.Pointer[Stream]
+
 	mu      sync.Mutex
 	streams map[*Stream]struct{}
+	retry   retryQueue // streams whose Offload failed, earliest due first
 }
 
 func newOffloader(e *Engine, fp FastPath) *offloader {
-	o := &offloader{fp: fp, eng: e, wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		done: make(chan struct{}), streams: map[*Stream]struct{}{}}
+	o := makeOffloader(e, fp)
 	go o.run()
 	return o
 }
 
-// poke asks for a sweep soon; never blocks (a worker calls it when a stream
-// latches).
-func (o *offloader) poke() {
+// makeOffloader builds an offloader whose loop is not running yet.
+func makeOffloader(e *Engine, fp FastPath) *offloader {
+	return &offloader{fp: fp, eng: e, now: time.Now, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}), streams: map[*Stream]struct{}{}}
+}
+
+// queue asks for s and its sources to be synced soon. It never blocks: the
+// workers call it when a stream latches.
+func (o *offloader) queue(s *Stream) {
+	if !s.queued.CompareAndSwap(false, true) {
+		return // still queued: its sync reads the state as it is then
+	}
+	for {
+		top := o.dirty.Load()
+		s.dirtyNext = top
+		if o.dirty.CompareAndSwap(top, s) {
+			break
+		}
+	}
+	o.kick()
+}
+
+func (o *offloader) kick() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -75,16 +131,54 @@ func (o *offloader) poke() {
 
 func (o *offloader) run() {
 	defer close(o.done)
-	t := time.NewTicker(offloadSweep)
-	defer t.Stop()
+	retry := time.NewTimer(offloadRetryMax)
+	retry.Stop()
 	for {
 		select {
 		case <-o.stop:
 			return
-		case <-t.C:
 		case <-o.wake:
+		case <-retry.C:
 		}
-		o.sweep()
+		if due := o.flush(); due.IsZero() {
+			retry.Stop()
+		} else {
+			retry.Reset(due.Sub(o.now()))
+		}
+	}
+}
+
+// flush syncs the queued streams and the retries that are due, and returns
+// when the next retry is due (zero when none is pending). The lock is taken
+// per stream, so a worker's follow waits for one sync, never for a batch.
+func (o *offloader) flush() time.Time {
+	for s := o.dirty.Swap(nil); s != nil; {
+		next := s.dirtyNext
+		s.dirtyNext = nil
+		// Before the sync reads the state: a change made from here on
+		// queues s again rather than being missed.
+		s.queued.Store(false)
+		o.mu.Lock()
+		o.sync(s)
+		for _, f := range s.sources {
+			o.sync(f)
+		}
+		o.mu.Unlock()
+		s = next
+	}
+	now := o.now()
+	for {
+		o.mu.Lock()
+		if len(o.retry) == 0 {
+			o.mu.Unlock()
+			return time.Time{}
+		}
+		if s := o.retry[0]; s.retryAt.After(now) {
+			o.mu.Unlock()
+			return s.retryAt
+		}
+		o.sync(heap.Pop(&o.retry).(*Stream))
+		o.mu.Unlock()
 	}
 }
 
@@ -108,7 +202,9 @@ func (o *offloader) add(s *Stream) {
 	o.mu.Unlock()
 }
 
-// remove takes s out of the kernel for good (Detach).
+// remove takes s out of the kernel for good (Detach). s.detached is already
+// set, so the rules sending out of its socket go too, now rather than at a
+// later sync: Detach promises that nothing is forwarded to it any more.
 func (o *offloader) remove(s *Stream) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -118,6 +214,8 @@ func (o *offloader) remove(s *Stream) {
 	o.withdraw(s)
 	o.fp.Release(s.local)
 	delete(o.streams, s)
+	o.link(s, nil)
+	o.reaim(s)
 }
 
 // reconfigure runs fn (the state swap of a Configure) with s out of the
@@ -127,58 +225,15 @@ func (o *offloader) reconfigure(s *Stream, fn func()) {
 	defer o.mu.Unlock()
 	o.withdraw(s)
 	fn()
-}
-
-func (o *offloader) withdraw(s *Stream) {
-	if !s.kernel.Load() {
-		return
+	if _, ok := o.streams[s]; !ok {
+		return // detached: nobody may send into it again
 	}
-	if err := o.fp.Withdraw(s.local); err != nil {
-		o.eng.log.Warn("withdraw kernel rule", "local", s.local, "error", err)
-	}
-	s.kernel.Store(false)
-	if k := s.kernelSink; k != nil {
-		k.feeder.CompareAndSwap(s, nil)
-	}
-	s.kernelSink = nil
-}
-
-func (o *offloader) sweep() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for s := range o.streams {
-		o.sync(s)
-	}
-}
-
-// sync makes s's kernel rule match what it should be now; o.mu is held.
-func (o *offloader) sync(s *Stream) {
-	rule, sink, ok := s.offloadRule()
-	switch {
-	case !ok:
-		o.withdraw(s)
-	case s.kernel.Load() && s.kernelRule == rule:
-	default:
-		if err := o.fp.Offload(rule); err != nil {
-			// Stays in userspace; e.g. the next hop is not resolved yet
-			// (the userspace send resolves it).
-			if s.kernel.Load() {
-				o.withdraw(s)
-			}
-			if !s.offloadErrLogged {
-				o.eng.log.Debug("stream stays in userspace", "local", s.local, "reason", err)
-				s.offloadErrLogged = true
-			}
-			return
-		}
-		if old := s.kernelSink; old != nil && old != sink {
-			old.feeder.CompareAndSwap(s, nil)
-		}
-		s.kernel.Store(true)
-		s.kernelRule, s.kernelSink = rule, sink
-		sink.feeder.Store(s)
-		s.offloadErrLogged = false
-	}
+	o.link(s, s.state.Load().cfg.sink)
+	// The new SDP may have moved s's destination: the rules in the kernel
+	// must not keep sending to the old one. Sources still in userspace may
+	// be able to go to the kernel now (s had no destination before).
+	o.reaim(s)
+	o.queue(s)
 }
 
 // follow runs on the worker when a latched stream's peer moves
@@ -192,10 +247,153 @@ func (o *offloader) follow(s *Stream) {
 		return
 	}
 	o.withdraw(s)
-	if f := s.feeder.Load(); f != nil {
-		o.sync(f)
+	o.reaim(s)
+	o.queue(s) // s itself returns to the kernel with its new source
+}
+
+// reaim syncs the kernel rules that send into s at once, not at the next
+// flush, so that none keeps forwarding to where s's party no longer is (or
+// out of a detached socket); o.mu is held.
+func (o *offloader) reaim(s *Stream) {
+	for _, f := range s.sources {
+		if f.kernel.Load() {
+			o.sync(f)
+		}
 	}
-	o.poke() // s itself returns to the kernel with its new source
+}
+
+// link records s as a source of sink (s's rule depends on sink's state), in
+// place of whatever sink it had; o.mu is held.
+func (o *offloader) link(s, sink *Stream) {
+	old := s.sinkOf
+	if old == sink {
+		return
+	}
+	if old != nil {
+		for i, f := range old.sources {
+			if f == s {
+				last := len(old.sources) - 1
+				old.sources[i] = old.sources[last]
+				old.sources[last] = nil
+				old.sources = old.sources[:last]
+				break
+			}
+		}
+	}
+	s.sinkOf = sink
+	if sink != nil {
+		sink.sources = append(sink.sources, s)
+	}
+}
+
+func (o *offloader) withdraw(s *Stream) {
+	o.unschedule(s)
+	if !s.kernel.Load() {
+		return
+	}
+	if err := o.fp.Withdraw(s.local); err != nil {
+		o.eng.log.Warn("withdraw kernel rule", "local", s.local, "error", err)
+	}
+	s.kernel.Store(false)
+	if k := s.kernelSink; k != nil {
+		k.feeder.CompareAndSwap(s, nil)
+	}
+	s.kernelSink = nil
+}
+
+// sync makes s's kernel rule match what it should be now; o.mu is held.
+func (o *offloader) sync(s *Stream) {
+	if _, ok := o.streams[s]; !ok {
+		return // detached (remove withdrew it) or the engine is closed
+	}
+	rule, sink, ok := s.offloadRule()
+	switch {
+	case !ok:
+		o.withdraw(s)
+	case s.kernel.Load() && s.kernelRule == rule:
+	case s.retryIdx >= 0 && s.kernelRule == rule:
+		// Failed just like this: its planned retry tries again, so that
+		// events around it do not hammer a fast path that refuses it.
+	case s.offloadRefused && s.kernelRule == rule:
+		// Refused for good (ErrNoKernelPath): only another rule, after an
+		// offer/answer or a new peer, is worth asking for.
+	default:
+		if err := o.fp.Offload(rule); err != nil {
+			// Stays in userspace; e.g. the next hop is not resolved yet
+			// (the userspace send resolves it).
+			if s.kernel.Load() {
+				o.withdraw(s)
+			}
+			if !s.offloadErrLogged {
+				o.eng.log.Debug("stream stays in userspace", "local", s.local, "reason", err)
+				s.offloadErrLogged = true
+			}
+			s.kernelRule = rule
+			if errors.Is(err, ErrNoKernelPath) {
+				s.offloadRefused = true
+				o.unschedule(s)
+				return
+			}
+			o.schedule(s)
+			return
+		}
+		if old := s.kernelSink; old != nil && old != sink {
+			old.feeder.CompareAndSwap(s, nil)
+		}
+		s.kernel.Store(true)
+		s.kernelRule, s.kernelSink = rule, sink
+		sink.feeder.Store(s)
+		s.offloadErrLogged, s.offloadRefused = false, false
+		o.unschedule(s)
+	}
+}
+
+// schedule plans a retry of s's failed Offload, doubling the wait on every
+// failure in a row; o.mu is held.
+func (o *offloader) schedule(s *Stream) {
+	if s.retryIdx >= 0 {
+		return // an event synced it early: keep the planned retry
+	}
+	s.retryDelay = min(max(2*s.retryDelay, offloadRetryMin), offloadRetryMax)
+	s.retryAt = o.now().Add(s.retryDelay)
+	heap.Push(&o.retry, s)
+	o.kick() // the loop's timer may be set later than this, or not at all
+}
+
+// unschedule forgets s's retry and its backoff; o.mu is held.
+func (o *offloader) unschedule(s *Stream) {
+	if s.retryIdx >= 0 {
+		heap.Remove(&o.retry, s.retryIdx)
+	}
+	s.retryDelay = 0
+}
+
+// retryQueue is a min-heap of streams by retryAt; each stream knows its
+// index, so a success or a withdraw takes it out in O(log n).
+type retryQueue []*Stream
+
+func (q retryQueue) Len() int           { return len(q) }
+func (q retryQueue) Less(i, j int) bool { return q[i].retryAt.Before(q[j].retryAt) }
+
+func (q retryQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].retryIdx, q[j].retryIdx = i, j
+}
+
+func (q *retryQueue) Push(x any) {
+	s := x.(*Stream)
+	s.retryIdx = len(*q)
+	*q = append(*q, s)
+}
+
+func (q *retryQueue) Pop() any {
+	old := *q
+	last := len(old) - 1
+	s := old[last]
+	old[last] = nil
+	s.retryIdx = -1
+	*q = old[:last]
+	return s
 }
 
 // offloadRule is the kernel rule s would get now, if it may have one: its

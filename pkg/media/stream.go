@@ -51,16 +51,32 @@ type Stream struct {
 	// stream whose kernel rule sends into this one (for its Out counters).
 	kernel atomic.Bool
 	feeder atomic.Pointer[Stream]
-	// Guarded by the offloader's lock.
+	// On the offloader's queue; dirtyNext links it there.
+	queued    atomic.Bool
+	dirtyNext *Stream
+	// Guarded by the offloader's lock. kernelRule is the rule last handed
+	// to the fast path: installed while kernel is set, refused while a
+	// retry is planned.
 	kernelRule       OffloadRule
 	kernelSink       *Stream
 	offloadErrLogged bool
+	offloadRefused   bool // the fast path refused kernelRule for good (ErrNoKernelPath)
+	// sinkOf is the sink s is recorded under, sources the streams whose sink
+	// s is: a change on s must re-sync their rules, which carry s's side.
+	sinkOf  *Stream
+	sources []*Stream
+	// Backoff of a failed Offload; retryIdx is s's place in the offloader's
+	// retry heap, -1 when no retry is planned.
+	retryAt    time.Time
+	retryDelay time.Duration
+	retryIdx   int
 }
 
 func newStream(local netip.AddrPort) *Stream {
 	s := &Stream{local: local, ipv6: local.Addr().Is6() && !local.Addr().Is4In6()}
 	s.state.Store(&state{cfg: &streamConfig{}})
 	s.tos.Store(-1)
+	s.retryIdx = -1
 	return s
 }
 
@@ -146,8 +162,10 @@ func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, mo
 			switch {
 			case st.latched && ns.latched && (ns.src != st.src || ns.dest != st.dest):
 				o.follow(s) // media-handover: rules follow before this packet leaves
-			case ns.latched && !st.latched:
-				o.poke() // a latched stream may go to the kernel now
+			case ns.latched != st.latched || ns.destUDP != st.destUDP:
+				// A latched stream may go to the kernel now; a destination
+				// learned before the latch moves the rules sending into s.
+				o.queue(s)
 			}
 		}
 		if v == reject {
