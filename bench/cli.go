@@ -251,7 +251,10 @@ func smokeVerdict(r *report.Run) error {
 		if p.DeadStreams > 0 {
 			problems = append(problems, fmt.Sprintf("%s, %d calls: %d streams carried no media", p.Relay, p.Calls, p.DeadStreams))
 		}
-		if p.Received == 0 || p.LossPct > 1 {
+		// A generator starved by another program on a shared CI machine
+		// loses packets of its own (the judge says so): only a relay that
+		// carried nothing fails the smoke test then.
+		if p.Received == 0 || (p.LossPct > 1 && !p.GenBound) {
 			problems = append(problems, fmt.Sprintf("%s, %d calls: loss %.2f%% (%d of %d packets arrived)", p.Relay, p.Calls, p.LossPct, p.Received, p.Sent))
 		}
 	}

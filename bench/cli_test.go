@@ -78,6 +78,8 @@ func TestSmokeVerdict(t *testing.T) {
 		{"nothing measured", report.Run{}, false},
 		{"silent streams", report.Run{Points: []report.Point{{Sent: 100, Received: 100, DeadStreams: 2}}}, false},
 		{"heavy loss", report.Run{Points: []report.Point{{Sent: 100, Received: 50, LossPct: 50}}}, false},
+		{"loss of a starved generator", report.Run{Points: []report.Point{{Sent: 100, Received: 90, LossPct: 10, GenBound: true}}}, true},
+		{"a starved generator, nothing relayed", report.Run{Points: []report.Point{{Sent: 100, GenBound: true}}}, false},
 		{"failed check", report.Run{Points: []report.Point{good}, Checks: []report.Check{{Name: "x", OK: false}}}, false},
 		{"control errors", report.Run{Points: []report.Point{good},
 			Controls: []report.Control{{Results: []calls.ControlResult{{Name: "sequential", Cycles: 10, Errors: 1}}}}}, false},

@@ -156,6 +156,12 @@ func (f *FastPath) attach(ifc *net.Interface, mode string) error {
 	if err != nil {
 		return err
 	}
+	if want == bpf.ModeNative && linkKind(ifc.Index) == "veth" {
+		// Measured on 6.18 (BENCHMARKS.md): a native XDP_TX on a veth is
+		// dropped, and the veth keeps dropping after the program is gone.
+		f.log.Warn("native XDP on a veth: packets leaving by the interface they arrived on are dropped by the kernel; use xdp = generic or auto here",
+			"interface", ifc.Name)
+	}
 	f.log.Info("XDP fast path attached", "interface", ifc.Name, "mode", modeName(want))
 	return nil
 }

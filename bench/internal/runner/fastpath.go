@@ -8,9 +8,12 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/bench/internal/netns"
 	"github.com/relayd/relayd/bench/internal/relay"
@@ -100,12 +103,15 @@ func (s *session) scaling(ctx context.Context) error {
 		fill := fillers(max(0, n-own), ifindex)
 		sp := report.ScalingPoint{Asked: n, Installed: max(n, own), Fillers: len(fill), InstallMs: math.NaN()}
 		if len(fill) > 0 {
-			t0 := time.Now()
-			if _, err := rules.Upsert(fill); err != nil {
+			took, err := onCPUs(s.e.cfg.RelayCPUs, func() error {
+				_, err := rules.Upsert(fill)
+				return err
+			})
+			if err != nil {
 				removeFillers(rules, fill)
 				return fmt.Errorf("install %d filler rules: %w", len(fill), err)
 			}
-			sp.InstallMs = float64(time.Since(t0).Microseconds()) / 1e3
+			sp.InstallMs = float64(took.Microseconds()) / 1e3
 		}
 		p, err := s.measure(ctx, ModeScaling)
 		if got, cerr := rules.Count(); cerr == nil {
@@ -119,6 +125,35 @@ func (s *session) scaling(ctx context.Context) error {
 		s.e.run.Scaling = append(s.e.run.Scaling, sp)
 	}
 	return nil
+}
+
+// onCPUs runs fn on a thread moved to cpus for the call and reports how
+// long fn took: relayd installs its rules from the relay's CPUs, which the
+// streams mode leaves mostly idle, while the bench's own are busy
+// generating media.
+func onCPUs(cpus []int, fn func() error) (time.Duration, error) {
+	if len(cpus) == 0 {
+		t0 := time.Now()
+		err := fn()
+		return time.Since(t0), err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var orig, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		return 0, fmt.Errorf("read affinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return 0, fmt.Errorf("move to CPUs %v: %w", cpus, err)
+	}
+	// The thread returns to the pool as it came.
+	defer func() { _ = unix.SchedSetaffinity(0, &orig) }()
+	t0 := time.Now()
+	err := fn()
+	return time.Since(t0), err
 }
 
 // relayIfindex is the ifindex of the relay's first interface, which the

@@ -512,6 +512,15 @@ func (s *session) judge(p *report.Point, r *gen.Report, u metrics.Usage) {
 	if p.VethDropsToEndpoints > p.Sent/1000 && p.RelayCPUPct < 90 {
 		reason("the endpoints' veths dropped %d packets (their NAPI threads did not keep up)", p.VethDropsToEndpoints)
 	}
+	// A generator that fell behind sends what it owes at once; a catch-up
+	// burst beyond the 256-packet ring of the relay's veth is dropped
+	// before any relay code runs. With the relay's CPUs mostly idle those
+	// drops are the burst's, not the relay's limit: the ceiling, which
+	// does no relay work at all, drops the same way at the same loads.
+	if p.VethDropsToRelay > p.Sent/1000 && p.RelayCPUPct < 50 && p.MaxLagMs >= 5 {
+		reason("the generator fell %.0f ms behind and its catch-up burst overflowed the relay veth's 256-packet ring (%d drops with the relay's CPU %.0f%% busy)",
+			p.MaxLagMs, p.VethDropsToRelay, p.RelayCPUPct)
+	}
 	if u.Exclusive && p.GenBacklogDrops > 0 {
 		reason("the generator CPU's input backlog dropped %d packets", p.GenBacklogDrops)
 	}
