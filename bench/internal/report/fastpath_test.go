@@ -53,6 +53,17 @@ func TestFastPathTargets(t *testing.T) {
 			inText: map[string]string{"fast path CPU vs incumbent": "100 calls 4.67×", "fast path loss": "rtpengine 5.00 %"},
 		},
 		{
+			name: "a generator-bound load does not count",
+			points: append(base[1:], func() PointSummary {
+				p := fpPoint("relayd:xdp", 100, 1000, 0.9, 5)
+				p.GenBound = true
+				return p
+			}()),
+			want: map[string]string{"fast path CPU vs incumbent": "met", "fast path CPU vs ceiling": "met", "fast path loss": "met",
+				"fast path ramp": "undetermined"},
+			inText: map[string]string{"fast path loss": "100 calls generator-bound (0.90 %)"},
+		},
+		{
 			name: "nothing comparable", points: []PointSummary{fpPoint("relayd:xdp", 100, 1000, 3, 5), fpPoint("ceiling", 100, 900, 0, 5)},
 			want: map[string]string{"fast path CPU vs incumbent": "undetermined", "fast path CPU vs ceiling": "undetermined",
 				"fast path loss": "not met", "fast path ramp": "undetermined"},

@@ -76,8 +76,9 @@ func (s *session) scaling(ctx context.Context) error {
 	if err := s.ensureCalls(ctx, s.e.cfg.ScalingCalls); err != nil {
 		return err
 	}
-	// Give every stream time to latch and go to the kernel.
-	if err := sleep(ctx, s.e.cfg.Warmup+time.Second); err != nil {
+	// Give every stream time to latch and go to the kernel, and the relay
+	// time to settle after the setups.
+	if err := sleep(ctx, s.e.cfg.Warmup+2*time.Second); err != nil {
 		return err
 	}
 	rules, err := s.pinnedRules()
@@ -93,8 +94,14 @@ func (s *session) scaling(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Ascending in odd repetitions, descending in even ones, as the relays
+	// alternate: what drifts during a session (the relay settling after
+	// its calls were set up) must not read as a trend with table size.
 	sizes := slices.Clone(s.e.cfg.InstalledStreams)
 	slices.Sort(sizes)
+	if s.rep%2 == 0 {
+		slices.Reverse(sizes)
+	}
 	for _, n := range sizes {
 		if n > rules.Capacity() {
 			s.e.warn("%s: %d installed streams exceed the rule table's %d entries; skipped", s.spec.Name, n, rules.Capacity())
