@@ -49,10 +49,10 @@ test: deps lint check-generated ## install test dependencies, then run every tes
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) bench-quick
 
-bench: deps ## the standard comparison relayd (userspace, xdp) vs the incumbent; writes bench/results/latest and BENCHMARKS.md (root, ~7 min)
+bench: deps ## relayd (userspace, xdp) vs the incumbent and the XDP ceiling; writes bench/results/latest and BENCHMARKS.md (root, ~12 min)
 	$(GO) run ./bench --out bench/results/latest --update-benchmarks BENCHMARKS.md --profile
 
-bench-quick: ## bench smoke test (< 1 min): fails when calls do not carry media (root; runs in CI)
+bench-quick: ## bench smoke test (~1 min): fails when calls do not carry media (root; runs in CI)
 	@if [ "$$(id -u)" != 0 ] && [ -z "$$CI" ]; then \
 		echo "bench-quick skipped: needs root for network namespaces"; \
 	else \
