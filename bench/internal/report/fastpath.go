@@ -266,24 +266,24 @@ func fastPathTable(c Comparison) string {
 		return PointSummary{}, false
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| calls | offered pps | %s ns/packet | %s ns/packet | %s ns/packet | %s ÷ %s | %s ÷ %s | loss %% %s / %s |\n",
-		fp, orDash(ceil), orDash(inc), fp, orDash(ceil), orDash(inc), fp, fp, orDash(inc))
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| calls | offered pps | %s ns/packet | %s ns/packet | %s ns/packet | %s ÷ %s | %s ÷ %s | XDP program ns/run %s / %s | loss %% %s / %s |\n",
+		fp, orDash(ceil), orDash(inc), fp, orDash(ceil), orDash(inc), fp, fp, orDash(ceil), fp, orDash(inc))
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range c.Points {
 		if p.Relay != fp {
 			continue
 		}
 		pc, okc := get(ceil, p.Calls)
 		pi, oki := get(inc, p.Calls)
-		nc, ni, li := math.NaN(), math.NaN(), math.NaN()
+		nc, ni, li, prc := math.NaN(), math.NaN(), math.NaN(), math.NaN()
 		if okc {
-			nc = pc.NsPerPacket
+			nc, prc = pc.NsPerPacket, pc.ProgNsPerRun
 		}
 		if oki {
 			ni, li = pi.NsPerPacket, pi.LossPct
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s / %s |\n", p.Calls, PPS(p.OfferedPPS), f0(p.NsPerPacket), f0(nc), f0(ni),
-			ratio(p.NsPerPacket, nc), ratio(ni, p.NsPerPacket), pct(p.LossPct), pct(li))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", p.Calls, PPS(p.OfferedPPS), f0(p.NsPerPacket), f0(nc), f0(ni),
+			ratio(p.NsPerPacket, nc), ratio(ni, p.NsPerPacket), f0(p.ProgNsPerRun), f0(prc), pct(p.LossPct), pct(li))
 	}
 	return b.String()
 }

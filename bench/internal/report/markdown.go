@@ -140,7 +140,7 @@ func Markdown(r *Run, s Summary, plots []string) string {
 
 	if t := fastPathTable(s.comparison(r)); t != "" {
 		w("### Fast path against the ceiling and the incumbent (CPU per relayed packet, medians)\n\n%s\n", t)
-		w("The ceiling is the bare rewrite-and-bounce XDP program (`bpf.Ceiling`: the same per-packet rewrite, no rule lookup, `XDP_TX` back to the sender) attached to the relay's interfaces in the same XDP mode while relayd only allocates ports; what it costs on the relay's CPU is the floor for any XDP forwarding on this rig.\n\n")
+		w("The ceiling is the bare rewrite-and-bounce XDP program (`bpf.Ceiling`: the same per-packet rewrite, no rule lookup, `XDP_TX` back to the sender) attached to the relay's interfaces in the same XDP mode while relayd only allocates ports; what it costs on the relay's CPU is the floor for any XDP forwarding on this rig. XDP program ns/run is the kernel's BPF run-time accounting of the program alone (on for the whole run, for every relay alike); the rest of the CPU per packet is the kernel's receive and transmit work around it.\n\n")
 	}
 
 	if len(s.Scaling) > 0 {

@@ -66,6 +66,11 @@ type Point struct {
 	// window (statistics), KernelRelayed its kernel share.
 	RelayRelayed  int64 `json:"relay_relayed"`
 	KernelRelayed int64 `json:"kernel_relayed"`
+	// ProgNsPerRun is the time per run of the XDP program forwarding for
+	// this relay (relayd's, or the ceiling's bounce program) from the
+	// kernel's BPF run-time accounting: the program itself, without the
+	// kernel's receive and send work around it. NaN for userspace relays.
+	ProgNsPerRun float64 `json:"xdp_prog_ns_per_run"`
 	// GenBound says the generator, not the relay, limited this point: the
 	// relay's throughput is then not reported.
 	GenBound    bool     `json:"generator_bound"`

@@ -45,6 +45,7 @@ type PointSummary struct {
 	Reordered    float64 `json:"reordered"`
 	RelayCPUPct  float64 `json:"relay_cpu_pct"`
 	NsPerPacket  float64 `json:"cpu_ns_per_packet"`
+	ProgNsPerRun float64 `json:"xdp_prog_ns_per_run"`
 	MemPerCallKB float64 `json:"mem_per_call_kib"`
 	GenCPUPct    float64 `json:"gen_cpu_pct"`
 	// GenBoundReps is how many repetitions the generator limited; the
@@ -101,6 +102,7 @@ func summarize(relay string, calls int, ps []Point) PointSummary {
 	s.Reordered = med(func(p Point) float64 { return float64(p.Reordered) })
 	s.RelayCPUPct = med(func(p Point) float64 { return p.RelayCPUPct })
 	s.NsPerPacket = med(func(p Point) float64 { return p.NsPerPacket })
+	s.ProgNsPerRun = med(func(p Point) float64 { return p.ProgNsPerRun })
 	s.MemPerCallKB = med(func(p Point) float64 { return p.MemPerCallKB })
 	s.GenCPUPct = med(func(p Point) float64 { return p.GenCPUPct })
 	for _, p := range ps {

@@ -26,6 +26,7 @@ import (
 	"github.com/relayd/relayd/bench/internal/report"
 	"github.com/relayd/relayd/bench/internal/sysinfo"
 	"github.com/relayd/relayd/bench/internal/topo"
+	"github.com/relayd/relayd/bpf"
 )
 
 // env is what every session shares.
@@ -40,6 +41,7 @@ type env struct {
 	bins     map[relay.Kind]string
 	runID    uint32
 	sharedNS bool
+	runStats bool // the kernel's BPF run-time accounting is on
 
 	mu      sync.Mutex
 	callSeq int
@@ -135,6 +137,14 @@ func (e *env) runAll(ctx context.Context) (err error) {
 	// pinning left the runtime with.
 	runtime.GOMAXPROCS(max(4, len(cfg.GenCPUs)+3))
 
+	// Two clock reads per program run, for every relay and the ceiling
+	// alike: the price of telling the XDP programs' own time apart.
+	if stats, err := bpf.EnableRunStats(); err != nil {
+		e.warn("no XDP program timings: %v", err)
+	} else {
+		e.runStats = true
+		defer stats.Close()
+	}
 	e.progress.phase("creating namespaces and veths")
 	t, err := topo.Create(ctx, topo.Config{
 		Kind: cfg.Topology, AddrsPerSide: cfg.AddrsPerSide, RelayCPUs: cfg.RelayCPUs, GenCPUs: cfg.GenCPUs,

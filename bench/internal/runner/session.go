@@ -389,6 +389,7 @@ type measurement struct {
 	udpR0, udpE0   metrics.UDPCounters
 	drops0         topo.Drops
 	st0            calls.RelayStats
+	prog0          bpf.RunStats
 	calls, streams int
 	pids, genPIDs  []int
 }
@@ -418,6 +419,9 @@ func (s *session) begin(ctx context.Context) (*measurement, error) {
 	if m.st0, err = s.drv.Statistics(ctx); err != nil {
 		return nil, err
 	}
+	if s.e.runStats {
+		m.prog0, _ = bpf.ReadRunStats()
+	}
 	s.e.gen.BeginWindow(time.Now())
 	return m, nil
 }
@@ -427,6 +431,10 @@ func (s *session) end(ctx context.Context, m *measurement, mode string) (report.
 	pid := s.proc.PID()
 	rss, _ := metrics.ReadRSS(pid)
 	s.e.gen.EndWindow(time.Now())
+	var prog1 bpf.RunStats
+	if s.e.runStats {
+		prog1, _ = bpf.ReadRunStats()
+	}
 	s1, err := metrics.TakeSample(m.pids, m.genPIDs)
 	if err != nil {
 		return report.Point{}, err
@@ -466,6 +474,14 @@ func (s *session) end(ctx context.Context, m *measurement, mode string) (report.
 	if r.WindowSec > 0 {
 		p.OfferedPPS = float64(r.Sent) / r.WindowSec
 		p.DeliveredPPS = float64(r.Received) / r.WindowSec
+	}
+	p.ProgNsPerRun = math.NaN()
+	runs := prog1.Relay.Sub(m.prog0.Relay)
+	if s.spec.Ceiling != "" {
+		runs = prog1.Ceiling.Sub(m.prog0.Ceiling)
+	}
+	if runs.Runs > 0 && s.e.runStats {
+		p.ProgNsPerRun = float64(runs.Runtime.Nanoseconds()) / float64(runs.Runs)
 	}
 	p.NsPerPacket = math.NaN()
 	if r.Received > 0 {
