@@ -112,9 +112,14 @@ func TestWriteAndUpdate(t *testing.T) {
 	r.Points[0].LatP50Us = math.NaN() // a window without packets
 	r.Ramps[0].Probes = []Point{{NsPerPacket: math.NaN()}}
 	r.Ramps[0].Recovery = &Point{LatP99Us: math.NaN()}
+	r.Points[1].ProgNsPerRun = math.NaN()
+	r.Scaling = []ScalingPoint{{Point: Point{Relay: "relayd:xdp", NsPerPacket: math.NaN()}, Asked: 1000, InstallMs: math.NaN()}}
 	files, s, err := Write(filepath.Join(dir, "results"), r)
 	if err != nil {
 		t.Fatalf("Write: %v", err)
+	}
+	if !math.IsNaN(r.Points[0].LatP50Us) || !math.IsNaN(r.Scaling[0].InstallMs) || !math.IsNaN(r.Ramps[0].Recovery.LatP99Us) {
+		t.Error("writing the JSON changed the run it was given")
 	}
 	for _, f := range append([]string{files.Markdown, files.JSON}, files.Plots...) {
 		p := f

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 )
 
@@ -37,7 +38,7 @@ func Write(dir string, r *Run) (Files, Summary, error) {
 	data, err := json.MarshalIndent(struct {
 		*Run
 		Summary Summary `json:"summary"`
-	}{sanitizeRun(r), sanitize(s)}, "", "  ")
+	}{withoutNaN(r), withoutNaN(s)}, "", "  ")
 	if err != nil {
 		return f, s, fmt.Errorf("encode results: %w", err)
 	}
@@ -45,65 +46,65 @@ func Write(dir string, r *Run) (Files, Summary, error) {
 	return f, s, os.WriteFile(f.JSON, data, 0o644)
 }
 
-// sanitizeRun returns a copy of r whose points carry -1 instead of NaN
-// (a window without packets has no latency and no CPU per packet).
-func sanitizeRun(r *Run) *Run {
-	c := *r
-	fixPoints := func(ps []Point) []Point {
-		out := append([]Point(nil), ps...)
-		for i := range out {
-			p := &out[i]
-			for _, v := range []*float64{&p.WindowSec, &p.TargetPPS, &p.OfferedPPS, &p.DeliveredPPS, &p.LossPct, &p.LatP50Us,
-				&p.LatP99Us, &p.LatP999Us, &p.LatMaxUs, &p.JitterUs, &p.MaxLagMs, &p.RelayCPUPct, &p.RelayCPUSec, &p.RelayProcSec,
-				&p.RelaySoftSec, &p.NsPerPacket, &p.MemPerCallKB, &p.GenCPUPct, &p.ForeignCPUPct} {
-				if math.IsNaN(*v) || math.IsInf(*v, 0) {
-					*v = -1
-				}
+// withoutNaN returns a deep copy of v in which every float that JSON
+// cannot carry (NaN: no data, such as the latency of a window without
+// packets; ±Inf) is -1. It walks the value rather than listing fields, so
+// a field added later cannot break the JSON output.
+func withoutNaN[T any](v T) T {
+	return clean(reflect.ValueOf(v)).Interface().(T)
+}
+
+func clean(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			out := reflect.New(v.Type()).Elem()
+			out.SetFloat(-1)
+			return out
+		}
+		return v
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.New(v.Type().Elem())
+		out.Elem().Set(clean(v.Elem()))
+		return out
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		out.Set(v) // unexported fields keep their values
+		for i := range v.NumField() {
+			if out.Field(i).CanSet() {
+				out.Field(i).Set(clean(v.Field(i)))
 			}
 		}
 		return out
-	}
-	c.Points = fixPoints(r.Points)
-	c.Ramps = append([]Ramp(nil), r.Ramps...)
-	for i := range c.Ramps {
-		c.Ramps[i].Probes = fixPoints(c.Ramps[i].Probes)
-		if rec := c.Ramps[i].Recovery; rec != nil {
-			fixed := fixPoints([]Point{*rec})[0]
-			c.Ramps[i].Recovery = &fixed
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
 		}
-	}
-	c.Soaks = append([]Soak(nil), r.Soaks...)
-	for i := range c.Soaks {
-		c.Soaks[i].Media = fixPoints([]Point{c.Soaks[i].Media})[0]
-	}
-	return &c
-}
-
-// sanitize replaces NaN (no data), which JSON cannot carry, with -1.
-func sanitize(s Summary) Summary {
-	fix := func(v *float64) {
-		if math.IsNaN(*v) || math.IsInf(*v, 0) {
-			*v = -1
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			out.Index(i).Set(clean(v.Index(i)))
 		}
-	}
-	for i := range s.Points {
-		p := &s.Points[i]
-		for _, v := range []*float64{&p.TargetPPS, &p.OfferedPPS, &p.DeliveredPPS, &p.LossPct, &p.LatP50Us, &p.LatP99Us,
-			&p.LatP999Us, &p.JitterUs, &p.Reordered, &p.RelayCPUPct, &p.NsPerPacket, &p.MemPerCallKB, &p.GenCPUPct} {
-			fix(v)
+		return out
+	case reflect.Array:
+		out := reflect.New(v.Type()).Elem()
+		for i := range v.Len() {
+			out.Index(i).Set(clean(v.Index(i)))
 		}
-	}
-	for i := range s.Ramps {
-		fix(&s.Ramps[i].MaxCalls)
-		fix(&s.Ramps[i].MaxPPS)
-	}
-	for i := range s.Controls {
-		c := &s.Controls[i]
-		for _, v := range []*float64{&c.SetupsPerSec, &c.OfferP50, &c.OfferP99, &c.AnswerP50, &c.AnswerP99, &c.DeleteP99, &c.SetupP50, &c.SetupP99, &c.MaxLagMs} {
-			fix(v)
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return v
 		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		for it := v.MapRange(); it.Next(); {
+			out.SetMapIndex(it.Key(), clean(it.Value()))
+		}
+		return out
 	}
-	return s
+	return v
 }
 
 // The generated part of BENCHMARKS.md sits between these markers, so the
