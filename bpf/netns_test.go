@@ -20,6 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // newNetNS creates an empty network namespace, closed at cleanup (it goes
@@ -59,32 +61,8 @@ func newNetNS(t *testing.T) netns.NsHandle {
 	return ns
 }
 
-// inNetNS runs fn on this goroutine's thread switched into ns. Sockets
-// created in fn stay in ns; kernel calls that resolve an ifindex (XDP
-// attach, devmap updates, route lookups) see ns.
-func inNetNS(t *testing.T, ns netns.NsHandle, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	if err := netns.Set(ns); err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("enter netns: %v", err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("back to the original netns: %v", err) // thread stays locked and dies
-		} else {
-			runtime.UnlockOSThread()
-		}
-		orig.Close()
-	}()
-	fn()
-}
+// inNetNS: see testenv.InNetNS.
+var inNetNS = testenv.InNetNS
 
 // vethPair creates a veth pair with one end in each namespace, both up,
 // with the given addresses (IPv6 without duplicate address detection).

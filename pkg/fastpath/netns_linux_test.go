@@ -23,6 +23,7 @@ import (
 
 	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/media"
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // privileged skips a test that needs root, or fails it when CI is set: a
@@ -81,30 +82,8 @@ func nsHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
 	return h
 }
 
-// inNetNS runs fn on this goroutine's thread switched into ns.
-func inNetNS(t *testing.T, ns netns.NsHandle, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	if err := netns.Set(ns); err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		t.Fatalf("enter netns: %v", err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			t.Errorf("back to the original netns: %v", err) // the thread stays locked and dies
-		} else {
-			runtime.UnlockOSThread()
-		}
-		orig.Close()
-	}()
-	fn()
-}
+// inNetNS: see testenv.InNetNS.
+var inNetNS = testenv.InNetNS
 
 // relayNet is a relay namespace whose r0 (10.0.1.1/24) is a veth to a peer
 // namespace (10.0.1.2/24).

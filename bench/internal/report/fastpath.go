@@ -123,42 +123,16 @@ func (c Comparison) FastPathTargets() []Target {
 	var out []Target
 	if inc != "" {
 		t := Target{Name: "fast path CPU vs incumbent", Goal: fmt.Sprintf("%s ≤ 1/6 of %s's CPU per packet at the same load", fp, inc)}
-		pf, pi := c.commonLoads(fp, inc)
-		if len(pf) == 0 {
-			t.Measured, t.Status = "no common load below saturation", "undetermined"
-		} else {
-			var rs, nf, ni []float64
-			var parts []string
-			for i := range pf {
-				r := pi[i].NsPerPacket / pf[i].NsPerPacket
-				rs, nf, ni = append(rs, r), append(nf, pf[i].NsPerPacket), append(ni, pi[i].NsPerPacket)
-				parts = append(parts, fmt.Sprintf("%d calls %.2f×", pf[i].Calls, r))
-			}
-			m := Median(rs)
-			t.Measured = fmt.Sprintf("%s %.0f ns, %s %.0f ns per packet (medians): %s needs %.2f× less CPU (%s)",
-				fp, Median(nf), inc, Median(ni), fp, m, strings.Join(parts, ", "))
-			t.Status = status(m >= 6)
-		}
+		c.cpuRatio(&t, inc, fp, func(m float64, ns string) string {
+			return fmt.Sprintf("%s: %s needs %.2f× less CPU", ns, fp, m)
+		}, func(m float64) bool { return m >= 6 })
 		out = append(out, t)
 	}
 	if ceil != "" {
 		t := Target{Name: "fast path CPU vs ceiling", Goal: fmt.Sprintf("%s ≤ 1.25× the CPU per packet of %s (bare rewrite-and-bounce XDP program)", fp, ceil)}
-		pf, pc := c.commonLoads(fp, ceil)
-		if len(pf) == 0 {
-			t.Measured, t.Status = "no common load below saturation", "undetermined"
-		} else {
-			var rs, nf, nc []float64
-			var parts []string
-			for i := range pf {
-				r := pf[i].NsPerPacket / pc[i].NsPerPacket
-				rs, nf, nc = append(rs, r), append(nf, pf[i].NsPerPacket), append(nc, pc[i].NsPerPacket)
-				parts = append(parts, fmt.Sprintf("%d calls %.2f×", pf[i].Calls, r))
-			}
-			m := Median(rs)
-			t.Measured = fmt.Sprintf("%s %.0f ns, %s %.0f ns per packet (medians): %.2f× the ceiling (%s)",
-				fp, Median(nf), ceil, Median(nc), m, strings.Join(parts, ", "))
-			t.Status = status(m <= 1.25)
-		}
+		c.cpuRatio(&t, fp, ceil, func(m float64, ns string) string {
+			return fmt.Sprintf("%s: %.2f× the ceiling", ns, m)
+		}, func(m float64) bool { return m <= 1.25 })
 		out = append(out, t)
 	}
 	out = append(out, c.fastPathLoss(fp, inc), c.fastPathRamp(fp))
@@ -248,6 +222,32 @@ func (c Comparison) scalingTarget(fp string) (Target, bool) {
 	}
 	t.Status = status(math.Abs(worst) <= 0.10 && (math.IsNaN(last.InstallMs) || last.InstallMs < 200))
 	return t, true
+}
+
+// cpuRatio fills t with num's CPU per packet over den's at their common
+// loads: the median ratio, judged by ok, and the ratio at each load.
+func (c Comparison) cpuRatio(t *Target, num, den string, say func(median float64, ns string) string, ok func(median float64) bool) {
+	pn, pd := c.commonLoads(num, den)
+	if len(pn) == 0 {
+		t.Measured, t.Status = "no common load below saturation", "undetermined"
+		return
+	}
+	var rs, nn, nd []float64
+	var parts []string
+	for i := range pn {
+		r := pn[i].NsPerPacket / pd[i].NsPerPacket
+		rs, nn, nd = append(rs, r), append(nn, pn[i].NsPerPacket), append(nd, pd[i].NsPerPacket)
+		parts = append(parts, fmt.Sprintf("%d calls %.2f×", pn[i].Calls, r))
+	}
+	m := Median(rs)
+	// The fast path is named first whichever side of the ratio it is on.
+	a, na, b, nb := num, Median(nn), den, Median(nd)
+	if IsIncumbent(num) {
+		a, na, b, nb = b, nb, a, na
+	}
+	ns := fmt.Sprintf("%s %.0f ns, %s %.0f ns per packet (medians)", a, na, b, nb)
+	t.Measured = fmt.Sprintf("%s (%s)", say(m, ns), strings.Join(parts, ", "))
+	t.Status = status(ok(m))
 }
 
 // fastPathTable lays the fast path, the ceiling and the incumbent side by
