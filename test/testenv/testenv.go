@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package testenv holds what the privileged test suites (test/e2e, test/media)
+// Package testenv holds what the privileged test suites (test/e2e, test/media,
+// the namespace tests of bpf and pkg/fastpath)
 // share: the skip-or-fail rule for missing prerequisites, processes started in
 // network namespaces and cleaned up with the test, and the relayd build.
 package testenv
