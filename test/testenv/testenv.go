@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package testenv holds what the privileged test suites (test/e2e, test/media,
-// the namespace tests of bpf and pkg/fastpath)
-// share: the skip-or-fail rule for missing prerequisites, processes started in
-// network namespaces and cleaned up with the test, and the relayd build.
+// Package testenv holds what the privileged test suites (test/e2e, test/media
+// and the namespace tests of bpf and pkg/fastpath) share: the skip-or-fail
+// rule for missing prerequisites, switching into and starting processes in
+// network namespaces cleaned up with the test, and the relayd build.
 package testenv
 
 import (
