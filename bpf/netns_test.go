@@ -24,45 +24,11 @@ import (
 	"github.com/relayd/relayd/test/testenv"
 )
 
-// newNetNS creates an empty network namespace, closed at cleanup (it goes
-// away with its last reference: the handle and any sockets in it).
-func newNetNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatalf("current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the new namespace: keep it locked, and
-		// let it die with the goroutine.
-		runtime.LockOSThread()
-		t.Fatalf("back to the original netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("loopback up: %v", err)
-	}
-	return ns
-}
-
-// inNetNS: see testenv.InNetNS.
-var inNetNS = testenv.InNetNS
+// newNetNS and inNetNS: see testenv.
+var (
+	newNetNS = testenv.NewNetNS
+	inNetNS  = testenv.InNetNS
+)
 
 // vethPair creates a veth pair with one end in each namespace, both up,
 // with the given addresses (IPv6 without duplicate address detection).

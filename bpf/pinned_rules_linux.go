@@ -6,7 +6,6 @@ package bpf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -82,15 +81,7 @@ func (p *PinnedRules) Upsert(rules []Rule) (n int, err error) {
 			return 0, fmt.Errorf("rule %d: %w", i, err)
 		}
 	}
-	for n < len(keys) {
-		end := min(n+batchChunk, len(keys))
-		done, err := p.fwd.BatchUpdate(keys[n:end], vals[n:end], &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
-		n += done
-		if err != nil {
-			return n, fmt.Errorf("upsert rules: %w", err)
-		}
-	}
-	return n, nil
+	return batchUpsert(p.fwd, keys, vals)
 }
 
 // Remove deletes the rules for locals; missing ones are skipped.
@@ -107,21 +98,3 @@ func (p *PinnedRules) Remove(locals []netip.AddrPort) (int, error) {
 
 // Close releases the map (the rules stay installed).
 func (p *PinnedRules) Close() error { return p.fwd.Close() }
-
-// batchDelete deletes keys in chunks, stepping over keys that are gone.
-func batchDelete(m *ebpf.Map, keys []relayFwdKey) (int, error) {
-	deleted := 0
-	for i := 0; i < len(keys); {
-		end := min(i+batchChunk, len(keys))
-		done, err := m.BatchDelete(keys[i:end], nil)
-		deleted += done
-		i += done
-		if err != nil {
-			if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return deleted, fmt.Errorf("remove rules: %w", err)
-			}
-			i++ // the kernel stopped at a missing key: skip it
-		}
-	}
-	return deleted, nil
-}

@@ -49,15 +49,39 @@ func (d *Datapath) UpsertRules(rules []Rule) (n int, err error) {
 			return 0, fmt.Errorf("rule %d: %w", i, err)
 		}
 	}
+	return batchUpsert(d.objs.Fwd, keys, vals)
+}
+
+// batchUpsert installs keys/vals in chunks; n counts those installed
+// before an error.
+func batchUpsert(m *ebpf.Map, keys []relayFwdKey, vals []relayFwdRule) (n int, err error) {
 	for n < len(keys) {
 		end := min(n+batchChunk, len(keys))
-		done, err := d.objs.Fwd.BatchUpdate(keys[n:end], vals[n:end], &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
+		done, err := m.BatchUpdate(keys[n:end], vals[n:end], &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
 		n += done
 		if err != nil {
 			return n, fmt.Errorf("upsert rules: %w", err)
 		}
 	}
 	return n, nil
+}
+
+// batchDelete deletes keys in chunks, stepping over keys that are gone.
+func batchDelete(m *ebpf.Map, keys []relayFwdKey) (int, error) {
+	deleted := 0
+	for i := 0; i < len(keys); {
+		end := min(i+batchChunk, len(keys))
+		done, err := m.BatchDelete(keys[i:end], nil)
+		deleted += done
+		i += done
+		if err != nil {
+			if !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return deleted, fmt.Errorf("remove rules: %w", err)
+			}
+			i++ // the kernel stopped at a missing key: skip it
+		}
+	}
+	return deleted, nil
 }
 
 // RemoveRule deletes the rule for local; ErrNoRule when there is none.

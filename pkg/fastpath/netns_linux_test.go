@@ -30,45 +30,9 @@ import (
 // skip there would hide that the proof never ran.
 func privileged(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(tb, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) for network namespaces and XDP")
 	}
-	const why = "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) for network namespaces and XDP"
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("%s, and CI is set: privileged tests must run in CI", why)
-	}
-	tb.Skip(why)
-}
-
-// newNetNS creates an empty network namespace with loopback up, closed at
-// cleanup (it goes away with its last reference).
-func newNetNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatalf("current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // stuck in ns: let the thread die with the goroutine
-		t.Fatalf("back to the original netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h := nsHandle(t, ns)
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("loopback up: %v", err)
-	}
-	return ns
 }
 
 // nsHandle is a netlink handle into ns, closed at cleanup.
@@ -82,8 +46,11 @@ func nsHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
 	return h
 }
 
-// inNetNS: see testenv.InNetNS.
-var inNetNS = testenv.InNetNS
+// newNetNS and inNetNS: see testenv.
+var (
+	newNetNS = testenv.NewNetNS
+	inNetNS  = testenv.InNetNS
+)
 
 // relayNet is a relay namespace whose r0 (10.0.1.1/24) is a veth to a peer
 // namespace (10.0.1.2/24).
