@@ -5,14 +5,11 @@ package media
 import (
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 const (
@@ -21,6 +18,9 @@ const (
 	defaultMaxPacketSize  = 2048
 	maxBatchSize          = 1024 // UIO_MAXIOV caps recvmmsg/sendmmsg vectors
 	maxPacketSize         = 65535
+	// tailroom is what a stage may grow a datagram by in place (an SRTP
+	// authentication tag and MKI, an RTP header extension).
+	tailroom = 128
 )
 
 // Config configures an Engine. The zero value is usable.
@@ -42,6 +42,16 @@ type Config struct {
 	// kept under the path MTU). Every worker holds BatchSize × MaxPacketSize
 	// bytes of buffers, whatever the number of sockets.
 	MaxPacketSize int
+	// Now is the clock of learning windows, packet times and the fast
+	// path's retries; nil means time.Now. Tests drive it.
+	Now func() time.Time
+}
+
+// Socket is a bound, non-blocking UDP socket (a plain descriptor, in no Go
+// runtime poller) that Attach takes over.
+type Socket struct {
+	FD    int
+	Local netip.AddrPort
 }
 
 // Engine is the media plane: a fixed set of workers that receive, check and
@@ -51,12 +61,13 @@ type Engine struct {
 	window  time.Duration
 	batch   int
 	pktSize int
+	now     func() time.Time
 	base    time.Time // origin of the monotonic arrival clock used for jitter
 
-	nextID atomic.Uint64
+	table streamTable
 
 	mu      sync.Mutex
-	closed  bool
+	closed  atomic.Bool
 	workers []*worker
 
 	off *offloader // nil without a fast path
@@ -74,12 +85,16 @@ func NewEngine(cfg Config) (*Engine, error) {
 		window:  cfg.LearningWindow,
 		batch:   cfg.BatchSize,
 		pktSize: cfg.MaxPacketSize,
-		base:    time.Now(),
+		now:     cfg.Now,
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.log = e.log.With("component", "media")
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.base = e.now()
 	if e.window == 0 {
 		e.window = defaultLearningWindow
 	}
@@ -114,114 +129,163 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the workers. Streams still attached stop forwarding; their
-// sockets stay open (the caller owns them). Close is idempotent.
+// Close stops the workers and the fast path's writer, closes the sockets of
+// the streams still attached and reports them closed. Idempotent.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	e.closed = true
-	workers := e.workers
-	e.mu.Unlock()
 	if e.off != nil {
 		e.off.close()
 	}
-	for _, w := range workers {
+	for _, w := range e.workers {
 		w.stop()
 	}
+	// Nobody reads any socket now: what is left is closed here.
+	e.table.each(func(s *Stream) { s.closeSocket() })
 	return nil
 }
 
-// Attach starts receiving on conn. The caller keeps ownership of conn and
-// closes it after Detach. The socket must be bound (IPv4 or IPv6).
-func (e *Engine) Attach(conn *net.UDPConn) (*Stream, error) {
-	if conn == nil {
-		return nil, ErrNilConn
-	}
-	ua, _ := conn.LocalAddr().(*net.UDPAddr)
-	if ua == nil || ua.Port == 0 {
-		return nil, ErrNotBound
-	}
-	local := ua.AddrPort()
-	if !local.Addr().IsValid() {
-		return nil, ErrNotBound
-	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("attach %s: %w", local, err)
-	}
-	v6, err := socketIsIPv6(rc)
-	if err != nil {
-		return nil, fmt.Errorf("attach %s: %w", local, err)
-	}
-	s := newStream(local)
-	s.eng, s.rc, s.ipv6 = e, rc, v6
-	if v6 {
-		s.bw = ipv6.NewPacketConn(conn)
-	} else {
-		s.bw = ipv4.NewPacketConn(conn)
-	}
-	s.id = e.nextID.Add(1)
+// Group places streams on one worker. Streams that forward to each other (the
+// sockets of one call) belong in one group: a packet then leaves by its sink's
+// socket on the worker that received it, with no hand-over between workers.
+type Group struct{ w *worker }
 
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil, ErrClosed
-	}
+// NewGroup picks the least loaded worker for a new group of streams.
+func (e *Engine) NewGroup() Group {
 	w := e.workers[0]
 	for _, c := range e.workers[1:] {
 		if c.load.Load() < w.load.Load() {
 			w = c
 		}
 	}
-	w.load.Add(1)
-	e.mu.Unlock()
+	return Group{w: w}
+}
 
-	s.w = w
-	if err := w.submit(opAdd, s); err != nil {
+// Attach starts receiving on sock, which the engine owns from now on: the
+// worker of g closes it after Detach, and then calls closed (from that
+// worker, or from Close). Attach never waits for a worker. On error the
+// socket is still the caller's.
+func (e *Engine) Attach(g Group, sock Socket, closed func()) (*Stream, error) {
+	if sock.FD < 0 {
+		return nil, ErrNilConn
+	}
+	if !sock.Local.IsValid() || sock.Local.Port() == 0 || !sock.Local.Addr().IsValid() {
+		return nil, ErrNotBound
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	w := g.w
+	if w == nil || w.e != e {
+		w = e.NewGroup().w
+	}
+	s := newStream(sock.Local)
+	s.eng, s.w, s.fd = e, w, sock.FD
+	s.closed = closed
+	s.refs.Store(1)
+	if e.off != nil {
+		s.refs.Add(1) // the offloader releases it too
+		s.off = &offState{retryIdx: -1}
+	}
+	s.idx = e.table.add(s)
+	w.load.Add(1)
+	if err := w.watch(s); err != nil {
+		e.table.remove(s.idx)
 		w.load.Add(-1)
-		return nil, fmt.Errorf("attach %s: %w", local, err)
+		s.fd = -1
+		return nil, fmt.Errorf("attach %s: %w", sock.Local, err)
 	}
 	if e.off != nil {
-		e.off.add(s)
+		e.off.queue(s) // registers it with the offloader
 	}
 	return s, nil
 }
 
-// Detach stops receiving on the stream and removes it from its worker; when
-// it returns, nothing received on the socket is forwarded any more, and
-// packets other streams forward to it are dropped. Idempotent.
-func (s *Stream) Detach() {
-	s.detachOnce.Do(func() {
-		s.detached.Store(true)
-		if o := s.off(); o != nil {
-			o.remove(s)
-		}
-		if s.w != nil {
-			if s.w.submit(opDel, s) == nil {
-				s.w.load.Add(-1)
-			}
-		}
-	})
+// Totals are what every worker forwarded since the engine started: cheap
+// running sums for rates, without walking streams.
+type Totals struct {
+	Packets, Bytes, Dropped uint64
 }
 
-// SetTOS sets the IPv4 TOS / IPv6 traffic class of packets sent from this
-// stream's socket (DSCP of the media sent to its party).
-func (s *Stream) SetTOS(tos int) error {
-	if tos < 0 || tos > 255 {
-		return fmt.Errorf("tos %d: %w", tos, ErrBadTOS)
+// Totals sums the workers' counters.
+func (e *Engine) Totals() Totals {
+	var t Totals
+	for _, w := range e.workers {
+		t.Packets += w.totals.packets.Load()
+		t.Bytes += w.totals.bytes.Load()
+		t.Dropped += w.totals.dropped.Load()
 	}
-	if s.rc == nil {
-		return ErrDetached
+	return t
+}
+
+// streamTable maps the index an epoll event carries to its Stream. Readers
+// (workers) take no lock: chunks are published with atomics and never move.
+type streamTable struct {
+	mu     sync.Mutex
+	free   []uint32
+	next   uint32 // 0 is the wake-up index
+	chunks [tableChunks]atomic.Pointer[tableChunk]
+}
+
+const (
+	tableChunkBits = 10
+	tableChunkSize = 1 << tableChunkBits
+	tableChunks    = 1 << 12 // 4M sockets
+)
+
+type tableChunk [tableChunkSize]atomic.Pointer[Stream]
+
+func (t *streamTable) add(s *Stream) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var i uint32
+	if n := len(t.free); n > 0 {
+		i = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		t.next++
+		i = t.next
 	}
-	if err := setTOS(s.rc, s.ipv6, tos); err != nil {
-		return fmt.Errorf("set tos on %s: %w", s.local, err)
+	c := t.chunks[i>>tableChunkBits].Load()
+	if c == nil {
+		c = new(tableChunk)
+		t.chunks[i>>tableChunkBits].Store(c)
 	}
-	s.tos.Store(int32(tos))
-	if o := s.off(); o != nil {
-		o.queue(s) // the rules sending from this socket carry its TOS
+	c[i&(tableChunkSize-1)].Store(s)
+	return i
+}
+
+func (t *streamTable) get(i uint32) *Stream {
+	if i>>tableChunkBits >= tableChunks {
+		return nil
 	}
-	return nil
+	c := t.chunks[i>>tableChunkBits].Load()
+	if c == nil {
+		return nil
+	}
+	return c[i&(tableChunkSize-1)].Load()
+}
+
+func (t *streamTable) remove(i uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.chunks[i>>tableChunkBits].Load(); c != nil && c[i&(tableChunkSize-1)].Swap(nil) != nil {
+		t.free = append(t.free, i)
+	}
+}
+
+// each calls fn for every stream in the table.
+func (t *streamTable) each(fn func(*Stream)) {
+	for i := range t.chunks {
+		c := t.chunks[i].Load()
+		if c == nil {
+			continue
+		}
+		for j := range c {
+			if s := c[j].Load(); s != nil {
+				fn(s)
+			}
+		}
+	}
 }

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/media"
+	"github.com/relayd/relayd/pkg/ports"
 )
 
 // Two relay sockets, one per party, cross-wired: what A sends to its socket
-// leaves from B's socket towards B, and the other way round.
+// leaves from B's socket towards B, and the other way round. The sockets come
+// from a port pool and belong to the engine once attached: it closes them
+// after Detach and gives their ports back.
 func Example() {
 	listen := func() *net.UDPConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -25,24 +28,32 @@ func Example() {
 	phoneA, phoneB := listen(), listen() // the parties
 	defer phoneA.Close()
 	defer phoneB.Close()
-	sockA, sockB := listen(), listen() // the relay's ports facing A and B
-	defer sockA.Close()
-	defer sockB.Close()
 
 	eng, err := media.NewEngine(media.Config{Workers: 1})
 	if err != nil {
 		panic(err)
 	}
 	defer eng.Close()
-	toA, err := eng.Attach(sockA)
+	pool, err := ports.NewPool(netip.MustParseAddr("127.0.0.1"), 41000, 41099)
 	if err != nil {
 		panic(err)
 	}
+	call := eng.NewGroup() // one call's streams share a worker
+	relaySocket := func() *media.Stream {
+		alloc, err := pool.Allocate(1) // the relay's port facing one party
+		if err != nil {
+			panic(err)
+		}
+		alloc.HandOver(0)
+		sock := alloc.Sockets[0]
+		s, err := eng.Attach(call, media.Socket{FD: sock.FD, Local: sock.Local}, alloc.SocketClosed)
+		if err != nil {
+			panic(err)
+		}
+		return s
+	}
+	toA, toB := relaySocket(), relaySocket()
 	defer toA.Detach()
-	toB, err := eng.Attach(sockB)
-	if err != nil {
-		panic(err)
-	}
 	defer toB.Detach()
 
 	// What the offer and the answer said.

@@ -31,11 +31,11 @@ func FuzzClassify(f *testing.F) {
 			}
 		}
 		switch kind {
-		case kindRTP:
+		case KindRTP:
 			if !ok || isRTCPType(b) {
 				t.Fatalf("classified RTP but parseRTP ok=%v, RTCP type=%v", ok, isRTCPType(b))
 			}
-		case kindRTCP:
+		case KindRTCP:
 			if !isRTCPType(b) {
 				t.Fatal("classified RTCP without an RTCP packet type")
 			}

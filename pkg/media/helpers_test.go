@@ -10,6 +10,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -96,21 +98,65 @@ func head(b []byte) []byte {
 	return b
 }
 
-// leg is a relay socket attached to the engine.
+// leg is a relay socket attached to the engine; closed is closed once the
+// engine reports the socket closed.
 type leg struct {
-	conn *net.UDPConn
-	s    *Stream
+	s      *Stream
+	fd     int
+	closed chan struct{}
+}
+
+// bindSocket opens a non-blocking UDP socket on ip with a kernel-chosen port,
+// the way the port pools hand them to the engine.
+func bindSocket(tb testing.TB, ip string) Socket {
+	tb.Helper()
+	a := netip.MustParseAddr(ip)
+	var fam int
+	var sa unix.Sockaddr
+	if a.Is4() {
+		fam, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: a.As4()}
+	} else {
+		fam, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: a.As16()}
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatalf("socket: %v", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		_ = unix.Close(fd)
+		tb.Skipf("cannot bind %s: %v", ip, err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		tb.Fatalf("getsockname: %v", err)
+	}
+	var port int
+	switch g := got.(type) {
+	case *unix.SockaddrInet4:
+		port = g.Port
+	case *unix.SockaddrInet6:
+		port = g.Port
+	}
+	return Socket{FD: fd, Local: netip.AddrPortFrom(a, uint16(port))}
 }
 
 func attach(t *testing.T, e *Engine, ip string) *leg {
 	t.Helper()
-	c := listen(t, ip)
-	s, err := e.Attach(c)
+	return attachIn(t, e, Group{}, ip)
+}
+
+func attachIn(t *testing.T, e *Engine, g Group, ip string) *leg {
+	t.Helper()
+	sock := bindSocket(t, ip)
+	l := &leg{fd: sock.FD, closed: make(chan struct{})}
+	s, err := e.Attach(g, sock, func() { close(l.closed) })
 	if err != nil {
+		_ = unix.Close(sock.FD)
 		t.Fatalf("Attach: %v", err)
 	}
 	t.Cleanup(s.Detach)
-	return &leg{conn: c, s: s}
+	l.s = s
+	return l
 }
 
 func (l *leg) addr() netip.AddrPort { return l.s.LocalAddr() }
@@ -125,7 +171,8 @@ type call struct {
 // parties' sockets; mod may change each side's StreamConfig.
 func newCall(t *testing.T, e *Engine, ip string, modA, modB func(*StreamConfig)) *call {
 	t.Helper()
-	c := &call{a: newParty(t, ip), b: newParty(t, ip), ra: attach(t, e, ip), rb: attach(t, e, ip)}
+	g := e.NewGroup()
+	c := &call{a: newParty(t, ip), b: newParty(t, ip), ra: attachIn(t, e, g, ip), rb: attachIn(t, e, g, ip)}
 	ca := StreamConfig{Sink: c.rb.s, Peer: c.a.addr}
 	cb := StreamConfig{Sink: c.ra.s, Peer: c.b.addr}
 	if modA != nil {
@@ -151,6 +198,16 @@ func (c *call) bToA(t *testing.T, pkt []byte) {
 	t.Helper()
 	c.b.send(c.rb.addr(), pkt)
 	c.a.expect(pkt, c.ra.addr())
+}
+
+// waitClosed waits until the engine reports l's socket closed.
+func (l *leg) waitClosed(t *testing.T) {
+	t.Helper()
+	select {
+	case <-l.closed:
+	case <-time.After(recvTimeout):
+		t.Fatalf("%v: socket never reported closed", l.addr())
+	}
 }
 
 // waitStats polls until cond holds for s's stats (the worker counts after the

@@ -4,7 +4,6 @@ package media
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -81,6 +80,18 @@ type StreamConfig struct {
 	// ClockRates maps RTP payload types to clock rates (from a=rtpmap) for
 	// jitter; static payload types default to RFC 3551.
 	ClockRates map[uint8]uint32
+
+	// Handlers run first on every datagram from the party, before the
+	// source checks: stages that answer on the stream's own socket or
+	// authenticate packets themselves (STUN, DTLS, SRTP authentication).
+	Handlers []Stage
+	// Stages run after the source checks on accepted datagrams, in order:
+	// transforms that rewrite the payload (SRTP, transcoding) and taps that
+	// copy it (recording).
+	Stages []Stage
+	// Egress run on every datagram leaving this stream's socket towards its
+	// party, after the sending stream's stages (SRTP protection).
+	Egress []Stage
 }
 
 // Source ranks of the heuristic mode.
@@ -105,17 +116,21 @@ type streamConfig struct {
 	rtcp       bool
 	rates      map[uint8]uint32
 	windowEnd  time.Time
+	v6Socket   bool // the stream's socket is AF_INET6: IPv4 peers are v4-mapped
+	ingress    pipeline
+	egress     []Stage
+	egressOK   bool // every Egress stage lets the kernel forward into this stream
 }
 
 // state is a stream's forwarding rule: replaced, never mutated, so that readers
 // on other goroutines (the opposite direction's forwarding, Stats, a kernel
-// fast-path sync) always see one consistent value. dest/destUDP are where the
+// fast-path sync) always see one consistent value. dest/destSA are where the
 // party's packets go; src/rank/latched are the source checks (what an XDP rule
 // would carry as the expected source).
 type state struct {
 	cfg     *streamConfig
 	dest    netip.AddrPort
-	destUDP *net.UDPAddr // x/net's sockaddr form, built once per endpoint change
+	destSA  *rawAddr // the kernel's sockaddr form of dest, built once per endpoint change; nil: nowhere to send
 	src     netip.AddrPort
 	rank    uint8
 	latched bool
@@ -171,6 +186,10 @@ func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.
 		handover:   c.MediaHandover,
 		rtcp:       c.RTCP,
 		windowEnd:  now.Add(window),
+		v6Socket:   !v4Socket,
+		ingress:    buildPipeline(c.Handlers, c.Stages, c.RTCPSink),
+		egress:     c.Egress,
+		egressOK:   allKernel(c.Egress),
 	}
 	if cfg.mode > Off {
 		cfg.mode = Heuristic
@@ -185,7 +204,7 @@ func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.
 	keep := prev != nil && prev.cfg.configured && prev.cfg.peer == cfg.peer &&
 		usable(prev.dest) && !cfg.asym && cfg.mode != Off
 	if keep {
-		ns.dest, ns.destUDP = prev.dest, prev.destUDP
+		ns.dest, ns.destSA = prev.dest, prev.destSA
 	} else if usable(cfg.peer) && (!v4Socket || cfg.peer.Addr().Is4()) {
 		ns.setDest(c.Peer, 0)
 	}
@@ -200,19 +219,15 @@ func (st *state) clone() *state {
 // setDest points the party's packets at ap; scope is the IPv6 scope id a
 // link-local source arrived with.
 func (st *state) setDest(ap netip.AddrPort, scope uint32) {
-	if st.dest == ap && st.destUDP != nil {
+	if st.dest == ap && st.destSA != nil {
 		return
 	}
 	st.dest = ap
-	st.destUDP = nil
+	st.destSA = nil
 	if !usable(ap) {
 		return
 	}
-	u := net.UDPAddrFromAddrPort(ap)
-	if scope != 0 && u.Zone == "" && ap.Addr().Is6() && !ap.Addr().Is4In6() {
-		u.Zone = strconv.FormatUint(uint64(scope), 10)
-	}
-	st.destUDP = u
+	st.destSA = encodeAddr(ap, scope, st.cfg.v6Socket)
 }
 
 // learn makes src the best candidate (or the latched source).

@@ -153,7 +153,7 @@ func TestLearningRules(t *testing.T) {
 					t.Fatalf("step %d (%s at %v): verdict %v, want %v", i, s.src, s.at, v, s.want)
 				}
 				gotDest := ns.dest
-				if ns.destUDP == nil {
+				if ns.destSA == nil {
 					gotDest = netip.AddrPort{}
 				}
 				if gotDest != s.wantDest {
@@ -162,8 +162,8 @@ func TestLearningRules(t *testing.T) {
 				if ns.latched != s.latched {
 					t.Fatalf("step %d (%s): latched %v, want %v", i, s.src, ns.latched, s.latched)
 				}
-				if (ns.destUDP == nil) != !usable(ns.dest) {
-					t.Fatalf("step %d: cached sockaddr %v out of step with %v", i, ns.destUDP, ns.dest)
+				if (ns.destSA == nil) != !usable(ns.dest) {
+					t.Fatalf("step %d: cached sockaddr %v out of step with %v", i, ns.destSA, ns.dest)
 				}
 				st = ns
 			}
@@ -237,11 +237,11 @@ func TestParseLearningMode(t *testing.T) {
 
 func TestIPv6PeerOnIPv4Socket(t *testing.T) {
 	v6 := netip.MustParseAddrPort("[2001:db8::1]:4000")
-	if st := newConfigState(nil, StreamConfig{Peer: v6}, time.Second, time.Now(), true); st.destUDP != nil {
+	if st := newConfigState(nil, StreamConfig{Peer: v6}, time.Second, time.Now(), true); st.destSA != nil {
 		t.Errorf("IPv4 socket got destination %v, want none (unreachable family)", st.dest)
 	}
 	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.1]:4000")
-	if st := newConfigState(nil, StreamConfig{Peer: mapped}, time.Second, time.Now(), true); st.destUDP == nil {
+	if st := newConfigState(nil, StreamConfig{Peer: mapped}, time.Second, time.Now(), true); st.destSA == nil {
 		t.Error("IPv4 socket refused an IPv4-mapped peer")
 	}
 	if st := newConfigState(nil, StreamConfig{Peer: v6}, time.Second, time.Now(), false); st.dest != v6 {

@@ -425,12 +425,17 @@ func TestSetTOS(t *testing.T) {
 			if err := l.s.SetTOS(tc.tos); err != nil {
 				t.Fatalf("SetTOS: %v", err)
 			}
-			rc, _ := l.conn.SyscallConn()
-			var got int
-			var gerr error
-			_ = rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), tc.level, tc.opt) })
-			if gerr != nil || got != tc.tos {
-				t.Errorf("getsockopt = %#x, %v; want %#x", got, gerr, tc.tos)
+			// The worker applies it: poll until it has, or fail.
+			deadline := time.Now().Add(recvTimeout)
+			for {
+				got, gerr := unix.GetsockoptInt(l.fd, tc.level, tc.opt)
+				if gerr == nil && got == tc.tos {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("getsockopt = %#x, %v; want %#x", got, gerr, tc.tos)
+				}
+				time.Sleep(time.Millisecond)
 			}
 			for _, bad := range []int{-1, 256} {
 				if err := l.s.SetTOS(bad); !errors.Is(err, ErrBadTOS) {
@@ -489,8 +494,12 @@ func TestDetach(t *testing.T) {
 	c.b.send(c.rb.addr(), pkt(3))
 	c.a.expectNothing()
 	waitStats(t, c.rb.s, "rb", func(s StreamStats) bool { return s.Dropped == 1 })
-	// The caller closes after Detach; the other stream must not mind.
-	_ = c.ra.conn.Close()
+	// The worker closes the socket and reports it; the other stream must
+	// not mind.
+	c.ra.waitClosed(t)
+	if _, err := unix.GetsockoptInt(c.ra.fd, unix.SOL_SOCKET, unix.SO_TYPE); !errors.Is(err, unix.EBADF) {
+		t.Errorf("socket still open after the engine reported it closed: %v", err)
+	}
 	c.b.send(c.rb.addr(), pkt(4))
 	waitStats(t, c.rb.s, "rb", func(s StreamStats) bool { return s.Dropped == 2 })
 }
@@ -574,12 +583,12 @@ func TestEngineLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Attach(nil); !errors.Is(err, ErrNilConn) {
-		t.Errorf("Attach(nil) = %v, want ErrNilConn", err)
+	if _, err := e.Attach(Group{}, Socket{FD: -1}, nil); !errors.Is(err, ErrNilConn) {
+		t.Errorf("Attach(no socket) = %v, want ErrNilConn", err)
 	}
-	closed := listen(t, "127.0.0.1")
-	_ = closed.Close()
-	if _, err := e.Attach(closed); err == nil {
+	closed := bindSocket(t, "127.0.0.1")
+	_ = unix.Close(closed.FD)
+	if _, err := e.Attach(Group{}, closed, nil); err == nil {
 		t.Error("Attach(closed socket) succeeded")
 	}
 	c := newCall(t, e, "127.0.0.1", nil, nil)
@@ -593,7 +602,9 @@ func TestEngineLifecycle(t *testing.T) {
 	c.a.send(c.ra.addr(), pkt(2))
 	c.b.expectNothing()
 	c.ra.s.Detach() // after Close: returns at once
-	if _, err := e.Attach(listen(t, "127.0.0.1")); !errors.Is(err, ErrClosed) {
+	late := bindSocket(t, "127.0.0.1")
+	defer unix.Close(late.FD)
+	if _, err := e.Attach(Group{}, late, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Attach after Close = %v, want ErrClosed", err)
 	}
 }

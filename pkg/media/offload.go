@@ -6,7 +6,6 @@ import (
 	"container/heap"
 	"errors"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,45 +52,74 @@ const (
 	offloadRetryMax = time.Second
 )
 
-// offloader is the single writer of kernel rules: every install and withdraw
-// happens under its lock, so a stream's rule and its reverse never disagree
-// for longer than one sync.
+// offloader is the single writer of kernel rules: one goroutine makes every
+// install and withdraw, so a stream's rule and its reverse never disagree for
+// longer than one pass, and nobody else — no worker, no signalling call —
+// ever waits for a kernel-rule syscall. It owns its per-stream records
+// (Stream.off); the rest of the package only queues streams for it and reads
+// what it publishes (Stream.kernel, Stream.feeder).
 //
 // It is event-driven so that its cost follows what changes, not how many
 // streams are installed. A stream's rule (Stream.offloadRule) is a function of
-// its own state and of its sink's destination, socket, TOS and liveness, so
-// every change of either queues the stream whose state changed, and a queued
-// stream is synced together with its sources (the streams whose sink it is,
-// whose rules carry its side):
+// its own state and of its sink's destination, socket, TOS, stages and
+// liveness, so every change of either queues the stream whose state changed,
+// and a queued stream is synced together with its sources (the streams whose
+// sink it is, whose rules carry its side):
 //
-//   - latch, and a destination learned before the latch (receive): queue;
-//   - handover of a latched stream (follow): its own rule withdrawn and the
-//     rules sending into it re-aimed synchronously, then queued;
-//   - offer/answer (reconfigure): withdrawn, the in-kernel sources re-aimed
-//     synchronously (its destination may have moved), then queued;
+//   - attach: queued (registered on its first pass);
+//   - latch, handover, and a destination learned before the latch (the
+//     source-check stage): queued;
+//   - offer/answer (Configure): queued; not latched any more, its rule is
+//     withdrawn and the in-kernel sources re-aimed at its new destination;
 //   - SetTOS: queued (the sources' rules carry the TOS);
-//   - Detach (remove): withdrawn, the in-kernel sources withdrawn
-//     synchronously;
-//   - a failed Offload: retried on its own backoff (retry).
+//   - Detach: queued; its rule and the rules sending into it are withdrawn,
+//     its stats slot released, and its part of the teardown reported;
+//   - a failed Offload: retried on its own backoff.
 //
 // No other path changes a stream's state or its sink's, so there is no
-// periodic pass over all streams.
+// periodic pass over all streams. Between an event and its pass the kernel
+// keeps the previous rule: a pass follows within microseconds under normal
+// load, which is as long as a handover or an offer leaves the reverse
+// direction aimed at the old address.
 type offloader struct {
-	fp   FastPath
-	eng  *Engine
-	now  func() time.Time // the retry clock; tests drive it
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	fp     FastPath
+	eng    *Engine
+	now    func() time.Time // the retry clock; tests drive it
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	closed atomic.Bool
 
 	// dirty is a lock-free stack of queued streams linked through
-	// Stream.dirtyNext: a worker queuing a stream in the packet path never
-	// waits for the offloader, whatever FastPath call that is in.
+	// Stream.dirtyNext: whoever queues a stream never waits for the
+	// offloader, whatever FastPath call it is in.
 	dirty atomic.Pointer[Stream]
 
-	mu      sync.Mutex
+	// The goroutine's own (flush runs only there, or in close once it has
+	// stopped).
 	streams map[*Stream]struct{}
 	retry   retryQueue // streams whose Offload failed, earliest due first
+}
+
+// offState is what the offloader keeps about one stream.
+type offState struct {
+	registered, removed bool
+	released            atomic.Bool // the offloader's part of the teardown is done
+	// rule is the rule last handed to the fast path: installed while
+	// Stream.kernel is set, refused while a retry is planned.
+	rule      OffloadRule
+	sink      *Stream // the sink rule was made with
+	errLogged bool
+	refused   bool // the fast path refused rule for good (ErrNoKernelPath)
+	// sinkOf is the sink s is recorded under, sources the streams whose sink
+	// s is: a change on s must re-sync their rules, which carry s's side.
+	sinkOf  *Stream
+	sources []*Stream
+	// Backoff of a failed Offload; retryIdx is s's place in the retry heap,
+	// -1 when no retry is planned.
+	retryAt    time.Time
+	retryDelay time.Duration
+	retryIdx   int
 }
 
 func newOffloader(e *Engine, fp FastPath) *offloader {
@@ -102,24 +130,30 @@ func newOffloader(e *Engine, fp FastPath) *offloader {
 
 // makeOffloader builds an offloader whose loop is not running yet.
 func makeOffloader(e *Engine, fp FastPath) *offloader {
-	return &offloader{fp: fp, eng: e, now: time.Now, wake: make(chan struct{}, 1),
+	now := time.Now
+	if e != nil && e.now != nil {
+		now = e.now
+	}
+	return &offloader{fp: fp, eng: e, now: now, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}), streams: map[*Stream]struct{}{}}
 }
 
-// queue asks for s and its sources to be synced soon. It never blocks: the
-// workers call it when a stream latches.
+// queue asks for s and its sources to be synced soon. It never blocks.
 func (o *offloader) queue(s *Stream) {
-	if !s.queued.CompareAndSwap(false, true) {
-		return // still queued: its sync reads the state as it is then
-	}
-	for {
-		top := o.dirty.Load()
-		s.dirtyNext = top
-		if o.dirty.CompareAndSwap(top, s) {
-			break
+	if s.queued.CompareAndSwap(false, true) {
+		for {
+			top := o.dirty.Load()
+			s.dirtyNext = top
+			if o.dirty.CompareAndSwap(top, s) {
+				break
+			}
 		}
+		o.kick()
 	}
-	o.kick()
+	if o.closed.Load() && s.detached.Load() {
+		// Nobody syncs any more: the teardown must not wait for it.
+		o.releaseStream(s)
+	}
 }
 
 func (o *offloader) kick() {
@@ -148,9 +182,8 @@ func (o *offloader) run() {
 	}
 }
 
-// flush syncs the queued streams and the retries that are due, and returns
-// when the next retry is due (zero when none is pending). The lock is taken
-// per stream, so a worker's follow waits for one sync, never for a batch.
+// flush handles the queued streams and the retries that are due, and returns
+// when the next retry is due (zero when none is pending).
 func (o *offloader) flush() time.Time {
 	for s := o.dirty.Swap(nil); s != nil; {
 		next := s.dirtyNext
@@ -158,135 +191,107 @@ func (o *offloader) flush() time.Time {
 		// Before the sync reads the state: a change made from here on
 		// queues s again rather than being missed.
 		s.queued.Store(false)
-		o.mu.Lock()
-		o.sync(s)
-		for _, f := range s.sources {
-			o.sync(f)
-		}
-		o.mu.Unlock()
+		o.update(s)
 		s = next
 	}
 	now := o.now()
-	for {
-		o.mu.Lock()
-		if len(o.retry) == 0 {
-			o.mu.Unlock()
-			return time.Time{}
-		}
-		if s := o.retry[0]; s.retryAt.After(now) {
-			o.mu.Unlock()
-			return s.retryAt
+	for len(o.retry) > 0 {
+		s := o.retry[0]
+		if s.off.retryAt.After(now) {
+			return s.off.retryAt
 		}
 		o.sync(heap.Pop(&o.retry).(*Stream))
-		o.mu.Unlock()
+	}
+	return time.Time{}
+}
+
+// update brings s (and the rules sending into it) in line with its state.
+func (o *offloader) update(s *Stream) {
+	st := s.off
+	if st == nil || st.removed {
+		return
+	}
+	if s.detached.Load() {
+		o.remove(s)
+		return
+	}
+	if !st.registered {
+		st.registered = true
+		o.streams[s] = struct{}{}
+	}
+	o.link(s, s.state.Load().cfg.sink)
+	o.sync(s)
+	for _, f := range st.sources {
+		o.sync(f)
 	}
 }
 
 func (o *offloader) close() {
+	o.closed.Store(true)
 	close(o.stop)
 	<-o.done
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.flush() // what was queued before the loop stopped
 	for s := range o.streams {
 		o.withdraw(s)
 		o.fp.Release(s.local)
+		s.off.removed = true
+		o.releaseStream(s)
 	}
-	o.streams = nil
+	o.streams = map[*Stream]struct{}{}
 }
 
-func (o *offloader) add(s *Stream) {
-	o.mu.Lock()
-	if o.streams != nil { // nil once closed
-		o.streams[s] = struct{}{}
+// releaseStream reports the offloader's part of s's teardown, once.
+func (o *offloader) releaseStream(s *Stream) {
+	if s.off != nil && s.off.released.CompareAndSwap(false, true) {
+		s.release()
 	}
-	o.mu.Unlock()
 }
 
-// remove takes s out of the kernel for good (Detach). s.detached is already
-// set, so the rules sending out of its socket go too, now rather than at a
-// later sync: Detach promises that nothing is forwarded to it any more.
+// remove takes s out of the kernel for good (Detach), with the rules sending
+// out of its socket.
 func (o *offloader) remove(s *Stream) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.streams[s]; !ok {
-		return
-	}
-	o.withdraw(s)
-	o.fp.Release(s.local)
-	delete(o.streams, s)
-	o.link(s, nil)
-	o.reaim(s)
-}
-
-// reconfigure runs fn (the state swap of a Configure) with s out of the
-// kernel, so learning restarts in userspace as on every offer/answer.
-func (o *offloader) reconfigure(s *Stream, fn func()) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.withdraw(s)
-	fn()
-	if _, ok := o.streams[s]; !ok {
-		return // detached: nobody may send into it again
-	}
-	o.link(s, s.state.Load().cfg.sink)
-	// The new SDP may have moved s's destination: the rules in the kernel
-	// must not keep sending to the old one. Sources still in userspace may
-	// be able to go to the kernel now (s had no destination before).
-	o.reaim(s)
-	o.queue(s)
-}
-
-// follow runs on the worker when a latched stream's peer moves
-// (media-handover): before the packet that moved it is forwarded, the rule
-// sending into it is re-aimed at the new peer and its own rule (checking the
-// old source) is withdrawn, so no later packet can reach the old peer.
-func (o *offloader) follow(s *Stream) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.streams[s]; !ok {
-		return
-	}
-	o.withdraw(s)
-	o.reaim(s)
-	o.queue(s) // s itself returns to the kernel with its new source
-}
-
-// reaim syncs the kernel rules that send into s at once, not at the next
-// flush, so that none keeps forwarding to where s's party no longer is (or
-// out of a detached socket); o.mu is held.
-func (o *offloader) reaim(s *Stream) {
-	for _, f := range s.sources {
-		if f.kernel.Load() {
-			o.sync(f)
+	st := s.off
+	st.removed = true
+	if st.registered {
+		o.withdraw(s)
+		o.fp.Release(s.local)
+		delete(o.streams, s)
+		o.link(s, nil)
+		for _, f := range st.sources {
+			o.sync(f) // their sink is detached: withdrawn
 		}
 	}
+	o.releaseStream(s)
 }
 
 // link records s as a source of sink (s's rule depends on sink's state), in
-// place of whatever sink it had; o.mu is held.
+// place of whatever sink it had.
 func (o *offloader) link(s, sink *Stream) {
-	old := s.sinkOf
+	st := s.off
+	old := st.sinkOf
 	if old == sink {
 		return
 	}
-	if old != nil {
-		for i, f := range old.sources {
+	if old != nil && old.off != nil {
+		src := old.off.sources
+		for i, f := range src {
 			if f == s {
-				last := len(old.sources) - 1
-				old.sources[i] = old.sources[last]
-				old.sources[last] = nil
-				old.sources = old.sources[:last]
+				last := len(src) - 1
+				src[i] = src[last]
+				src[last] = nil
+				old.off.sources = src[:last]
 				break
 			}
 		}
 	}
-	s.sinkOf = sink
-	if sink != nil {
-		sink.sources = append(sink.sources, s)
+	st.sinkOf = sink
+	if sink != nil && sink.off != nil {
+		sink.off.sources = append(sink.off.sources, s)
 	}
 }
 
 func (o *offloader) withdraw(s *Stream) {
+	st := s.off
 	o.unschedule(s)
 	if !s.kernel.Load() {
 		return
@@ -295,26 +300,27 @@ func (o *offloader) withdraw(s *Stream) {
 		o.eng.log.Warn("withdraw kernel rule", "local", s.local, "error", err)
 	}
 	s.kernel.Store(false)
-	if k := s.kernelSink; k != nil {
+	if k := st.sink; k != nil {
 		k.feeder.CompareAndSwap(s, nil)
 	}
-	s.kernelSink = nil
+	st.sink = nil
 }
 
-// sync makes s's kernel rule match what it should be now; o.mu is held.
+// sync makes s's kernel rule match what it should be now.
 func (o *offloader) sync(s *Stream) {
-	if _, ok := o.streams[s]; !ok {
-		return // detached (remove withdrew it) or the engine is closed
+	st := s.off
+	if st == nil || !st.registered || st.removed {
+		return // not yet seen, or detached (remove withdrew it)
 	}
 	rule, sink, ok := s.offloadRule()
 	switch {
 	case !ok:
 		o.withdraw(s)
-	case s.kernel.Load() && s.kernelRule == rule:
-	case s.retryIdx >= 0 && s.kernelRule == rule:
+	case s.kernel.Load() && st.rule == rule:
+	case st.retryIdx >= 0 && st.rule == rule:
 		// Failed just like this: its planned retry tries again, so that
 		// events around it do not hammer a fast path that refuses it.
-	case s.offloadRefused && s.kernelRule == rule:
+	case st.refused && st.rule == rule:
 		// Refused for good (ErrNoKernelPath): only another rule, after an
 		// offer/answer or a new peer, is worth asking for.
 	default:
@@ -324,48 +330,49 @@ func (o *offloader) sync(s *Stream) {
 			if s.kernel.Load() {
 				o.withdraw(s)
 			}
-			if !s.offloadErrLogged {
+			if !st.errLogged {
 				o.eng.log.Debug("stream stays in userspace", "local", s.local, "reason", err)
-				s.offloadErrLogged = true
+				st.errLogged = true
 			}
-			s.kernelRule = rule
+			st.rule = rule
 			if errors.Is(err, ErrNoKernelPath) {
-				s.offloadRefused = true
+				st.refused = true
 				o.unschedule(s)
 				return
 			}
 			o.schedule(s)
 			return
 		}
-		if old := s.kernelSink; old != nil && old != sink {
+		if old := st.sink; old != nil && old != sink {
 			old.feeder.CompareAndSwap(s, nil)
 		}
 		s.kernel.Store(true)
-		s.kernelRule, s.kernelSink = rule, sink
+		st.rule, st.sink = rule, sink
 		sink.feeder.Store(s)
-		s.offloadErrLogged, s.offloadRefused = false, false
+		st.errLogged, st.refused = false, false
 		o.unschedule(s)
 	}
 }
 
 // schedule plans a retry of s's failed Offload, doubling the wait on every
-// failure in a row; o.mu is held.
+// failure in a row.
 func (o *offloader) schedule(s *Stream) {
-	if s.retryIdx >= 0 {
+	st := s.off
+	if st.retryIdx >= 0 {
 		return // an event synced it early: keep the planned retry
 	}
-	s.retryDelay = min(max(2*s.retryDelay, offloadRetryMin), offloadRetryMax)
-	s.retryAt = o.now().Add(s.retryDelay)
+	st.retryDelay = min(max(2*st.retryDelay, offloadRetryMin), offloadRetryMax)
+	st.retryAt = o.now().Add(st.retryDelay)
 	heap.Push(&o.retry, s)
-	o.kick() // the loop's timer may be set later than this, or not at all
 }
 
-// unschedule forgets s's retry and its backoff; o.mu is held.
+// unschedule forgets s's retry and its backoff.
 func (o *offloader) unschedule(s *Stream) {
-	if s.retryIdx >= 0 {
-		heap.Remove(&o.retry, s.retryIdx)
+	st := s.off
+	if st.retryIdx >= 0 {
+		heap.Remove(&o.retry, st.retryIdx)
 	}
-	s.retryDelay = 0
+	st.retryDelay = 0
 }
 
 // retryQueue is a min-heap of streams by retryAt; each stream knows its
@@ -373,16 +380,16 @@ func (o *offloader) unschedule(s *Stream) {
 type retryQueue []*Stream
 
 func (q retryQueue) Len() int           { return len(q) }
-func (q retryQueue) Less(i, j int) bool { return q[i].retryAt.Before(q[j].retryAt) }
+func (q retryQueue) Less(i, j int) bool { return q[i].off.retryAt.Before(q[j].off.retryAt) }
 
 func (q retryQueue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
-	q[i].retryIdx, q[j].retryIdx = i, j
+	q[i].off.retryIdx, q[j].off.retryIdx = i, j
 }
 
 func (q *retryQueue) Push(x any) {
 	s := x.(*Stream)
-	s.retryIdx = len(*q)
+	s.off.retryIdx = len(*q)
 	*q = append(*q, s)
 }
 
@@ -391,7 +398,7 @@ func (q *retryQueue) Pop() any {
 	last := len(old) - 1
 	s := old[last]
 	old[last] = nil
-	s.retryIdx = -1
+	s.off.retryIdx = -1
 	*q = old[:last]
 	return s
 }
@@ -405,7 +412,9 @@ func (s *Stream) offloadRule() (OffloadRule, *Stream, bool) {
 	}
 	st := s.state.Load()
 	cfg := st.cfg
-	if !cfg.configured || !st.latched || cfg.sink == nil || cfg.rtcpSink != nil {
+	// A stage the kernel cannot stand in for (rtcp-mux demultiplexing,
+	// SRTP, a tap) keeps the stream in userspace.
+	if !cfg.configured || !st.latched || cfg.sink == nil || !cfg.ingress.kernel {
 		return OffloadRule{}, nil, false
 	}
 	src := st.src
@@ -414,7 +423,7 @@ func (s *Stream) offloadRule() (OffloadRule, *Stream, bool) {
 	}
 	sink := cfg.sink
 	dst := sink.state.Load()
-	if !usable(src) || dst.destUDP == nil || sink.detached.Load() {
+	if !usable(src) || dst.destSA == nil || sink.detached.Load() || !dst.cfg.egressOK {
 		return OffloadRule{}, nil, false
 	}
 	same := func(a, b netip.Addr) bool { return a.Unmap().Is4() == b.Unmap().Is4() }
@@ -432,7 +441,7 @@ func (s *Stream) offloadRule() (OffloadRule, *Stream, bool) {
 // slot to In (and to kernelIn, when given), and the slot of the stream
 // feeding it to Out.
 func (s *Stream) kernelCounts(in, out, kernelIn *Counters) bool {
-	o := s.off()
+	o := s.offloader()
 	if o == nil {
 		return false
 	}
@@ -459,7 +468,7 @@ func addKernel(c *Counters, kc KernelCounters) {
 	}
 }
 
-func (s *Stream) off() *offloader {
+func (s *Stream) offloader() *offloader {
 	if s.eng == nil {
 		return nil
 	}

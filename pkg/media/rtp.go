@@ -4,55 +4,42 @@ package media
 
 import "encoding/binary"
 
-// pktKind is what a datagram looks like from its first bytes. The relay is
-// transparent: the kind only decides statistics and whether the packet may
-// confirm a source, never whether it is forwarded.
-type pktKind uint8
-
-const (
-	kindOther pktKind = iota // not RTP/RTCP v2 (STUN, DTLS, keepalives, garbage)
-	kindRTP
-	kindRTCP
-)
-
-func (k pktKind) String() string {
-	switch k {
-	case kindRTP:
-		return "rtp"
-	case kindRTCP:
-		return "rtcp"
-	default:
-		return "other"
-	}
-}
-
 const (
 	rtpHeaderLen  = 12
 	rtcpHeaderLen = 8
 	rtpVersion    = 2
 )
 
-// classify tells RTP from RTCP the way RFC 5761 §4 demultiplexes them: version 2
-// in both, and a second byte of 192..223 (RTCP packet types, which RTP payload
-// types 64..95 with the marker bit would collide with and so must not use) means
-// RTCP. That range contains SR/RR/SDES/BYE/APP (200..204), which the learning
-// rules care about, as well as AVPF feedback and XR, which a stray-RTCP check
-// should not mistake for RTP either.
-func classify(b []byte) pktKind {
-	if len(b) < rtcpHeaderLen || b[0]>>6 != rtpVersion {
-		return kindOther
+// classify demultiplexes a datagram by its first byte as RFC 7983 §7 does,
+// and tells RTP from RTCP the way RFC 5761 §4 does: version 2 in both, and a
+// second byte of 192..223 (RTCP packet types, which RTP payload types 64..95
+// with the marker bit would collide with and so must not use) means RTCP.
+// That range contains SR/RR/SDES/BYE/APP (200..204), which the learning rules
+// care about, as well as AVPF feedback and XR, which a stray-RTCP check should
+// not mistake for RTP either.
+func classify(b []byte) Kind {
+	if len(b) == 0 {
+		return KindOther
+	}
+	switch c := b[0]; {
+	case c <= 3:
+		return KindSTUN
+	case c >= 20 && c <= 63:
+		return KindDTLS
+	case c>>6 != rtpVersion || len(b) < rtcpHeaderLen:
+		return KindOther
 	}
 	if b[1] >= 192 && b[1] <= 223 {
 		// The first packet of a compound must fit; SRTCP trailers may follow.
 		if (int(binary.BigEndian.Uint16(b[2:4]))+1)*4 > len(b) {
-			return kindOther
+			return KindOther
 		}
-		return kindRTCP
+		return KindRTCP
 	}
 	if _, ok := parseRTP(b); ok {
-		return kindRTP
+		return KindRTP
 	}
-	return kindOther
+	return KindOther
 }
 
 // rtpHeader holds the fields the statistics need; parsing never allocates.

@@ -36,26 +36,26 @@ func TestClassify(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []byte
-		want pktKind
+		want Kind
 	}{
-		{"empty", nil, kindOther},
-		{"short", []byte{0x80, 0}, kindOther},
-		{"plain RTP", rtpPacket(1, 160, 42, 8, make([]byte, 160)), kindRTP},
-		{"RTP header only", rtpPacket(1, 160, 42, 0, nil), kindRTP},
-		{"RTP marker", func() []byte { b := rtpPacket(1, 2, 3, 96, nil); b[1] |= 0x80; return b }(), kindRTP},
-		{"RTP with extension", ext, kindRTP},
-		{"RTP extension overruns", ext[:19], kindOther},
-		{"RTP with padding", padded, kindRTP},
-		{"RTP padding overruns", func() []byte { b := append([]byte(nil), padded...); b[len(b)-1] = 200; return b }(), kindOther},
-		{"RTP zero padding count", func() []byte { b := append([]byte(nil), padded...); b[len(b)-1] = 0; return b }(), kindOther},
-		{"RTP CSRCs overrun", func() []byte { b := rtpPacket(1, 2, 3, 0, nil); b[0] |= 0x0f; return b }(), kindOther},
-		{"RTP version 1", func() []byte { b := rtpPacket(1, 2, 3, 0, nil); b[0] = 0x40; return b }(), kindOther},
-		{"RTCP RR", rtcpRR(7), kindRTCP},
-		{"RTCP SR", append([]byte{0x80, 200, 0, 6}, make([]byte, 24)...), kindRTCP},
-		{"RTCP length overruns", []byte{0x80, 200, 0, 6, 0, 0, 0, 0}, kindOther},
-		{"RTCP AVPF feedback", []byte{0x81, 205, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2}, kindRTCP},
-		{"STUN binding", []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, kindOther},
-		{"DTLS record", []byte{22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10}, kindOther},
+		{"empty", nil, KindOther},
+		{"short", []byte{0x80, 0}, KindOther},
+		{"plain RTP", rtpPacket(1, 160, 42, 8, make([]byte, 160)), KindRTP},
+		{"RTP header only", rtpPacket(1, 160, 42, 0, nil), KindRTP},
+		{"RTP marker", func() []byte { b := rtpPacket(1, 2, 3, 96, nil); b[1] |= 0x80; return b }(), KindRTP},
+		{"RTP with extension", ext, KindRTP},
+		{"RTP extension overruns", ext[:19], KindOther},
+		{"RTP with padding", padded, KindRTP},
+		{"RTP padding overruns", func() []byte { b := append([]byte(nil), padded...); b[len(b)-1] = 200; return b }(), KindOther},
+		{"RTP zero padding count", func() []byte { b := append([]byte(nil), padded...); b[len(b)-1] = 0; return b }(), KindOther},
+		{"RTP CSRCs overrun", func() []byte { b := rtpPacket(1, 2, 3, 0, nil); b[0] |= 0x0f; return b }(), KindOther},
+		{"RTP version 1", func() []byte { b := rtpPacket(1, 2, 3, 0, nil); b[0] = 0x40; return b }(), KindOther},
+		{"RTCP RR", rtcpRR(7), KindRTCP},
+		{"RTCP SR", append([]byte{0x80, 200, 0, 6}, make([]byte, 24)...), KindRTCP},
+		{"RTCP length overruns", []byte{0x80, 200, 0, 6, 0, 0, 0, 0}, KindOther},
+		{"RTCP AVPF feedback", []byte{0x81, 205, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2}, KindRTCP},
+		{"STUN binding", []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, KindSTUN},
+		{"DTLS record", []byte{22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10}, KindDTLS},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

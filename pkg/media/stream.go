@@ -4,25 +4,16 @@ package media
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
-// batchWriter is the sendmmsg side of ipv4.PacketConn and ipv6.PacketConn (both
-// take the same socket.Message type).
-type batchWriter interface {
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // Stream is one local socket facing one party. Its methods are safe for
-// concurrent use.
+// concurrent use, except that Configure, SetTOS and Detach of one stream are
+// the signalling layer's and are not to race each other.
 type Stream struct {
 	// First, so that 64-bit atomics are aligned on 32-bit platforms too.
 	in, out  rawCounters
@@ -30,16 +21,14 @@ type Stream struct {
 	rejected atomic.Uint64
 
 	eng   *Engine
-	w     *worker
-	id    uint64
-	rc    syscall.RawConn
-	bw    batchWriter
+	w     *worker // owns the socket: the only reader, and its closer
+	idx   uint32  // in the engine's table; the epoll data of its events
+	fd    int
 	local netip.AddrPort
 	ipv6  bool // AF_INET6 socket
 
-	state      atomic.Pointer[state]
-	detached   atomic.Bool
-	detachOnce sync.Once
+	state    atomic.Pointer[state]
+	detached atomic.Bool
 
 	// ssrcs is created by the worker on the first RTP packet, so RTCP ports and
 	// idle streams carry no per-SSRC memory.
@@ -47,63 +36,61 @@ type Stream struct {
 
 	tos atomic.Int32 // egress DSCP/TOS byte, -1 until SetTOS
 
-	// Fast path: whether a kernel rule forwards this stream's packets, and the
-	// stream whose kernel rule sends into this one (for its Out counters).
+	// Fast path, published by the offloader: whether a kernel rule forwards
+	// this stream's packets, and the stream whose kernel rule sends into
+	// this one (for its Out counters).
 	kernel atomic.Bool
 	feeder atomic.Pointer[Stream]
 	// On the offloader's queue; dirtyNext links it there.
 	queued    atomic.Bool
 	dirtyNext *Stream
-	// Guarded by the offloader's lock. kernelRule is the rule last handed
-	// to the fast path: installed while kernel is set, refused while a
-	// retry is planned.
-	kernelRule       OffloadRule
-	kernelSink       *Stream
-	offloadErrLogged bool
-	offloadRefused   bool // the fast path refused kernelRule for good (ErrNoKernelPath)
-	// sinkOf is the sink s is recorded under, sources the streams whose sink
-	// s is: a change on s must re-sync their rules, which carry s's side.
-	sinkOf  *Stream
-	sources []*Stream
-	// Backoff of a failed Offload; retryIdx is s's place in the offloader's
-	// retry heap, -1 when no retry is planned.
-	retryAt    time.Time
-	retryDelay time.Duration
-	retryIdx   int
+	// off is the offloader's own record of the stream: only the
+	// offloader's goroutine touches it.
+	off *offState
+
+	// Teardown: the worker closes the socket and the offloader forgets the
+	// rule; the last of the two (refs) reports the socket closed.
+	refs      atomic.Int32
+	fdClosed  atomic.Bool
+	closed    func()
+	closeNext *Stream // on the worker's close list
 }
 
 func newStream(local netip.AddrPort) *Stream {
-	s := &Stream{local: local, ipv6: local.Addr().Is6() && !local.Addr().Is4In6()}
-	s.state.Store(&state{cfg: &streamConfig{}})
+	s := &Stream{local: local, fd: -1, ipv6: !local.Addr().Is4() && !local.Addr().Is4In6()}
+	s.state.Store(&state{cfg: &streamConfig{v6Socket: s.ipv6, ingress: buildPipeline(nil, nil, nil), egressOK: true}})
 	s.tos.Store(-1)
-	s.retryIdx = -1
 	return s
 }
 
 // LocalAddr is the address and port the socket is bound to.
 func (s *Stream) LocalAddr() netip.AddrPort { return s.local }
 
+func (s *Stream) clock() time.Time {
+	if s.eng != nil {
+		return s.eng.now()
+	}
+	return time.Now()
+}
+
 // Configure installs what a signalling event says about this stream and
 // restarts endpoint learning (a new window from now). Call it on every offer
-// and answer.
+// and answer. It never waits for a worker or for the kernel: a kernel rule
+// follows within one pass of the fast path's writer.
 func (s *Stream) Configure(c StreamConfig) {
 	window := defaultLearningWindow
 	if s.eng != nil {
 		window = s.eng.window
 	}
-	now := time.Now()
-	swap := func() {
-		for {
-			prev := s.state.Load()
-			if s.state.CompareAndSwap(prev, newConfigState(prev, c, window, now, !s.ipv6)) {
-				break
-			}
+	now := s.clock()
+	for {
+		prev := s.state.Load()
+		if s.state.CompareAndSwap(prev, newConfigState(prev, c, window, now, !s.ipv6)) {
+			break
 		}
 	}
-	if o := s.off(); o != nil {
-		o.reconfigure(s, swap)
-	} else {
-		swap()
+	if o := s.offloader(); o != nil {
+		o.queue(s) // learning restarts in userspace: the rule goes until it latches again
 	}
 	if s.eng != nil && s.eng.log.Enabled(context.Background(), slog.LevelDebug) {
 		var sink netip.AddrPort
@@ -112,8 +99,86 @@ func (s *Stream) Configure(c StreamConfig) {
 		}
 		s.eng.log.Debug("stream configured", "local", s.local, "peer", c.Peer, "sink", sink,
 			"learning", c.Learning, "strict", c.StrictSource, "asymmetric", c.Asymmetric,
-			"handover", c.MediaHandover, "rtcp", c.RTCP)
+			"handover", c.MediaHandover, "rtcp", c.RTCP, "handlers", len(c.Handlers),
+			"stages", len(c.Stages), "egress", len(c.Egress))
 	}
+}
+
+// learned tells the fast path's writer about a learning step that changed
+// what a kernel rule would hold: a latch, a handover, a destination learned
+// before the latch (which moves the rules sending into s).
+func (s *Stream) learned(prev, next *state) {
+	o := s.offloader()
+	if o == nil {
+		return
+	}
+	if prev.latched != next.latched || prev.src != next.src || prev.destSA != next.destSA {
+		o.queue(s)
+	}
+}
+
+// Detach stops forwarding on the stream: from its return no packet received
+// on the socket is forwarded, packets other streams forward to it are
+// dropped, and a kernel rule of it or into it goes with the fast path's
+// writer's next pass. The owning worker closes the socket, then the engine
+// calls the closed function Attach was given. Detach never waits for either.
+// Idempotent.
+func (s *Stream) Detach() {
+	if !s.detached.CompareAndSwap(false, true) {
+		return
+	}
+	if o := s.offloader(); o != nil {
+		o.queue(s)
+	}
+	if s.w != nil {
+		s.w.closeLater(s)
+	}
+}
+
+// closeSocket closes the socket once, on the owning worker or when the engine
+// is closed, and drops the worker's part of the teardown.
+func (s *Stream) closeSocket() {
+	if !s.fdClosed.CompareAndSwap(false, true) {
+		return
+	}
+	s.detached.Store(true)
+	if s.w != nil {
+		s.w.unwatch(s)
+	}
+	if s.eng != nil {
+		s.eng.table.remove(s.idx)
+	}
+	s.release()
+}
+
+// release drops one part of the teardown; the last one reports the socket
+// closed (its port may be bound again).
+func (s *Stream) release() {
+	if s.refs.Add(-1) == 0 && s.closed != nil {
+		s.closed()
+	}
+}
+
+// SetTOS sets the IPv4 TOS / IPv6 traffic class of packets sent from this
+// stream's socket (DSCP of the media sent to its party). The owning worker
+// applies it to the socket; kernel rules carry it from the writer's next pass.
+func (s *Stream) SetTOS(tos int) error {
+	if tos < 0 || tos > 255 {
+		return fmt.Errorf("tos %d: %w", tos, ErrBadTOS)
+	}
+	if s.detached.Load() {
+		return ErrDetached
+	}
+	if s.tos.Swap(int32(tos)) == int32(tos) {
+		return nil
+	}
+	if s.w != nil {
+		s.w.setTOSLater(s)
+	}
+	if o := s.offloader(); o != nil {
+		o.queue(s) // the rules sending from this socket carry its TOS
+	}
+	return nil
 }
 
 // Received returns the counters of packets from this stream's party (with the
@@ -135,7 +200,7 @@ func (s *Stream) Stats() StreamStats {
 		Rejected:  s.rejected.Load(),
 		Confirmed: st.latched,
 	}
-	if st.destUDP != nil {
+	if st.destSA != nil {
 		out.Endpoint = st.dest
 	}
 	out.Kernel = s.kernelCounts(&out.In, &out.Out, &out.KernelIn)
@@ -145,60 +210,91 @@ func (s *Stream) Stats() StreamStats {
 	return out
 }
 
-// receive is the per-packet path for one datagram received on s from src:
-// source checks and learning, counters, RTP statistics. It returns the socket
-// to send from and the destination, or a nil sink to drop. It never allocates
-// unless the learning state changes.
-func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, monoNs int64, now time.Time) (*Stream, *net.UDPAddr) {
-	rtcpType := isRTCPType(pkt)
-	st := s.state.Load()
-	for {
-		ns, v := st.next(src, scope, !rtcpType || st.cfg.rtcp, now)
-		if ns != st && !s.state.CompareAndSwap(st, ns) {
-			st = s.state.Load() // a Configure won the race: judge again under it
-			continue
-		}
-		if o := s.off(); o != nil && ns != st {
-			switch {
-			case st.latched && ns.latched && (ns.src != st.src || ns.dest != st.dest):
-				o.follow(s) // media-handover: rules follow before this packet leaves
-			case ns.latched != st.latched || ns.destUDP != st.destUDP:
-				// A latched stream may go to the kernel now; a destination
-				// learned before the latch moves the rules sending into s.
-				o.queue(s)
-			}
-		}
-		if v == reject {
-			s.rejected.Add(1)
-			s.dropped.Add(1)
-			return nil, nil
-		}
-		st = ns
-		break
-	}
-	s.in.add(len(pkt), nowNs)
-	if !rtcpType && !st.cfg.rtcp {
-		if h, ok := parseRTP(pkt); ok {
-			t := s.ssrcs.Load()
-			if t == nil {
-				t = new(ssrcTable)
-				s.ssrcs.Store(t)
-			}
-			t.update(h, clockRate(st.cfg.rates, h.pt), monoNs)
-		}
-	}
-	sink := st.cfg.sink
-	if rtcpType && st.cfg.rtcpSink != nil {
-		sink = st.cfg.rtcpSink
-	}
-	if sink == nil || sink.detached.Load() {
-		s.dropped.Add(1)
-		return nil, nil
-	}
-	dst := sink.state.Load().destUDP
-	if dst == nil {
-		s.dropped.Add(1)
+// receive runs one datagram from src through the stream's ingress stages as
+// a worker does, without sending: it returns the stream to send from and the
+// destination, or a nil sink for a packet not forwarded (dropped ones are
+// counted). The benchmarks and the tests of the learning rules use it.
+func (s *Stream) receive(pkt []byte, src netip.AddrPort, scope uint32, nowNs, monoNs int64, now time.Time) (*Stream, *rawAddr) {
+	p := Packet{Data: pkt, Source: src, Kind: classify(pkt), Stream: s, NowNs: nowNs,
+		scope: scope, monoNs: monoNs, now: now}
+	sink, dst, v := s.ingress(&p)
+	if v != Continue {
 		return nil, nil
 	}
 	return sink, dst
+}
+
+// ingress runs the stream's stages on p and finds where it goes: the sink
+// and its destination, with Continue, or the verdict that stopped it
+// (Drop is counted here).
+func (s *Stream) ingress(p *Packet) (*Stream, *rawAddr, Verdict) {
+	st := s.state.Load()
+	p.Sink = st.cfg.sink
+	switch st.cfg.ingress.run(p) {
+	case Drop:
+		s.dropped.Add(1)
+		return nil, nil, Drop
+	case Consume:
+		return nil, nil, Consume
+	}
+	sink := p.Sink
+	if sink == nil || sink.detached.Load() {
+		s.dropped.Add(1)
+		return nil, nil, Drop
+	}
+	dst := sink.state.Load().destSA
+	if dst == nil {
+		s.dropped.Add(1)
+		return nil, nil, Drop
+	}
+	return sink, dst, Continue
+}
+
+// Send queues b to be sent out of this stream's socket to dst as it is (no
+// stages): how a stage's own goroutine (a DTLS handshake) writes. It copies b
+// and never blocks; false means the worker's queue was full (counted on the
+// stream's Out errors).
+func (s *Stream) Send(b []byte, dst netip.AddrPort) bool {
+	if s.w == nil || s.detached.Load() {
+		return false
+	}
+	if !s.w.inject.put(s, b, dst, false) {
+		s.out.addError()
+		return false
+	}
+	s.w.kick()
+	return true
+}
+
+// Deliver queues b to be sent to this stream's party as if forwarded to it:
+// through its Egress stages, to its current destination. Work done off the
+// workers (transcoding) hands its output back this way. It copies b and never
+// blocks; false means the queue was full (counted on the stream's Out errors).
+func (s *Stream) Deliver(b []byte) bool {
+	if s.w == nil || s.detached.Load() {
+		return false
+	}
+	if !s.w.inject.put(s, b, netip.AddrPort{}, true) {
+		s.out.addError()
+		return false
+	}
+	s.w.kick()
+	return true
+}
+
+// Latch makes src the stream's confirmed source and destination now, as a
+// handler that authenticated src itself (an ICE check, an SRTP packet) knows
+// it is the party. It runs on the stream's worker, from a stage.
+func (s *Stream) Latch(src netip.AddrPort) {
+	for {
+		st := s.state.Load()
+		if st.latched && st.src == src {
+			return
+		}
+		ns := st.learn(src, 0, rankOf(src, st.cfg.peer), true)
+		if s.state.CompareAndSwap(st, ns) {
+			s.learned(st, ns)
+			return
+		}
+	}
 }

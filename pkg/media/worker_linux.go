@@ -8,15 +8,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"sync"
+	"runtime"
 	"sync/atomic"
-	"syscall"
-	"time"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,25 +22,15 @@ import (
 const maxDrainRounds = 4
 
 const (
-	wakeID      = 0 // epoll data of the eventfd; stream ids start at 1
+	wakeIdx     = 0 // epoll data of the eventfd; stream indexes start at 1
 	epollEvents = 128
 )
 
-type opKind uint8
-
-const (
-	opAdd opKind = iota
-	opDel
-)
-
-type op struct {
-	kind opKind
-	s    *Stream
-	done chan error
-}
-
-// worker owns an epoll set, its streams and its receive buffers. Everything but
-// mu/pending/load is touched by the worker goroutine only.
+// worker owns an epoll set, the sockets registered in it and its buffers. The
+// sockets are plain non-blocking descriptors that only this epoll set knows:
+// the worker is their only reader and their closer, so a descriptor number is
+// never reused under a read or a send. Everything but the queues, load, idle
+// and totals is touched by the worker goroutine only.
 type worker struct {
 	e    *Engine
 	idx  int
@@ -52,23 +38,39 @@ type worker struct {
 	evfd int
 	load atomic.Int64 // streams attached, for placement
 
-	mu       sync.Mutex
-	pending  []op
-	stopping bool
+	// idle is set while the worker is in (or about to enter) epoll_wait:
+	// whoever queues work then writes the eventfd, and only then.
+	idle     atomic.Bool
+	stopping atomic.Bool
 	exited   chan struct{}
+	// closes and toses are lock-free stacks of streams to close and to
+	// apply a new TOS to, filled by the signalling layer.
+	closes atomic.Pointer[Stream]
+	toses  atomic.Pointer[tosOp]
+	inject injectQueue
 
-	streams map[uint64]*Stream
-	events  []unix.EpollEvent
+	totals struct{ packets, bytes, dropped atomic.Uint64 }
 
-	buf    []byte // batch × pktSize, received datagrams stay here until sent
-	hdrs   []unix.Mmsghdr
-	iovs   []unix.Iovec
-	names  []unix.RawSockaddrInet6
-	vecs   [][]byte // vecs[i:i+1] is message i's Buffers: no per-packet slice header
-	out    []ipv4.Message
-	recvFn func(uintptr) bool // bound once: a method value per call would allocate
-	rn     int
-	rerr   syscall.Errno
+	events []unix.EpollEvent
+
+	slot  int    // bytes per received datagram: max packet size + tailroom
+	buf   []byte // batch × slot; received datagrams stay here until sent
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names [][sizeofSockaddrInet6]byte
+	// The send side of one batch: iovecs point into buf, names are copies of
+	// the destinations' cached sockaddrs.
+	shdrs  []unix.Mmsghdr
+	siovs  []unix.Iovec
+	snames []rawAddr
+	pkt      Packet
+	injectFn func(*Stream, []byte, netip.AddrPort, bool) // sendInjected, bound once
+	replySA  rawAddr // scratch sockaddr of Packet.Reply and injected sends
+}
+
+type tosOp struct {
+	s    *Stream
+	next *tosOp
 }
 
 func newWorker(e *Engine, idx int) (*worker, error) {
@@ -81,7 +83,7 @@ func newWorker(e *Engine, idx int) (*worker, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeIdx}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		_ = unix.Close(epfd)
 		_ = unix.Close(evfd)
@@ -89,48 +91,116 @@ func newWorker(e *Engine, idx int) (*worker, error) {
 	}
 	n := e.batch
 	w := &worker{
-		e:       e,
-		idx:     idx,
-		epfd:    epfd,
-		evfd:    evfd,
-		exited:  make(chan struct{}),
-		streams: make(map[uint64]*Stream),
-		events:  make([]unix.EpollEvent, epollEvents),
-		buf:     make([]byte, n*e.pktSize),
-		hdrs:    make([]unix.Mmsghdr, n),
-		iovs:    make([]unix.Iovec, n),
-		names:   make([]unix.RawSockaddrInet6, n),
-		vecs:    make([][]byte, n),
-		out:     make([]ipv4.Message, 0, n),
+		e:      e,
+		idx:    idx,
+		epfd:   epfd,
+		evfd:   evfd,
+		exited: make(chan struct{}),
+		events: make([]unix.EpollEvent, epollEvents),
+		slot:   e.pktSize + tailroom,
+		hdrs:   make([]unix.Mmsghdr, n),
+		iovs:   make([]unix.Iovec, n),
+		names:  make([][sizeofSockaddrInet6]byte, n),
+		shdrs:  make([]unix.Mmsghdr, n),
+		siovs:  make([]unix.Iovec, n),
+		snames: make([]rawAddr, n),
 	}
+	w.buf = make([]byte, n*w.slot)
+	w.injectFn = w.sendInjected
+	w.inject.init(e.pktSize + tailroom)
 	for i := range w.hdrs {
-		w.iovs[i].Base = &w.buf[i*e.pktSize]
+		w.iovs[i].Base = &w.buf[i*w.slot]
 		w.iovs[i].SetLen(e.pktSize)
 		h := &w.hdrs[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(&w.names[i]))
-		h.Namelen = unix.SizeofSockaddrInet6
+		h.Name = &w.names[i][0]
+		h.Namelen = sizeofSockaddrInet6
 		h.Iov = &w.iovs[i]
 		h.SetIovlen(1)
+		sh := &w.shdrs[i].Hdr
+		sh.Name = &w.snames[i].b[0]
+		sh.Iov = &w.siovs[i]
+		sh.SetIovlen(1)
 	}
-	w.recvFn = w.recvmmsg
 	return w, nil
 }
 
-// recvmmsg runs inside RawConn.Read, which holds a reference on the socket so
-// that a concurrent Close cannot hand its descriptor number to another socket
-// mid-call. x/net's ReadBatch is not used because it allocates a *net.UDPAddr
-// per datagram; MSG_DONTWAIT makes both return EAGAIN rather than park.
-func (w *worker) recvmmsg(fd uintptr) bool {
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[0])),
-		uintptr(len(w.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-	w.rn, w.rerr = int(r), errno
-	return true
+// watch registers s's socket in the epoll set; any goroutine may, epoll is
+// safe for that, so attaching needs no hand-over to the worker.
+func (w *worker) watch(s *Stream) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.idx)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// unwatch closes s's socket (which also takes it out of the epoll set); on
+// the worker, or once the worker is gone.
+func (w *worker) unwatch(s *Stream) {
+	if s.fd >= 0 {
+		_ = unix.Close(s.fd)
+	}
+	w.load.Add(-1)
+}
+
+// closeLater hands s's socket to the worker to close at its next pass.
+func (w *worker) closeLater(s *Stream) {
+	for {
+		top := w.closes.Load()
+		s.closeNext = top
+		if w.closes.CompareAndSwap(top, s) {
+			break
+		}
+	}
+	if w.stopping.Load() {
+		s.closeSocket() // the worker is gone or going: Engine.Close sweeps too
+		return
+	}
+	w.kick()
+}
+
+func (w *worker) setTOSLater(s *Stream) {
+	op := &tosOp{s: s}
+	for {
+		top := w.toses.Load()
+		op.next = top
+		if w.toses.CompareAndSwap(top, op) {
+			break
+		}
+	}
+	w.kick()
+}
+
+// kick wakes the worker if it sleeps.
+func (w *worker) kick() {
+	if w.idle.Load() && w.idle.CompareAndSwap(true, false) {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(w.evfd, one[:])
+	}
+}
+
+func (w *worker) pending() bool {
+	return w.closes.Load() != nil || w.toses.Load() != nil || !w.inject.empty() || w.stopping.Load()
 }
 
 func (w *worker) run() {
+	// One thread for the worker's life: its buffers and the streams' state
+	// stay in that CPU's caches.
+	runtime.LockOSThread()
 	defer w.shutdown()
 	for {
-		n, err := unix.EpollWait(w.epfd, w.events, -1)
+		w.runQueues()
+		if w.stopping.Load() {
+			return
+		}
+		w.idle.Store(true)
+		timeout := -1
+		if w.pending() {
+			timeout = 0
+		}
+		n, err := unix.EpollWait(w.epfd, w.events, timeout)
+		w.idle.Store(false)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -139,18 +209,43 @@ func (w *worker) run() {
 			return
 		}
 		for i := range n {
-			ev := &w.events[i]
-			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			if id == wakeID {
-				if w.runOps() {
-					return
-				}
+			idx := uint32(w.events[i].Fd)
+			if idx == wakeIdx {
+				var cnt [8]byte
+				_, _ = unix.Read(w.evfd, cnt[:])
 				continue
 			}
-			// A stream detached earlier in this batch is no longer in the map.
-			if s := w.streams[id]; s != nil {
+			s := w.e.table.get(idx)
+			// A stream detached earlier is skipped; its socket closes at
+			// the next pass.
+			if s != nil && s.w == w && !s.detached.Load() {
 				w.drain(s)
 			}
+		}
+	}
+}
+
+// runQueues applies what the signalling layer and other goroutines queued:
+// closes, TOS changes, injected datagrams.
+func (w *worker) runQueues() {
+	for s := w.closes.Swap(nil); s != nil; {
+		next := s.closeNext
+		s.closeNext = nil
+		s.closeSocket()
+		s = next
+	}
+	for op := w.toses.Swap(nil); op != nil; op = op.next {
+		s := op.s
+		if s.fdClosed.Load() {
+			continue
+		}
+		if err := setTOS(s.fd, s.ipv6, int(s.tos.Load())); err != nil {
+			w.e.log.Debug("set TOS", "local", s.local, "error", err)
+		}
+	}
+	for range injectSlots { // what arrives meanwhile waits for the next pass
+		if !w.inject.take(w.injectFn) {
+			break
 		}
 	}
 }
@@ -158,207 +253,214 @@ func (w *worker) run() {
 // drain reads what is queued on s, in batches, and forwards it.
 func (w *worker) drain(s *Stream) {
 	for range maxDrainRounds {
-		w.rn, w.rerr = 0, 0
-		if err := s.rc.Read(w.recvFn); err != nil {
-			return // closed under us; Detach will follow
-		}
-		if w.rerr != 0 {
-			if w.rerr != unix.EAGAIN && w.rerr != unix.EINTR {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&w.hdrs[0])),
+			uintptr(len(w.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if errno != 0 {
+			if errno != unix.EAGAIN && errno != unix.EINTR {
 				s.in.addError()
 				// Clear a pending socket error so level-triggered epoll
 				// does not spin on it.
-				_ = s.rc.Control(func(fd uintptr) { _, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) })
+				_, _ = unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			}
 			return
 		}
-		if w.rn <= 0 {
+		n := int(r)
+		if n <= 0 {
 			return
 		}
-		w.forward(s, w.rn)
-		if w.rn < len(w.hdrs) {
+		w.forward(s, n)
+		if n < len(w.hdrs) {
 			return
 		}
 	}
 }
 
-// forward runs the per-packet path over n received datagrams and sends the
-// accepted ones with one sendmmsg per egress socket.
+// forward runs the stages over n received datagrams and sends the forwarded
+// ones with one sendmmsg per run of datagrams leaving by the same socket.
 func (w *worker) forward(s *Stream, n int) {
-	now := time.Now()
+	now := w.e.now()
 	nowNs := now.UnixNano()
 	monoNs := int64(now.Sub(w.e.base))
-	size := w.e.pktSize
-	out := w.out[:0]
-	var sink *Stream
+	maxLen := w.e.pktSize
+	var cur *Stream
+	out := 0
+	var forwarded, bytes, dropped uint64
+	p := &w.pkt
 	for i := range n {
 		h := &w.hdrs[i]
 		length, flags := int(h.Len), h.Hdr.Flags
-		h.Hdr.Namelen = unix.SizeofSockaddrInet6 // the kernel overwrote it
+		h.Hdr.Namelen = sizeofSockaddrInet6 // the kernel overwrote it
 		h.Hdr.Flags = 0
-		if flags&unix.MSG_TRUNC != 0 || length > size {
+		if flags&unix.MSG_TRUNC != 0 || length > maxLen {
 			s.in.addError()
 			s.dropped.Add(1)
+			dropped++
 			continue
 		}
-		src, scope, ok := sockaddrAddrPort(&w.names[i])
+		src, scope, ok := decodeAddr(&w.names[i])
 		if !ok {
 			s.in.addError()
 			s.dropped.Add(1)
+			dropped++
 			continue
 		}
-		pkt := w.buf[i*size : i*size+length]
-		to, dst := s.receive(pkt, src, scope, nowNs, monoNs, now)
-		if to == nil {
+		off := i * w.slot
+		*p = Packet{Data: w.buf[off : off+length : off+w.slot], Source: src, Stream: s, NowNs: nowNs,
+			scope: scope, monoNs: monoNs, now: now, w: w}
+		p.Kind = classify(p.Data)
+		sink, dst, v := s.ingress(p)
+		if v != Continue {
+			if v == Drop {
+				dropped++
+			}
 			continue
 		}
-		if sink != nil && to != sink { // a Configure changed the sink mid-batch
-			w.send(s, sink, out, nowNs)
-			out = out[:0]
+		if sink.w != w {
+			// Not in s's group: the sink's own worker sends it, so that
+			// only that worker ever touches the sink's socket and stages.
+			if !sink.w.inject.put(sink, p.Data, netip.AddrPort{}, true) {
+				sink.out.addError()
+				s.dropped.Add(1)
+				dropped++
+			} else {
+				sink.w.kick()
+			}
+			continue
 		}
-		sink = to
-		w.vecs[i] = pkt
-		out = append(out, ipv4.Message{Buffers: w.vecs[i : i+1], Addr: dst})
+		sst := sink.state.Load()
+		if len(sst.cfg.egress) > 0 {
+			switch runEgress(sst.cfg.egress, p) {
+			case Drop:
+				s.dropped.Add(1)
+				dropped++
+				continue
+			case Consume:
+				continue
+			}
+		}
+		if cur != nil && sink != cur {
+			sent, b := w.send(s, cur, out, nowNs)
+			forwarded, bytes, dropped = forwarded+sent, bytes+b, dropped+uint64(out)-sent
+			out = 0
+		}
+		cur = sink
+		w.siovs[out].Base = unsafe.SliceData(p.Data)
+		w.siovs[out].SetLen(len(p.Data))
+		w.snames[out] = *dst
+		w.shdrs[out].Hdr.Namelen = dst.n
+		out++
 	}
-	if len(out) > 0 {
-		w.send(s, sink, out, nowNs)
+	if out > 0 {
+		sent, b := w.send(s, cur, out, nowNs)
+		forwarded, bytes, dropped = forwarded+sent, bytes+b, dropped+uint64(out)-sent
+	}
+	w.totals.packets.Add(forwarded)
+	w.totals.bytes.Add(bytes)
+	if dropped > 0 {
+		w.totals.dropped.Add(dropped)
 	}
 }
 
-// send writes msgs out of sink's socket. Failures are counted on the sink's
+// send writes the first n queued datagrams out of sink's socket and reports
+// how many left and their bytes. Failures are counted on the sink's
 // Out.Errors and the receiving stream's Dropped; a full send buffer drops the
 // rest of the batch rather than block the worker.
-func (w *worker) send(from, sink *Stream, msgs []ipv4.Message, nowNs int64) {
-	for len(msgs) > 0 {
-		n, err := sink.bw.WriteBatch(msgs, unix.MSG_DONTWAIT)
-		n = max(n, 0)
-		for i := range n {
-			sink.out.add(len(msgs[i].Buffers[0]), nowNs)
+func (w *worker) send(from, sink *Stream, n int, nowNs int64) (uint64, uint64) {
+	var sent, bytes uint64
+	i := 0
+	for i < n {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(sink.fd), uintptr(unsafe.Pointer(&w.shdrs[i])),
+			uintptr(n-i), unix.MSG_DONTWAIT, 0, 0)
+		k := 0
+		if errno == 0 {
+			k = int(r)
 		}
-		msgs = msgs[n:]
-		if len(msgs) == 0 || (err == nil && n > 0) {
+		for j := i; j < i+k; j++ {
+			l := int(w.siovs[j].Len)
+			sink.out.add(l, nowNs)
+			bytes += uint64(l)
+		}
+		sent += uint64(k)
+		i += k
+		if i >= n || (errno == 0 && k > 0) {
 			continue
 		}
-		// msgs[0] failed; a full buffer or a closed socket fails the rest too.
+		// Datagram i failed; a full buffer fails the rest too.
 		drop := 1
-		if err == nil || errors.Is(err, unix.EAGAIN) || errors.Is(err, net.ErrClosed) {
-			drop = len(msgs)
+		if errno == 0 || errno == unix.EAGAIN {
+			drop = n - i
 		}
 		for range drop {
 			sink.out.addError()
 			from.dropped.Add(1)
 		}
-		msgs = msgs[drop:]
+		i += drop
 	}
+	return sent, bytes
 }
 
-func sockaddrAddrPort(sa *unix.RawSockaddrInet6) (netip.AddrPort, uint32, bool) {
-	switch sa.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		p := (*[2]byte)(unsafe.Pointer(&sa4.Port))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), binary.BigEndian.Uint16(p[:])), 0, true
-	case unix.AF_INET6:
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), binary.BigEndian.Uint16(p[:])), sa.Scope_id, true
-	}
-	return netip.AddrPort{}, 0, false
+// reply sends b out of s's socket to dst at once (Packet.Reply).
+func (w *worker) reply(s *Stream, b []byte, dst netip.AddrPort, scope uint32) {
+	w.replySA.set(dst, scope, s.ipv6)
+	w.sendTo(s, b, &w.replySA)
 }
 
-// submit hands an attach/detach to the worker goroutine, the only one that
-// touches its epoll set and stream map, and waits until it is done, so that
-// Detach returning means no more packets of that stream are handled.
-func (w *worker) submit(kind opKind, s *Stream) error {
-	done := make(chan error, 1)
-	w.mu.Lock()
-	if w.stopping {
-		w.mu.Unlock()
-		return ErrClosed
+// sendInjected sends one datagram another goroutine queued on s (Send,
+// Deliver, or a packet forwarded into s from another worker's stream).
+func (w *worker) sendInjected(s *Stream, b []byte, dst netip.AddrPort, deliver bool) {
+	if s.fdClosed.Load() || s.detached.Load() {
+		return
 	}
-	w.pending = append(w.pending, op{kind: kind, s: s, done: done})
-	w.wake() // under mu: the eventfd is open until stopping is set
-	w.mu.Unlock()
-	return <-done
+	if !deliver {
+		w.replySA.set(dst, 0, s.ipv6)
+		w.sendTo(s, b, &w.replySA)
+		return
+	}
+	st := s.state.Load()
+	if st.destSA == nil {
+		s.out.addError()
+		return
+	}
+	if len(st.cfg.egress) > 0 {
+		p := &w.pkt
+		now := w.e.now()
+		*p = Packet{Data: b, Sink: s, NowNs: now.UnixNano(), now: now, w: w}
+		p.Kind = classify(b)
+		if runEgress(st.cfg.egress, p) != Continue {
+			return
+		}
+		b = p.Data
+	}
+	w.sendTo(s, b, st.destSA)
 }
 
-func (w *worker) wake() {
+func (w *worker) sendTo(s *Stream, b []byte, sa *rawAddr) {
+	if len(b) == 0 || s.fdClosed.Load() {
+		return
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa.b[0])), uintptr(sa.n))
+	if errno != 0 {
+		s.out.addError()
+		return
+	}
+	s.out.add(len(b), w.e.now().UnixNano())
+}
+
+// stop asks the worker to leave and waits until it has.
+func (w *worker) stop() {
+	w.stopping.Store(true)
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	_, _ = unix.Write(w.evfd, one[:])
-}
-
-func (w *worker) stop() {
-	w.mu.Lock()
-	if !w.stopping { // else the worker already left on its own
-		w.stopping = true
-		w.wake()
-	}
-	w.mu.Unlock()
 	<-w.exited
 }
 
-// runOps applies queued operations; it reports whether the worker must stop.
-func (w *worker) runOps() bool {
-	var cnt [8]byte
-	_, _ = unix.Read(w.evfd, cnt[:])
-	w.mu.Lock()
-	ops := w.pending
-	w.pending = nil
-	stopping := w.stopping
-	w.mu.Unlock()
-	for _, o := range ops {
-		o.done <- w.apply(o)
-	}
-	return stopping
-}
-
-func (w *worker) apply(o op) error {
-	s := o.s
-	switch o.kind {
-	case opAdd:
-		var cerr error
-		err := s.rc.Control(func(fd uintptr) {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(s.id)), Pad: int32(uint32(s.id >> 32))}
-			cerr = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-		})
-		if err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("epoll_ctl add: %w", err)
-		}
-		w.streams[s.id] = s
-	case opDel:
-		if _, ok := w.streams[s.id]; ok {
-			delete(w.streams, s.id)
-			// Inside Control the descriptor cannot be closed and reused; if the
-			// caller already closed it, the kernel dropped it from the set.
-			_ = s.rc.Control(func(fd uintptr) {
-				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-			})
-		}
-	}
-	return nil
-}
-
-// shutdown refuses further operations, answers queued ones, detaches the
-// remaining streams and releases the epoll set.
+// shutdown closes what was queued for closing and releases the epoll set;
+// the engine closes the sockets still attached.
 func (w *worker) shutdown() {
-	w.mu.Lock()
-	w.stopping = true
-	ops := w.pending
-	w.pending = nil
-	w.mu.Unlock()
-	for _, o := range ops {
-		if o.kind == opDel {
-			o.done <- w.apply(o)
-		} else {
-			o.done <- ErrClosed
-		}
-	}
-	for id, s := range w.streams {
-		s.detached.Store(true)
-		delete(w.streams, id)
-	}
+	w.stopping.Store(true)
+	w.runQueues()
 	_ = unix.Close(w.epfd)
 	_ = unix.Close(w.evfd)
 	close(w.exited)
@@ -370,34 +472,9 @@ func (w *worker) discard() {
 	_ = unix.Close(w.evfd)
 }
 
-func socketIsIPv6(rc syscall.RawConn) (bool, error) {
-	var domain int
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-	}); err != nil {
-		return false, err
+func setTOS(fd int, v6 bool, tos int) error {
+	if v6 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
 	}
-	if serr != nil {
-		return false, fmt.Errorf("getsockopt SO_DOMAIN: %w", serr)
-	}
-	return domain == unix.AF_INET6, nil
-}
-
-func setTOS(rc syscall.RawConn, v6 bool, tos int) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		if v6 {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tos)
-			if serr == nil {
-				// A dual-stack socket sends IPv4 with IP_TOS; v6-only ones refuse it.
-				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
-			}
-			return
-		}
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, tos)
-	}); err != nil {
-		return err
-	}
-	return serr
+	return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, tos)
 }

@@ -5,29 +5,28 @@
 package media
 
 import (
+	"net/netip"
 	"sync/atomic"
-	"syscall"
 )
 
-type opKind uint8
-
-const (
-	opAdd opKind = iota
-	opDel
-)
-
-// worker is a placeholder: the media plane needs epoll and recvmmsg.
+// worker is a placeholder: the media plane needs epoll and recvmmsg, and
+// NewEngine refuses to start without them.
 type worker struct {
-	load atomic.Int64
+	e        *Engine
+	load     atomic.Int64
+	stopping atomic.Bool
+	inject   injectQueue
+	totals   struct{ packets, bytes, dropped atomic.Uint64 }
 }
 
 func newWorker(*Engine, int) (*worker, error) { return nil, ErrUnsupported }
 
-func (w *worker) run()                         {}
-func (w *worker) stop()                        {}
-func (w *worker) discard()                     {}
-func (w *worker) submit(opKind, *Stream) error { return ErrUnsupported }
-
-func socketIsIPv6(syscall.RawConn) (bool, error) { return false, ErrUnsupported }
-
-func setTOS(syscall.RawConn, bool, int) error { return ErrUnsupported }
+func (w *worker) run()                                          {}
+func (w *worker) stop()                                         {}
+func (w *worker) discard()                                      {}
+func (w *worker) kick()                                         {}
+func (w *worker) watch(*Stream) error                           { return ErrUnsupported }
+func (w *worker) unwatch(*Stream)                               {}
+func (w *worker) closeLater(s *Stream)                          { s.closeSocket() }
+func (w *worker) setTOSLater(*Stream)                           {}
+func (w *worker) reply(*Stream, []byte, netip.AddrPort, uint32) {}

@@ -3,20 +3,22 @@
 package ports
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
-	"strconv"
 	"sync"
-	"syscall"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Pool hands out ports of one local address. Slots are even base ports: a pair
 // uses base and base+1, a single port uses base alone (its odd neighbour stays
 // reserved with it, so pairs never straddle an allocation).
+//
+// The lock guards the free list only: binding happens outside it, so one
+// offer's bind never holds up another's allocation.
 type Pool struct {
 	addr     netip.Addr
 	min, max int
@@ -40,28 +42,59 @@ func NewPool(addr netip.Addr, min, max int) (*Pool, error) {
 		return nil, fmt.Errorf("%s %d-%d: %w", addr, min, max, ErrBadRange)
 	}
 	rand.Shuffle(len(bases), func(i, j int) { bases[i], bases[j] = bases[j], bases[i] })
-	return &Pool{addr: addr, min: min, max: max, free: bases, total: len(bases)}, nil
+	return &Pool{addr: addr.Unmap(), min: min, max: max, free: bases, total: len(bases)}, nil
 }
 
 // Addr is the local address the pool binds to.
 func (p *Pool) Addr() netip.Addr { return p.addr }
 
-// Allocation is one bound slot: one or two sockets on consecutive ports.
-type Allocation struct {
-	Conns []*net.UDPConn
-	Port  int // the first (even) port
-	pool  *Pool
-	once  sync.Once
+// Socket is one bound, non-blocking UDP socket: a plain descriptor that no Go
+// runtime poller knows, so that whoever takes it (the media plane's workers)
+// is the only one waiting on it.
+type Socket struct {
+	FD    int
+	Local netip.AddrPort
 }
 
-// Release closes the sockets and returns the slot to the pool; safe to call twice.
-func (a *Allocation) Release() {
-	a.once.Do(func() {
-		for _, c := range a.Conns {
-			_ = c.Close()
+// Allocation is one bound slot: one or two sockets on consecutive ports.
+//
+// The slot returns to the pool when every socket is done: Close closes the
+// sockets nobody took over; a socket handed to the media plane is closed
+// there, which reports it with SocketClosed. Until then the port cannot be
+// handed out again, so a new call never binds a port an old one's socket (or
+// kernel rule) still uses.
+type Allocation struct {
+	Sockets []Socket
+	Port    int // the first (even) port
+	pool    *Pool
+	open    atomic.Int32 // sockets not yet closed
+	owned   []atomic.Bool
+}
+
+// Close closes the sockets of the allocation that were not handed over with
+// HandOver, and reports them done. Safe to call more than once.
+func (a *Allocation) Close() {
+	for i := range a.Sockets {
+		if a.owned[i].CompareAndSwap(false, true) {
+			_ = unix.Close(a.Sockets[i].FD)
+			a.SocketClosed()
 		}
+	}
+}
+
+// HandOver marks socket i as owned by someone else from now on: Close leaves
+// it alone, and its new owner calls SocketClosed once it has closed it. It
+// reports false if the socket was already closed or handed over.
+func (a *Allocation) HandOver(i int) bool {
+	return a.owned[i].CompareAndSwap(false, true)
+}
+
+// SocketClosed reports one socket of the allocation closed; the last one
+// returns the slot to the pool.
+func (a *Allocation) SocketClosed() {
+	if a.open.Add(-1) == 0 {
 		a.pool.put(a.Port)
-	})
+	}
 }
 
 // Allocate binds n (1 or 2) sockets on a free slot. Ports that are busy in the
@@ -71,26 +104,41 @@ func (p *Pool) Allocate(n int) (*Allocation, error) {
 		return nil, fmt.Errorf("allocate %d ports: only 1 or 2 supported", n)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	tries := len(p.free) - p.head
-	for i := 0; i < tries; i++ {
-		base := p.free[p.head]
-		p.head++
-		conns, err := p.bind(base, n)
+	p.mu.Unlock()
+	for range tries {
+		base, ok := p.take()
+		if !ok {
+			break
+		}
+		socks, err := p.bind(base, n)
 		if err == nil {
-			p.inUse++
-			p.compact()
-			return &Allocation{Conns: conns, Port: base, pool: p}, nil
+			a := &Allocation{Sockets: socks, Port: base, pool: p, owned: make([]atomic.Bool, n)}
+			a.open.Store(int32(n))
+			return a, nil
 		}
 		if errors.Is(err, ErrNoDescriptors) {
-			p.head--
+			p.put(base)
 			return nil, err
 		}
 		// Busy elsewhere in the system: back to the tail, try the next one.
-		p.free = append(p.free, base)
+		p.put(base)
 	}
-	p.compact()
 	return nil, fmt.Errorf("%s: %w", p.addr, ErrNoPorts)
+}
+
+// take removes the next free slot from the list and counts it in use.
+func (p *Pool) take() (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.head >= len(p.free) {
+		return 0, false
+	}
+	base := p.free[p.head]
+	p.head++
+	p.inUse++
+	p.compact()
+	return base, true
 }
 
 func (p *Pool) put(base int) {
@@ -116,25 +164,54 @@ func (p *Pool) Stats() (used, total int) {
 	return p.inUse, p.total
 }
 
-func (p *Pool) bind(base, n int) ([]*net.UDPConn, error) {
-	network := "udp4"
-	if p.addr.Is6() {
-		network = "udp6"
-	}
-	conns := make([]*net.UDPConn, 0, n)
-	for i := 0; i < n; i++ {
-		addr := net.JoinHostPort(p.addr.String(), strconv.Itoa(base+i))
-		pc, err := (&net.ListenConfig{}).ListenPacket(context.Background(), network, addr)
+func (p *Pool) bind(base, n int) ([]Socket, error) {
+	socks := make([]Socket, 0, n)
+	for i := range n {
+		local := netip.AddrPortFrom(p.addr, uint16(base+i))
+		fd, err := Bind(local)
 		if err != nil {
-			for _, c := range conns {
-				_ = c.Close()
+			for _, s := range socks {
+				_ = unix.Close(s.FD)
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				return nil, fmt.Errorf("bind %s: %w", addr, ErrNoDescriptors)
-			}
-			return nil, fmt.Errorf("bind %s: %w", addr, err)
+			return nil, err
 		}
-		conns = append(conns, pc.(*net.UDPConn))
+		socks = append(socks, Socket{FD: fd, Local: local})
 	}
-	return conns, nil
+	return socks, nil
+}
+
+// Bind opens a non-blocking, close-on-exec UDP socket bound to local. Running
+// out of descriptors is ErrNoDescriptors.
+func Bind(local netip.AddrPort) (int, error) {
+	fam := unix.AF_INET
+	if !local.Addr().Is4() {
+		fam = unix.AF_INET6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+			return -1, fmt.Errorf("socket for %s: %w", local, ErrNoDescriptors)
+		}
+		return -1, fmt.Errorf("socket for %s: %w", local, err)
+	}
+	var sa unix.Sockaddr
+	if fam == unix.AF_INET {
+		sa = &unix.SockaddrInet4{Port: int(local.Port()), Addr: local.Addr().As4()}
+	} else {
+		// A socket on an IPv6 address carries IPv6 only: the pools of IPv4
+		// addresses own the IPv4 side.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+		sa6 := &unix.SockaddrInet6{Port: int(local.Port()), Addr: local.Addr().As16()}
+		if z := local.Addr().Zone(); z != "" {
+			if id, err := zoneIndex(z); err == nil {
+				sa6.ZoneId = id
+			}
+		}
+		sa = sa6
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("bind %s: %w", local, err)
+	}
+	return fd, nil
 }

@@ -7,8 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -29,15 +34,15 @@ func TestAllocatePairsAreEvenOddAndBound(t *testing.T) {
 		if a.Port%2 != 0 {
 			t.Errorf("RTP port %d is odd", a.Port)
 		}
-		for j, c := range a.Conns {
-			got := c.LocalAddr().(*net.UDPAddr)
-			if got.Port != a.Port+j || !got.IP.Equal(net.IPv4(127, 0, 0, 1)) {
-				t.Errorf("socket %d bound to %v, want 127.0.0.1:%d", j, got, a.Port+j)
+		for j, s := range a.Sockets {
+			got := boundAddr(t, s.FD)
+			if int(got.Port()) != a.Port+j || got.Addr() != loopback || s.Local != got {
+				t.Errorf("socket %d bound to %v (says %v), want 127.0.0.1:%d", j, got, s.Local, a.Port+j)
 			}
-			if seen[got.Port] {
-				t.Errorf("port %d handed out twice", got.Port)
+			if seen[int(got.Port())] {
+				t.Errorf("port %d handed out twice", got.Port())
 			}
-			seen[got.Port] = true
+			seen[int(got.Port())] = true
 		}
 	}
 	if _, err := p.Allocate(2); !errors.Is(err, ErrNoPorts) {
@@ -46,17 +51,17 @@ func TestAllocatePairsAreEvenOddAndBound(t *testing.T) {
 	if used, total := p.Stats(); used != 5 || total != 5 {
 		t.Errorf("stats used=%d total=%d, want 5/5", used, total)
 	}
-	allocs[2].Release()
-	allocs[2].Release() // idempotent
+	allocs[2].Close()
+	allocs[2].Close() // idempotent
 	a, err := p.Allocate(1)
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	if a.Port != allocs[2].Port || len(a.Conns) != 1 {
-		t.Errorf("got port %d with %d sockets, want the released %d with 1", a.Port, len(a.Conns), allocs[2].Port)
+	if a.Port != allocs[2].Port || len(a.Sockets) != 1 {
+		t.Errorf("got port %d with %d sockets, want the released %d with 1", a.Port, len(a.Sockets), allocs[2].Port)
 	}
 	for _, a := range append(allocs, a) {
-		a.Release()
+		a.Close()
 	}
 	if used, _ := p.Stats(); used != 0 {
 		t.Errorf("used=%d after releasing all", used)
@@ -71,14 +76,14 @@ func TestAllocateSkipsPortsBusyElsewhere(t *testing.T) {
 	// Occupy 21100 with a foreign socket: only 21102 can be handed out.
 	busy, err := net.ListenPacket("udp4", "127.0.0.1:21100")
 	if err != nil {
-		t.Skipf("port 21100 not free on this host: %v", err)
+		testenv.Unavailable(t, "port 21100 not free on this host: %v", err)
 	}
 	defer busy.Close()
 	a, err := p.Allocate(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Release()
+	defer a.Close()
 	if a.Port != 21102 {
 		t.Errorf("got %d, want 21102", a.Port)
 	}
@@ -99,7 +104,7 @@ func TestAllocationOrderIsRandom(t *testing.T) {
 			t.Fatal(err)
 		}
 		orders[strconv.Itoa(a.Port)] = true
-		a.Release()
+		a.Close()
 	}
 	if len(orders) < 2 {
 		t.Errorf("5 fresh pools all started at the same port: %v", orders)
@@ -113,10 +118,10 @@ func TestIPv6(t *testing.T) {
 	}
 	a, err := p.Allocate(2)
 	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
+		testenv.Unavailable(t, "no IPv6 loopback here: %v", err)
 	}
-	defer a.Release()
-	if got := a.Conns[0].LocalAddr().String(); got != "[::1]:21200" {
+	defer a.Close()
+	if got := boundAddr(t, a.Sockets[0].FD).String(); got != "[::1]:21200" {
 		t.Errorf("bound to %s", got)
 	}
 }
@@ -150,7 +155,7 @@ func TestOutOfDescriptors(t *testing.T) {
 	lim := old
 	lim.Cur = 64
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+		testenv.Unavailable(t, "cannot lower RLIMIT_NOFILE: %v", err)
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 	for {
@@ -171,8 +176,96 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after freeing descriptors: %v", err)
 	}
-	a.Release()
+	a.Close()
 	if used, total := p.Stats(); used != 0 || total != 2 {
 		t.Errorf("used=%d total=%d", used, total)
+	}
+}
+
+// boundAddr asks the kernel what fd is bound to.
+func boundAddr(t *testing.T, fd int) netip.AddrPort {
+	t.Helper()
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+	}
+	t.Fatalf("unexpected sockaddr %T", sa)
+	return netip.AddrPort{}
+}
+
+// A socket handed over stays open when the allocation is closed, and the slot
+// comes back only once its new owner reports it closed.
+func TestHandOver(t *testing.T) {
+	p, err := NewPool(loopback, 21600, 21601)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Allocate(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.HandOver(0) || a.HandOver(0) {
+		t.Fatal("HandOver: want true once, then false")
+	}
+	a.Close()
+	if _, err := unix.Getsockname(a.Sockets[0].FD); err != nil {
+		t.Fatalf("handed-over socket closed by Close: %v", err)
+	}
+	if used, _ := p.Stats(); used != 1 {
+		t.Fatalf("used=%d while the handed-over socket is open, want 1", used)
+	}
+	if _, err := p.Allocate(2); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("slot handed out again while a socket is open: %v", err)
+	}
+	_ = unix.Close(a.Sockets[0].FD)
+	a.SocketClosed()
+	if used, _ := p.Stats(); used != 0 {
+		t.Fatalf("used=%d after the last socket closed, want 0", used)
+	}
+	b, err := p.Allocate(2)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	b.Close()
+}
+
+// Binding runs outside the pool's lock: allocations from many goroutines
+// never hand out one slot twice.
+func TestConcurrentAllocate(t *testing.T) {
+	p, err := NewPool(loopback, 21700, 21799)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				a, err := p.Allocate(2)
+				if err != nil {
+					t.Errorf("allocate: %v", err)
+					return
+				}
+				mu.Lock()
+				if seen[a.Port] {
+					t.Errorf("port %d handed out twice", a.Port)
+				}
+				seen[a.Port] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if used, _ := p.Stats(); used != 40 {
+		t.Errorf("used=%d, want 40", used)
 	}
 }

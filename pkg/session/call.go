@@ -42,11 +42,17 @@ type Call struct {
 	tos        int
 	learning   learningFlags
 	ended      bool
+	// group keeps the call's sockets on one media worker, so that a packet
+	// leaves by its sink's socket where it was received.
+	group mplane.Group
 }
 
 func newCall(m *Manager, id string) *Call {
 	now := m.now()
 	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS}
+	if m.cfg.Media != nil {
+		c.group = m.cfg.Media.NewGroup()
+	}
 	if mode, err := mplane.ParseLearningMode(m.cfg.EndpointLearning); err == nil {
 		c.learning.mode = mode
 	}
@@ -111,7 +117,7 @@ type portSet struct {
 func (ps *portSet) rtpPort() int { return ps.alloc.Port }
 
 func (ps *portSet) rtcpPort() int {
-	if len(ps.alloc.Conns) > 1 {
+	if len(ps.alloc.Sockets) > 1 {
 		return ps.alloc.Port + 1
 	}
 	return ps.alloc.Port

@@ -4,7 +4,6 @@ package session
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -15,43 +14,53 @@ import (
 // engine (media.Engine) implements it; without one, sockets are bound but
 // carry nothing (signalling-only tests).
 type MediaPlane interface {
-	Attach(conn *net.UDPConn) (*mplane.Stream, error)
+	// NewGroup places a call: its sockets share a worker.
+	NewGroup() mplane.Group
+	// Attach takes the socket over; closed is called once it is closed.
+	// It never waits for a media worker.
+	Attach(g mplane.Group, sock mplane.Socket, closed func()) (*mplane.Stream, error)
 }
 
 // streamState is one local socket of a port set.
 type streamState struct {
-	conn *net.UDPConn
-	rtcp bool
-	ms   *mplane.Stream // nil without a media plane
+	local netip.AddrPort
+	rtcp  bool
+	ms    *mplane.Stream // nil without a media plane
 }
 
+// attach hands the set's sockets to the media plane, which closes them after
+// Detach and gives the slot back to the pool once the last is closed.
 func (c *Call) attach(ps *portSet) error {
-	for i, conn := range ps.alloc.Conns {
-		st := &streamState{conn: conn, rtcp: i == 1}
+	for i, sock := range ps.alloc.Sockets {
+		st := &streamState{local: sock.Local, rtcp: i == 1}
 		ps.streams = append(ps.streams, st)
 		if c.m.cfg.Media == nil {
 			continue
 		}
-		ms, err := c.m.cfg.Media.Attach(conn)
+		ms, err := c.m.cfg.Media.Attach(c.group, mplane.Socket{FD: sock.FD, Local: sock.Local}, ps.alloc.SocketClosed)
 		if err != nil {
-			return fmt.Errorf("attach %s: %w", conn.LocalAddr(), err)
+			return fmt.Errorf("attach %s: %w", sock.Local, err)
 		}
+		ps.alloc.HandOver(i)
 		st.ms = ms
-		if err := ms.SetTOS(c.tos); err != nil {
-			c.m.log.Warn("set TOS", "call-id", c.id, "tos", c.tos, "error", err)
+		if c.tos >= 0 {
+			if err := ms.SetTOS(c.tos); err != nil {
+				c.m.log.Warn("set TOS", "call-id", c.id, "tos", c.tos, "error", err)
+			}
 		}
 	}
 	return nil
 }
 
-// releaseSet stops forwarding on the set's sockets, then closes them.
+// releaseSet stops forwarding on the set's sockets and lets them close: the
+// media plane closes the ones it took, the rest close here.
 func (c *Call) releaseSet(ps *portSet) {
 	for _, st := range ps.streams {
 		if st.ms != nil {
 			st.ms.Detach()
 		}
 	}
-	ps.alloc.Release()
+	ps.alloc.Close()
 }
 
 // learningFlags are the endpoint-learning choices of a call. They stick once a
@@ -162,7 +171,7 @@ func (st *streamState) received() (mplane.Counters, uint64) {
 }
 
 func (st *streamState) info(md *media) StreamInfo {
-	local := st.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	local := st.local
 	si := StreamInfo{Local: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()), RTCP: st.rtcp}
 	si.AdvertisedEndpoint = md.sdpRTP
 	if st.rtcp {

@@ -147,7 +147,7 @@ func (md *media) icePlan(set *portSet, mux bool) *sdp.ICEPlan {
 	foundation := md.ufrag + md.pwd[:8]
 	addr := set.addr.advertised.String()
 	cands := []string{fmt.Sprintf("candidate:%s 1 UDP %d %s %d typ host", foundation, prio, addr, set.rtpPort())}
-	if !mux && len(set.alloc.Conns) > 1 {
+	if !mux && len(set.alloc.Sockets) > 1 {
 		cands = append(cands, fmt.Sprintf("candidate:%s 2 UDP %d %s %d typ host", foundation, prio-1, addr, set.rtcpPort()))
 	}
 	return &sdp.ICEPlan{Ufrag: md.ufrag, Pwd: md.pwd, Candidates: cands}
