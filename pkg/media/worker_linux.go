@@ -60,12 +60,12 @@ type worker struct {
 	names [][sizeofSockaddrInet6]byte
 	// The send side of one batch: iovecs point into buf, names are copies of
 	// the destinations' cached sockaddrs.
-	shdrs  []unix.Mmsghdr
-	siovs  []unix.Iovec
-	snames []rawAddr
+	shdrs    []unix.Mmsghdr
+	siovs    []unix.Iovec
+	snames   []rawAddr
 	pkt      Packet
 	injectFn func(*Stream, []byte, netip.AddrPort, bool) // sendInjected, bound once
-	replySA  rawAddr // scratch sockaddr of Packet.Reply and injected sends
+	replySA  rawAddr                                     // scratch sockaddr of Packet.Reply and injected sends
 }
 
 type tosOp struct {
