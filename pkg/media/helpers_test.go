@@ -8,25 +8,65 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/test/testenv"
 )
 
-const (
-	recvTimeout = 2 * time.Second
-	quietPeriod = 150 * time.Millisecond // how long "nothing arrives" is watched
-)
+const recvTimeout = 2 * time.Second
 
+// testClock is an engine clock that only moves when a test says so: learning
+// windows end when the test advances it, not after a real wait that a slow
+// machine or the race detector could stretch.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// newTestEngine starts an engine of two workers on a testClock.
 func newTestEngine(t *testing.T, window time.Duration) *Engine {
 	t.Helper()
-	e, err := NewEngine(Config{Workers: 2, LearningWindow: window})
+	clk := &testClock{now: time.Now()}
+	e, err := NewEngine(Config{Workers: 2, LearningWindow: window, Now: clk.Now})
 	if err != nil {
 		t.Fatalf("NewEngine: %v", err)
 	}
-	t.Cleanup(func() { _ = e.Close() })
+	engineClocks.Store(e, clk)
+	t.Cleanup(func() {
+		_ = e.Close()
+		engineClocks.Delete(e)
+	})
 	return e
+}
+
+// engineClocks finds the testClock of an engine made by newTestEngine.
+var engineClocks sync.Map // *Engine -> *testClock
+
+// pastWindow moves e's clock past the learning window of every Configure so
+// far.
+func pastWindow(t *testing.T, e *Engine) {
+	t.Helper()
+	clk, ok := engineClocks.Load(e)
+	if !ok {
+		t.Fatal("pastWindow needs an engine from newTestEngine")
+	}
+	clk.(*testClock).advance(e.window + time.Millisecond)
 }
 
 // listen binds a UDP socket on ip with a kernel-chosen port.
@@ -34,23 +74,25 @@ func listen(t *testing.T, ip string) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
 	if err != nil {
-		t.Skipf("cannot bind %s: %v", ip, err)
+		testenv.Unavailable(t, "cannot bind %s: %v", ip, err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-// party is a phone: a plain socket that sends to and receives from the relay.
+// party is a phone: a plain socket that sends to and receives from the relay
+// of engine e.
 type party struct {
 	t    *testing.T
+	e    *Engine
 	conn *net.UDPConn
 	addr netip.AddrPort
 }
 
-func newParty(t *testing.T, ip string) *party {
+func newParty(t *testing.T, e *Engine, ip string) *party {
 	t.Helper()
 	c := listen(t, ip)
-	return &party{t: t, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
+	return &party{t: t, e: e, conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort()}
 }
 
 func (p *party) send(to netip.AddrPort, b []byte) {
@@ -77,17 +119,57 @@ func (p *party) expect(want []byte, from netip.AddrPort) {
 	}
 }
 
-// expectNothing checks that nothing arrives for a while.
+// expectNothing checks that nothing reached p: once the engine has handled
+// every datagram sent to it so far (settle), whatever it forwarded is already
+// queued on p's socket (loopback delivers within the send), so an empty queue
+// proves nothing was forwarded — no waiting for a quiet period.
 func (p *party) expectNothing() {
 	p.t.Helper()
+	settle(p.t, p.e)
 	buf := make([]byte, 70000)
-	_ = p.conn.SetReadDeadline(time.Now().Add(quietPeriod))
+	_ = p.conn.SetReadDeadline(time.Now())
 	n, src, err := p.conn.ReadFromUDPAddrPort(buf)
 	if err == nil {
 		p.t.Fatalf("%s: got % x from %s, want nothing", p.addr, head(buf[:n]), src)
 	}
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		p.t.Fatalf("%s: read: %v", p.addr, err)
+	}
+}
+
+// settle returns once e has read every datagram queued on its sockets and
+// finished handling it, sends included: each socket's queue is empty, then
+// every worker has finished two loop passes (a datagram handed to another
+// worker is sent on that worker's next pass).
+func settle(t testing.TB, e *Engine) {
+	t.Helper()
+	deadline := time.Now().Add(recvTimeout)
+	var one [1]byte
+	e.table.each(func(s *Stream) {
+		for !s.fdClosed.Load() {
+			_, _, err := unix.Recvfrom(s.fd, one[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EBADF) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: datagrams still queued on the socket", s.local)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
+	for range 2 {
+		if e.closed.Load() {
+			return // no worker runs any more
+		}
+		for _, w := range e.workers {
+			for p := w.passes.Load(); w.passes.Load() <= p; {
+				if time.Now().After(deadline) {
+					t.Fatalf("worker %d never finished a pass", w.idx)
+				}
+				w.kick()
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
 	}
 }
 
@@ -124,7 +206,7 @@ func bindSocket(tb testing.TB, ip string) Socket {
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		_ = unix.Close(fd)
-		tb.Skipf("cannot bind %s: %v", ip, err)
+		testenv.Unavailable(tb, "cannot bind %s: %v", ip, err)
 	}
 	got, err := unix.Getsockname(fd)
 	if err != nil {
@@ -172,7 +254,7 @@ type call struct {
 func newCall(t *testing.T, e *Engine, ip string, modA, modB func(*StreamConfig)) *call {
 	t.Helper()
 	g := e.NewGroup()
-	c := &call{a: newParty(t, ip), b: newParty(t, ip), ra: attachIn(t, e, g, ip), rb: attachIn(t, e, g, ip)}
+	c := &call{a: newParty(t, e, ip), b: newParty(t, e, ip), ra: attachIn(t, e, g, ip), rb: attachIn(t, e, g, ip)}
 	ca := StreamConfig{Sink: c.rb.s, Peer: c.a.addr}
 	cb := StreamConfig{Sink: c.ra.s, Peer: c.b.addr}
 	if modA != nil {

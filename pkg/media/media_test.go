@@ -23,7 +23,6 @@ func pkt(seq uint16) []byte {
 	return rtpPacket(seq, uint32(seq)*160, 0x1234, 8, []byte(fmt.Sprintf("payload-%d", seq)))
 }
 
-func sleepPastWindow() { time.Sleep(shortWindow + 50*time.Millisecond) }
 
 func TestForwardBothWays(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
@@ -112,7 +111,7 @@ func TestRTCPMux(t *testing.T) {
 // relay's RTCP socket facing B, to B's RTCP port; A's RTP by the RTP socket.
 func TestRTCPDemux(t *testing.T) {
 	e := newTestEngine(t, longWindow)
-	a, bRTP, bRTCP := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+	a, bRTP, bRTCP := newParty(t, e, "127.0.0.1"), newParty(t, e, "127.0.0.1"), newParty(t, e, "127.0.0.1")
 	ra, rbRTP, rbRTCP := attach(t, e, "127.0.0.1"), attach(t, e, "127.0.0.1"), attach(t, e, "127.0.0.1")
 	ra.s.Configure(StreamConfig{Sink: rbRTP.s, RTCPSink: rbRTCP.s, Peer: a.addr})
 	rbRTP.s.Configure(StreamConfig{Sink: ra.s, Peer: bRTP.addr})
@@ -152,7 +151,7 @@ func TestNATLearning(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		t.Run(ip, func(t *testing.T) {
 			e := newTestEngine(t, shortWindow)
-			sdpA := newParty(t, ip) // what A's SDP says; A really sends from c.a
+			sdpA := newParty(t, e, ip) // what A's SDP says; A really sends from c.a
 			c := newCall(t, e, ip, nil, nil)
 			c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: sdpA.addr})
 
@@ -163,7 +162,7 @@ func TestNATLearning(t *testing.T) {
 			if st.Endpoint != c.a.addr || st.Confirmed {
 				t.Fatalf("in window: endpoint %v confirmed %v, want learned %v, not yet latched", st.Endpoint, st.Confirmed, c.a.addr)
 			}
-			sleepPastWindow()
+			pastWindow(t, e)
 			c.aToB(t, pkt(3))
 			if st := c.ra.s.Stats(); !st.Confirmed || st.Endpoint != c.a.addr {
 				t.Fatalf("after window: endpoint %v confirmed %v, want latched to %v", st.Endpoint, st.Confirmed, c.a.addr)
@@ -178,6 +177,7 @@ func TestNATLearning(t *testing.T) {
 
 func TestHijackAttempts(t *testing.T) {
 	type env struct {
+		e        *Engine
 		c        *call
 		attacker *party
 	}
@@ -217,21 +217,21 @@ func TestHijackAttempts(t *testing.T) {
 		}},
 		{"after peer outside window", shortWindow, false, false, false, func(t *testing.T, v env) {
 			v.c.aToB(t, pkt(1))
-			sleepPastWindow()
+			pastWindow(t, v.e)
 			v.attacker.send(v.c.ra.addr(), x)
 			v.c.b.expectNothing()
 			v.c.bToA(t, pkt(2))
 		}},
 		{"after peer outside window strict", shortWindow, false, true, false, func(t *testing.T, v env) {
 			v.c.aToB(t, pkt(1))
-			sleepPastWindow()
+			pastWindow(t, v.e)
 			v.attacker.send(v.c.ra.addr(), x)
 			v.c.b.expectNothing()
 			v.c.bToA(t, pkt(2))
 		}},
 		{"NAT peer, attacker first after window", shortWindow, true, false, false, func(t *testing.T, v env) {
 			v.c.aToB(t, pkt(1)) // same address, other port: best candidate
-			sleepPastWindow()
+			pastWindow(t, v.e)
 			v.attacker.send(v.c.ra.addr(), x) // latches the candidate, not itself
 			v.c.b.expectNothing()
 			v.c.bToA(t, pkt(2))
@@ -265,11 +265,11 @@ func TestHijackAttempts(t *testing.T) {
 			c := newCall(t, e, "127.0.0.1", nil, nil)
 			peer := c.a.addr
 			if tc.nat {
-				peer = newParty(t, "127.0.0.1").addr
+				peer = newParty(t, e, "127.0.0.1").addr
 			}
 			c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: peer, StrictSource: tc.strict, MediaHandover: tc.handover})
-			attacker := newParty(t, "127.0.0.3")
-			tc.run(t, env{c: c, attacker: attacker})
+			attacker := newParty(t, e, "127.0.0.3")
+			tc.run(t, env{e: e, c: c, attacker: attacker})
 			if !tc.handover {
 				if st := c.ra.s.Stats(); st.Endpoint != c.a.addr {
 					t.Errorf("endpoint %v at the end, want the real peer %v", st.Endpoint, c.a.addr)
@@ -283,7 +283,7 @@ func TestRejectedCounted(t *testing.T) {
 	e := newTestEngine(t, longWindow)
 	c := newCall(t, e, "127.0.0.1", nil, nil)
 	c.aToB(t, pkt(1))
-	attacker := newParty(t, "127.0.0.3")
+	attacker := newParty(t, e, "127.0.0.3")
 	for range 3 {
 		attacker.send(c.ra.addr(), pkt(9))
 	}
@@ -299,7 +299,7 @@ func TestReconfigureNewPeer(t *testing.T) {
 	c.aToB(t, pkt(1))
 	c.bToA(t, pkt(2))
 
-	a2 := newParty(t, "127.0.0.1") // A moved (re-INVITE with a new c=/m=)
+	a2 := newParty(t, e, "127.0.0.1") // A moved (re-INVITE with a new c=/m=)
 	c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: a2.addr})
 	c.b.send(c.rb.addr(), pkt(3))
 	a2.expect(pkt(3), c.ra.addr()) // straight to the new SDP endpoint
@@ -344,7 +344,7 @@ func TestLearningModesOverSockets(t *testing.T) {
 	t.Run("off sends to SDP endpoint", func(t *testing.T) {
 		e := newTestEngine(t, longWindow)
 		c := newCall(t, e, "127.0.0.1", nil, nil)
-		sdpA := newParty(t, "127.0.0.1")
+		sdpA := newParty(t, e, "127.0.0.1")
 		c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: sdpA.addr, Learning: Off})
 		c.aToB(t, pkt(1))
 		c.b.send(c.rb.addr(), pkt(2))
@@ -354,7 +354,7 @@ func TestLearningModesOverSockets(t *testing.T) {
 	t.Run("off strict accepts SDP endpoint only", func(t *testing.T) {
 		e := newTestEngine(t, longWindow)
 		c := newCall(t, e, "127.0.0.1", nil, nil)
-		sdpA := newParty(t, "127.0.0.1")
+		sdpA := newParty(t, e, "127.0.0.1")
 		c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: sdpA.addr, Learning: Off, StrictSource: true})
 		c.a.send(c.ra.addr(), pkt(1))
 		c.b.expectNothing()
@@ -364,7 +364,7 @@ func TestLearningModesOverSockets(t *testing.T) {
 	t.Run("immediate latches the first source", func(t *testing.T) {
 		e := newTestEngine(t, longWindow)
 		c := newCall(t, e, "127.0.0.1", func(s *StreamConfig) { s.Learning = Immediate }, nil)
-		first := newParty(t, "127.0.0.3")
+		first := newParty(t, e, "127.0.0.3")
 		first.send(c.ra.addr(), pkt(1))
 		c.b.expect(pkt(1), c.rb.addr())
 		c.a.send(c.ra.addr(), pkt(2)) // even the SDP endpoint is refused now
@@ -375,13 +375,13 @@ func TestLearningModesOverSockets(t *testing.T) {
 	t.Run("delayed: latest source in window, latched after", func(t *testing.T) {
 		e := newTestEngine(t, shortWindow)
 		c := newCall(t, e, "127.0.0.1", func(s *StreamConfig) { s.Learning = Delayed }, nil)
-		later := newParty(t, "127.0.0.1")
+		later := newParty(t, e, "127.0.0.1")
 		c.aToB(t, pkt(1))
 		later.send(c.ra.addr(), pkt(2))
 		c.b.expect(pkt(2), c.rb.addr())
 		c.b.send(c.rb.addr(), pkt(3))
 		later.expect(pkt(3), c.ra.addr())
-		sleepPastWindow()
+		pastWindow(t, e)
 		c.a.send(c.ra.addr(), pkt(4)) // latches "later", is itself refused
 		c.b.expectNothing()
 		if st := c.ra.s.Stats(); !st.Confirmed || st.Endpoint != later.addr {
@@ -395,18 +395,18 @@ func TestLearningModesOverSockets(t *testing.T) {
 func TestAsymmetric(t *testing.T) {
 	e := newTestEngine(t, shortWindow)
 	c := newCall(t, e, "127.0.0.1", nil, nil)
-	sdpA := newParty(t, "127.0.0.1")
+	sdpA := newParty(t, e, "127.0.0.1")
 	c.ra.s.Configure(StreamConfig{Sink: c.rb.s, Peer: sdpA.addr, Asymmetric: true})
 	c.aToB(t, pkt(1))
 	c.b.send(c.rb.addr(), pkt(2))
 	sdpA.expect(pkt(2), c.ra.addr()) // not to the source A sends from
 	c.a.expectNothing()
-	sleepPastWindow()
+	pastWindow(t, e)
 	c.aToB(t, pkt(3)) // latches A's source for the checks
 	if st := c.ra.s.Stats(); !st.Confirmed || st.Endpoint != sdpA.addr {
 		t.Fatalf("confirmed %v endpoint %v, want latched with endpoint %v", st.Confirmed, st.Endpoint, sdpA.addr)
 	}
-	newParty(t, "127.0.0.3").send(c.ra.addr(), pkt(4))
+	newParty(t, e, "127.0.0.3").send(c.ra.addr(), pkt(4))
 	c.b.expectNothing()
 }
 
@@ -527,7 +527,7 @@ func TestGarbageForwardedFromLatchedPeer(t *testing.T) {
 	if st.Dropped != 0 {
 		t.Errorf("dropped %d, want 0", st.Dropped)
 	}
-	stranger := newParty(t, "127.0.0.3")
+	stranger := newParty(t, e, "127.0.0.3")
 	stranger.send(c.ra.addr(), garbage[3])
 	c.b.expectNothing()
 }
@@ -536,7 +536,7 @@ func TestDropsWithoutSinkOrEndpoint(t *testing.T) {
 	e := newTestEngine(t, longWindow)
 	t.Run("never configured", func(t *testing.T) {
 		l := attach(t, e, "127.0.0.1")
-		a := newParty(t, "127.0.0.1")
+		a := newParty(t, e, "127.0.0.1")
 		a.send(l.addr(), pkt(1))
 		st := waitStats(t, l.s, "l", func(s StreamStats) bool { return s.Dropped == 1 })
 		if st.In.Packets != 1 || st.Confirmed {

@@ -86,7 +86,10 @@ type offloader struct {
 	eng    *Engine
 	now    func() time.Time // the retry clock; tests drive it
 	wake   chan struct{}
-	stop   chan struct{}
+	// barrier asks for a pass and is answered when it is done: a point
+	// after which everything queued before has been synced.
+	barrier chan chan struct{}
+	stop    chan struct{}
 	done   chan struct{}
 	closed atomic.Bool
 
@@ -134,7 +137,7 @@ func makeOffloader(e *Engine, fp FastPath) *offloader {
 	if e != nil && e.now != nil {
 		now = e.now
 	}
-	return &offloader{fp: fp, eng: e, now: now, wake: make(chan struct{}, 1),
+	return &offloader{fp: fp, eng: e, now: now, wake: make(chan struct{}, 1), barrier: make(chan chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}), streams: map[*Stream]struct{}{}}
 }
 
@@ -168,17 +171,33 @@ func (o *offloader) run() {
 	retry := time.NewTimer(offloadRetryMax)
 	retry.Stop()
 	for {
+		var answer chan struct{}
 		select {
 		case <-o.stop:
 			return
 		case <-o.wake:
 		case <-retry.C:
+		case answer = <-o.barrier:
 		}
 		if due := o.flush(); due.IsZero() {
 			retry.Stop()
 		} else {
 			retry.Reset(due.Sub(o.now()))
 		}
+		if answer != nil {
+			close(answer)
+		}
+	}
+}
+
+// settle returns after a pass that began after the call: whatever was queued
+// before has been synced with the fast path.
+func (o *offloader) settle() {
+	answer := make(chan struct{})
+	select {
+	case o.barrier <- answer:
+		<-answer
+	case <-o.done:
 	}
 }
 

@@ -99,8 +99,9 @@ func TestOffloadLifecycle(t *testing.T) {
 	if err := c.rb.s.SetTOS(184); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing latched yet: no rule.
-	time.Sleep(2 * offloadRetryMin)
+	// Nothing latched yet: no rule, once the offloader has seen both
+	// streams attached and configured.
+	e.off.settle()
 	if _, ok := fp.rule(c.ra.addr()); ok {
 		t.Fatal("rule installed before the peer latched")
 	}
@@ -171,7 +172,11 @@ func TestOffloadRefusals(t *testing.T) {
 	rtcpSink := attach(t, e, "127.0.0.1")
 	c := newCall(t, e, "127.0.0.1", func(s *StreamConfig) { s.RTCPSink = rtcpSink.s }, nil)
 	c.aToB(t, pkt(1))
-	time.Sleep(3 * offloadRetryMin)
+	settle(t, e) // the latch is queued before the packet leaves
+	e.off.settle()
+	if !c.ra.s.Stats().Confirmed {
+		t.Fatal("A did not latch")
+	}
 	if _, ok := fp.rule(c.ra.addr()); ok {
 		t.Error("a demultiplexing stream went to the kernel")
 	}

@@ -50,6 +50,9 @@ type worker struct {
 	inject injectQueue
 
 	totals struct{ packets, bytes, dropped atomic.Uint64 }
+	// passes counts finished loop iterations: after one that started later
+	// than a datagram was read, everything read before has been sent.
+	passes atomic.Uint64
 
 	events []unix.EpollEvent
 
@@ -222,6 +225,7 @@ func (w *worker) run() {
 				w.drain(s)
 			}
 		}
+		w.passes.Add(1)
 	}
 }
 
