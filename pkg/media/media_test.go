@@ -23,7 +23,6 @@ func pkt(seq uint16) []byte {
 	return rtpPacket(seq, uint32(seq)*160, 0x1234, 8, []byte(fmt.Sprintf("payload-%d", seq)))
 }
 
-
 func TestForwardBothWays(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		t.Run(ip, func(t *testing.T) {

@@ -82,16 +82,16 @@ const (
 // load, which is as long as a handover or an offer leaves the reverse
 // direction aimed at the old address.
 type offloader struct {
-	fp     FastPath
-	eng    *Engine
-	now    func() time.Time // the retry clock; tests drive it
-	wake   chan struct{}
+	fp   FastPath
+	eng  *Engine
+	now  func() time.Time // the retry clock; tests drive it
+	wake chan struct{}
 	// barrier asks for a pass and is answered when it is done: a point
 	// after which everything queued before has been synced.
 	barrier chan chan struct{}
 	stop    chan struct{}
-	done   chan struct{}
-	closed atomic.Bool
+	done    chan struct{}
+	closed  atomic.Bool
 
 	// dirty is a lock-free stack of queued streams linked through
 	// Stream.dirtyNext: whoever queues a stream never waits for the
