@@ -3,6 +3,7 @@
 package media_test
 
 import (
+	"time"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -385,4 +386,23 @@ func portsUsed(t *testing.T, reply map[string]any) map[string]int64 {
 		out[fmt.Sprintf("%v/%v", im["name"], im["address"])] = n
 	}
 	return out
+}
+
+// waitHandled polls query until the relay socket on port shows cond on its
+// counters: proof that the relay has handled the packets a test sent there,
+// after which a check that nothing arrived elsewhere cannot pass merely
+// because the relay was slow. It fails the test when cond never holds.
+func waitHandled(t *testing.T, r *relayd, c *call, port int, what string, cond func(s qStream) bool) qStream {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := streamAt(t, queryStreams(t, r.query(t, c.id)), port)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay socket %d never showed %s: %s", port, what, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -151,8 +151,10 @@ func scenarioNATLearning(t *testing.T, e *testEnv) {
 }
 
 // 4a: the attacker x sends to the relay port facing a inside the learning
-// window, before a has ever sent. Then a sends from its SDP address: the exact
-// match wins, b's media goes to a, and x gets nothing.
+// window, before a has ever sent. x is then the only source seen (heuristic,
+// not strict): its packets are forwarded to b. Then a sends from its SDP
+// address: the exact match latches at once, b's media goes to a, and x's
+// later packets are refused and counted while x receives nothing.
 func scenarioHijackBeforeLatch(t *testing.T, e *testEnv) {
 	a, b := e.parties(t)
 	x := newParty(t, e.tp.x, "x", attacker4)
@@ -160,20 +162,25 @@ func scenarioHijackBeforeLatch(t *testing.T, e *testEnv) {
 	aT, bT := target(relayExt4, c.toA), target(relayInt4, c.toB)
 
 	fx := newFlow("x attacker", false)
-	x.rtp.send(t, fx, aT.rtp, 5)
-	time.Sleep(50 * time.Millisecond)
+	first := x.rtp.send(t, fx, aT.rtp, 5)
+	b.rtp.expect(t, burst{fx, first, 5, bT.rtp})
 
 	fa := newFlow("a→b", false)
-	first := a.rtp.send(t, fa, aT.rtp, 10)
-	_, xAtB := b.rtp.expect(t, burst{fa, first, 10, bT.rtp}, fx)
-	t.Logf("b received %d of the 5 packets x sent before a's first packet (inside the learning window)", len(xAtB))
+	first = a.rtp.send(t, fa, aT.rtp, 10)
+	b.rtp.expect(t, burst{fa, first, 10, bT.rtp})
 
 	fb := newFlow("b→a", false)
 	first = b.rtp.send(t, fb, bT.rtp, 50)
 	a.rtp.expect(t, burst{fb, first, 50, aT.rtp})
-	x.rtp.expectNothing(t, settle, "the SDP endpoint a outranks x: x must receive nothing")
 
-	s := streamAt(t, queryStreams(t, e.r.query(t, c.id)), c.toA.port)
+	const late = 5
+	x.rtp.send(t, fx, aT.rtp, late)
+	s := waitHandled(t, e.r, c, c.toA.port, "x's late packets refused", func(s qStream) bool { return s.stats["errors"] >= late })
+	if got := s.stats["errors"]; got != late {
+		t.Errorf("relay socket facing a counts %d refused packets, want %d (x's packets after a latched)\n%s", got, late, s)
+	}
+	b.rtp.expectNothing(t, 50*time.Millisecond, "x's packets after a latched must be dropped")
+	x.rtp.expectNothing(t, 50*time.Millisecond, "the SDP endpoint a outranks x: x must receive nothing")
 	if s.endpoint != a.rtp.local {
 		t.Errorf("query: relay socket facing a has endpoint %s, want a's %s\n%s", s.endpoint, a.rtp.local, s)
 	}
@@ -193,7 +200,8 @@ func scenarioHijackAfterWindow(t *testing.T, e *testEnv) {
 	const attack = 20
 	fx := newFlow("x attacker", false)
 	x.rtp.send(t, fx, aT.rtp, attack)
-	b.rtp.expectNothing(t, 300*time.Millisecond, "x's packets after a latched and the window closed must be dropped")
+	waitHandled(t, e.r, c, c.toA.port, "the attack refused", func(s qStream) bool { return s.stats["errors"] >= attack })
+	b.rtp.expectNothing(t, 50*time.Millisecond, "x's packets after a latched and the window closed must be dropped")
 
 	fb := newFlow("b→a after attack", false)
 	first := b.rtp.send(t, fb, bT.rtp, 20)
@@ -215,14 +223,16 @@ func scenarioStrictSource(t *testing.T, e *testEnv) {
 
 	fx := newFlow("x attacker", false)
 	x.rtp.send(t, fx, aT.rtp, 5)
-	b.rtp.expectNothing(t, 300*time.Millisecond, "strict-source: x's packets inside the window, before a sent, must be dropped")
+	waitHandled(t, e.r, c, c.toA.port, "x's first packets refused", func(s qStream) bool { return s.stats["errors"] >= 5 })
+	b.rtp.expectNothing(t, 50*time.Millisecond, "strict-source: x's packets inside the window, before a sent, must be dropped")
 
 	fa := newFlow("a→b", false)
 	first := a.rtp.send(t, fa, aT.rtp, 10)
 	b.rtp.expect(t, burst{fa, first, 10, bT.rtp})
 
 	x.rtp.send(t, fx, aT.rtp, 5)
-	b.rtp.expectNothing(t, 300*time.Millisecond, "strict-source: x's packets inside the window, after a latched, must be dropped")
+	waitHandled(t, e.r, c, c.toA.port, "x's later packets refused", func(s qStream) bool { return s.stats["errors"] >= 10 })
+	b.rtp.expectNothing(t, 50*time.Millisecond, "strict-source: x's packets inside the window, after a latched, must be dropped")
 	if elapsed := time.Since(answered); elapsed > learningWindow {
 		t.Errorf("harness too slow: the second attack ended %v after the answer, outside the learning window it is meant to test", elapsed)
 	}
@@ -407,8 +417,12 @@ func scenarioHoldResume(t *testing.T, e *testEnv) {
 	toAHold.check(t, "hold answer SDP to a", relayAdv4)
 
 	fb := newFlow("b→a during hold", false)
+	before := streamAt(t, queryStreams(t, e.r.query(t, c.id)), int(bT.rtp.Port()))
 	b.rtp.send(t, fb, bT.rtp, 20)
-	a.rtp.expectNothing(t, 500*time.Millisecond, "a is on hold (c=0.0.0.0): b's media must not be delivered")
+	waitHandled(t, e.r, c, int(bT.rtp.Port()), "b's packets during the hold handled", func(s qStream) bool {
+		return s.stats["packets"]+s.stats["errors"] >= before.stats["packets"]+before.stats["errors"]+20
+	})
+	a.rtp.expectNothing(t, 50*time.Millisecond, "a is on hold (c=0.0.0.0): b's media must not be delivered")
 	a.rtcp.expectNothing(t, 10*time.Millisecond, "a is on hold")
 
 	resume := a.spec(3)
