@@ -3,7 +3,6 @@
 package media_test
 
 import (
-	"time"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relayd/relayd/test/e2e"
 )
