@@ -202,19 +202,34 @@ func (e *Engine) Attach(g Group, sock Socket, closed func()) (*Stream, error) {
 	return s, nil
 }
 
-// Totals are what every worker forwarded since the engine started: cheap
-// running sums for rates, without walking streams.
+// Totals are running sums since the engine started, for rates without a walk
+// over the streams: datagrams received and accepted (and their bytes) and
+// datagrams dropped, in userspace and, when the fast path can tell, in the
+// kernel.
 type Totals struct {
 	Packets, Bytes, Dropped uint64
 }
 
-// Totals sums the workers' counters.
+// KernelTotaler is a FastPath that can sum what the kernel forwarded for
+// every stream since it started.
+type KernelTotaler interface {
+	KernelTotals() KernelCounters
+}
+
+// Totals sums the workers' counters and the kernel's.
 func (e *Engine) Totals() Totals {
 	var t Totals
 	for _, w := range e.workers {
 		t.Packets += w.totals.packets.Load()
 		t.Bytes += w.totals.bytes.Load()
 		t.Dropped += w.totals.dropped.Load()
+	}
+	if e.off != nil {
+		if kt, ok := e.off.fp.(KernelTotaler); ok {
+			k := kt.KernelTotals()
+			t.Packets += k.Packets
+			t.Bytes += k.Bytes
+		}
 	}
 	return t
 }

@@ -288,7 +288,7 @@ func (w *worker) forward(s *Stream, n int) {
 	maxLen := w.e.pktSize
 	var cur *Stream
 	out := 0
-	var forwarded, bytes, dropped uint64
+	var accepted, bytes, dropped uint64
 	p := &w.pkt
 	for i := range n {
 		h := &w.hdrs[i]
@@ -313,12 +313,15 @@ func (w *worker) forward(s *Stream, n int) {
 			scope: scope, monoNs: monoNs, now: now, w: w}
 		p.Kind = classify(p.Data)
 		sink, dst, v := s.ingress(p)
-		if v != Continue {
-			if v == Drop {
-				dropped++
-			}
+		switch v {
+		case Drop:
+			dropped++
+			continue
+		case Consume:
 			continue
 		}
+		accepted++
+		bytes += uint64(length)
 		if sink.w != w {
 			// Not in s's group: the sink's own worker sends it, so that
 			// only that worker ever touches the sink's socket and stages.
@@ -343,8 +346,7 @@ func (w *worker) forward(s *Stream, n int) {
 			}
 		}
 		if cur != nil && sink != cur {
-			sent, b := w.send(s, cur, out, nowNs)
-			forwarded, bytes, dropped = forwarded+sent, bytes+b, dropped+uint64(out)-sent
+			dropped += w.send(s, cur, out, nowNs)
 			out = 0
 		}
 		cur = sink
@@ -355,10 +357,9 @@ func (w *worker) forward(s *Stream, n int) {
 		out++
 	}
 	if out > 0 {
-		sent, b := w.send(s, cur, out, nowNs)
-		forwarded, bytes, dropped = forwarded+sent, bytes+b, dropped+uint64(out)-sent
+		dropped += w.send(s, cur, out, nowNs)
 	}
-	w.totals.packets.Add(forwarded)
+	w.totals.packets.Add(accepted)
 	w.totals.bytes.Add(bytes)
 	if dropped > 0 {
 		w.totals.dropped.Add(dropped)
@@ -366,11 +367,10 @@ func (w *worker) forward(s *Stream, n int) {
 }
 
 // send writes the first n queued datagrams out of sink's socket and reports
-// how many left and their bytes. Failures are counted on the sink's
-// Out.Errors and the receiving stream's Dropped; a full send buffer drops the
-// rest of the batch rather than block the worker.
-func (w *worker) send(from, sink *Stream, n int, nowNs int64) (uint64, uint64) {
-	var sent, bytes uint64
+// how many it could not send. Failures are counted on the sink's Out.Errors
+// and the receiving stream's Dropped; a full send buffer drops the rest of the
+// batch rather than block the worker.
+func (w *worker) send(from, sink *Stream, n int, nowNs int64) (failed uint64) {
 	i := 0
 	for i < n {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(sink.fd), uintptr(unsafe.Pointer(&w.shdrs[i])),
@@ -380,11 +380,8 @@ func (w *worker) send(from, sink *Stream, n int, nowNs int64) (uint64, uint64) {
 			k = int(r)
 		}
 		for j := i; j < i+k; j++ {
-			l := int(w.siovs[j].Len)
-			sink.out.add(l, nowNs)
-			bytes += uint64(l)
+			sink.out.add(int(w.siovs[j].Len), nowNs)
 		}
-		sent += uint64(k)
 		i += k
 		if i >= n || (errno == 0 && k > 0) {
 			continue
@@ -398,9 +395,10 @@ func (w *worker) send(from, sink *Stream, n int, nowNs int64) (uint64, uint64) {
 			sink.out.addError()
 			from.dropped.Add(1)
 		}
+		failed += uint64(drop)
 		i += drop
 	}
-	return sent, bytes
+	return failed
 }
 
 // reply sends b out of s's socket to dst at once (Packet.Reply).

@@ -244,6 +244,12 @@ func TestConcurrentAllocate(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[int]bool{}
+	var allocs []*Allocation
+	defer func() {
+		for _, a := range allocs {
+			a.Close()
+		}
+	}()
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
@@ -260,6 +266,7 @@ func TestConcurrentAllocate(t *testing.T) {
 					t.Errorf("port %d handed out twice", a.Port)
 				}
 				seen[a.Port] = true
+				allocs = append(allocs, a)
 				mu.Unlock()
 			}
 		}()

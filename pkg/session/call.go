@@ -42,6 +42,10 @@ type Call struct {
 	tos        int
 	learning   learningFlags
 	ended      bool
+	// due is when expiry looks at the call next, dueIdx its place in the
+	// manager's heap (-1: not there); both guarded by Manager.mu.
+	due    time.Time
+	dueIdx int
 	// group keeps the call's sockets on one media worker, so that a packet
 	// leaves by its sink's socket where it was received.
 	group mplane.Group
@@ -49,7 +53,7 @@ type Call struct {
 
 func newCall(m *Manager, id string) *Call {
 	now := m.now()
-	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS}
+	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS, dueIdx: -1}
 	if m.cfg.Media != nil {
 		c.group = m.cfg.Media.NewGroup()
 	}

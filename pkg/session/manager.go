@@ -3,6 +3,7 @@
 package session
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	calls  map[string]*Call
+	due    dueHeap // calls by the time they could end (expiry.go)
 	totals totals
 	// rates are per-second deltas of the relayed counters, updated by Expire.
 	rates, prev struct{ packets, bytes, errors uint64 }
@@ -185,6 +187,10 @@ func (m *Manager) lookupOrCreate(id string) (*Call, bool, error) {
 	c := newCall(m, id)
 	m.calls[id] = c
 	m.totals.managed++
+	if m.cfg.OfferTimeout > 0 {
+		c.due = c.lastSignal.Add(m.cfg.OfferTimeout)
+		heap.Push(&m.due, c)
+	}
 	return c, true, nil
 }
 
@@ -196,6 +202,7 @@ func (m *Manager) forget(c *Call, reason endReason) {
 		return
 	}
 	delete(m.calls, c.id)
+	m.unschedule(c)
 	switch reason {
 	case endTimeout:
 		m.totals.timeout++
@@ -252,29 +259,6 @@ func (m *Manager) Run(ctx context.Context) {
 			m.Expire()
 		}
 	}
-}
-
-// Expire ends the calls whose time is up; Run calls it every second.
-func (m *Manager) Expire() {
-	m.mu.Lock()
-	calls := make([]*Call, 0, len(m.calls))
-	for _, c := range m.calls {
-		calls = append(calls, c)
-	}
-	m.mu.Unlock()
-	now := m.now()
-	for _, c := range calls {
-		if reason, ok := c.expired(now); ok {
-			c.end(reason)
-		}
-	}
-	s := m.Statistics()
-	m.mu.Lock()
-	m.rates.packets = s.RelayedPackets - min(s.RelayedPackets, m.prev.packets)
-	m.rates.bytes = s.RelayedBytes - min(s.RelayedBytes, m.prev.bytes)
-	m.rates.errors = s.RelayedErrors - min(s.RelayedErrors, m.prev.errors)
-	m.prev.packets, m.prev.bytes, m.prev.errors = s.RelayedPackets, s.RelayedBytes, s.RelayedErrors
-	m.mu.Unlock()
 }
 
 // Close ends every call and releases its ports.

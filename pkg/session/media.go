@@ -19,6 +19,8 @@ type MediaPlane interface {
 	// Attach takes the socket over; closed is called once it is closed.
 	// It never waits for a media worker.
 	Attach(g mplane.Group, sock mplane.Socket, closed func()) (*mplane.Stream, error)
+	// Totals are the running sums the per-second rates come from.
+	Totals() mplane.Totals
 }
 
 // streamState is one local socket of a port set.
@@ -252,45 +254,6 @@ func peerMedia(ml *monologue, i int) *media {
 		return nil
 	}
 	return ml.medias[i]
-}
-
-// expired tells whether the call's time is up, and why. As the reference
-// does, each party's media is judged on its own: against silent-timeout when
-// the party is not receiving (hold: sendonly, inactive, zero address),
-// against timeout otherwise; one media still within its limit keeps the call.
-func (c *Call) expired(now time.Time) (endReason, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cfg := &c.m.cfg
-	switch {
-	case !c.deleteAt.IsZero():
-		return endDeleted, !now.Before(c.deleteAt)
-	case cfg.FinalTimeout > 0 && now.Sub(c.created) >= cfg.FinalTimeout:
-		return endFinalTimeout, true
-	case !c.answered:
-		return endOfferTimeout, cfg.OfferTimeout > 0 && now.Sub(c.lastSignal) >= cfg.OfferTimeout
-	case cfg.Media == nil:
-		return 0, false // no media plane: nothing to measure liveness with
-	}
-	held := false
-	for _, ml := range c.monos {
-		for _, md := range ml.medias {
-			if md.rejected || len(md.sets) == 0 {
-				continue
-			}
-			limit := cfg.Timeout
-			if !receiving(md.direction) || md.sdpRTP.Addr().IsUnspecified() {
-				limit, held = cfg.SilentTimeout, true
-			}
-			if limit <= 0 || now.Sub(md.lastPacket(c.lastSignal)) < limit {
-				return 0, false
-			}
-		}
-	}
-	if held {
-		return endSilentTimeout, true
-	}
-	return endTimeout, true
 }
 
 // lastPacket is the newest packet received from the party, or since when the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,20 +91,26 @@ func (p *party) recv(d time.Duration, want netip.AddrPort) int {
 	}
 }
 
+// newMediaManager runs a manager with a real media engine, both on one
+// fake clock: packet times, learning windows and timeouts move only when the
+// test advances it.
 func newMediaManager(t *testing.T, mod func(*Config)) (*Manager, *fakeClock) {
 	t.Helper()
-	eng, err := mplane.NewEngine(mplane.Config{Workers: 2})
+	clk := &fakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	eng, err := mplane.NewEngine(mplane.Config{Workers: 2, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	return newTestManager(t, func(c *Config) {
+	m, _ := newTestManager(t, func(c *Config) {
 		c.Media = eng
+		c.Now = clk.now
 		c.Interfaces = c.Interfaces[:1]
 		if mod != nil {
 			mod(c)
 		}
 	})
+	return m, clk
 }
 
 // relayPorts returns the relay's RTP socket facing each party.
@@ -178,15 +185,13 @@ func TestMediaFlowsThroughCall(t *testing.T) {
 	}
 }
 
-// Media timestamps are wall-clock, so this test runs on the real clock with
-// short timeouts: a call with media lives, one without dies by timeout, a
-// held one by silent-timeout.
+// A call with media lives, one without dies by timeout, a held one by
+// silent-timeout; the engine stamps packets with the manager's clock, so
+// time moves only when the test says.
 func TestMediaTimeouts(t *testing.T) {
-	m, _ := newMediaManager(t, func(c *Config) {
-		c.Now = time.Now
+	m, clk := newMediaManager(t, func(c *Config) {
 		c.Timeout, c.SilentTimeout, c.FinalTimeout = time.Second, 2*time.Second, 0
 	})
-	m.now = time.Now
 	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
 	setupCall(t, m, "live", a, b, Options{})
 	setupCall(t, m, "dead", newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), Options{})
@@ -196,25 +201,47 @@ func TestMediaTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	toA, _ := relayPorts(t, m, "live")
-	start := time.Now()
-	for time.Since(start) < 1600*time.Millisecond {
+	for i := range 16 {
 		a.send(toA, 1)
-		time.Sleep(100 * time.Millisecond)
+		waitReceived(t, m, "live", uint64(i+1))
+		clk.add(100 * time.Millisecond)
 		m.Expire()
 	}
-	if got := m.List(0); len(got) != 2 || got[0] != "live" || got[1] != "held" {
+	if got := m.List(0); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"held", "live"}) {
 		t.Fatalf("after 1.6 s: %v, want [live held] (dead timed out)", got)
 	}
-	for time.Since(start) < 3500*time.Millisecond {
-		time.Sleep(100 * time.Millisecond)
+	for range 19 {
+		clk.add(100 * time.Millisecond)
 		m.Expire()
 	}
 	if got := m.List(0); len(got) != 0 {
 		t.Errorf("after 3.5 s: %v, want no calls", got)
 	}
 	s := m.Statistics()
-	if s.Timeout != 2 || s.SilentTimeout != 1 || s.RelayedPackets < 10 {
-		t.Errorf("timeouts %d, silent %d, relayed %d: want 2, 1 and >= 10", s.Timeout, s.SilentTimeout, s.RelayedPackets)
+	if s.Timeout != 2 || s.SilentTimeout != 1 || s.RelayedPackets < 16 {
+		t.Errorf("timeouts %d, silent %d, relayed %d: want 2, 1 and >= 16", s.Timeout, s.SilentTimeout, s.RelayedPackets)
+	}
+}
+
+// waitReceived waits until the call's sockets have received n packets.
+func waitReceived(t *testing.T, m *Manager, id string, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c := m.lookup(id)
+		if c == nil {
+			t.Fatalf("call %s gone", id)
+		}
+		c.mu.Lock()
+		got := c.liveCounters().packets
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call %s received %d packets, want %d", id, got, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -167,6 +167,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 	if delay > 0 {
 		c.deleteAt = m.now().Add(delay)
 		c.mu.Unlock()
+		m.schedule(c, c.deleteAt)
 		return info, nil
 	}
 	c.mu.Unlock()

@@ -48,6 +48,7 @@ func (m *Manager) Offer(s Signal) ([]byte, error) {
 	}
 	out, err := c.offer(s, desc)
 	empty := len(c.monos) == 0 || !c.hasPorts()
+	c.reschedule()
 	c.mu.Unlock()
 	if err != nil && created && empty {
 		c.end(endRejected)
@@ -70,6 +71,7 @@ func (m *Manager) Answer(s Signal) ([]byte, error) {
 	if c.ended {
 		return nil, ErrUnknownCall
 	}
+	defer c.reschedule()
 	return c.answer(s, desc)
 }
 
