@@ -50,11 +50,15 @@
 //
 // # Threads and state
 //
-// An [Engine] runs Config.Workers goroutines, each on its own thread with its
-// own epoll set. Sockets are plain non-blocking descriptors that only that
-// epoll set knows (not Go's netpoller): the owning worker is their only reader
-// and their closer, so a descriptor number is never reused under a read or a
-// send. A call's sockets share a worker ([Group]), so a packet leaves by its
+// An [Engine] runs Config.Workers goroutines, each with its own epoll set.
+// Sockets are plain non-blocking descriptors that only that epoll set knows:
+// the owning worker is their only reader and their closer, so a descriptor
+// number is never reused under a read or a send. The epoll descriptor itself
+// is the worker's one registration in Go's netpoller: a worker waiting for
+// packets is parked there and never blocks its thread in a system call (a
+// goroutine blocked in epoll_wait keeps its P until the runtime's monitor
+// takes it back, which on a relay pinned to one CPU stalls the control plane
+// for milliseconds). A call's sockets share a worker ([Group]), so a packet leaves by its
 // sink's socket on the worker that received it. On readiness the worker
 // drains the socket with recvmmsg into worker-owned buffers and sends with
 // sendmmsg, destinations copied from sockaddrs encoded once per endpoint

@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
+	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ type worker struct {
 	// passes counts finished loop iterations: after one that started later
 	// than a datagram was read, everything read before has been sent.
 	passes atomic.Uint64
+	epFile *os.File // the epoll set as Go's netpoller knows it
 
 	events []unix.EpollEvent
 
@@ -66,6 +68,13 @@ type worker struct {
 	shdrs    []unix.Mmsghdr
 	siovs    []unix.Iovec
 	snames   []rawAddr
+	outSink  []*Stream // the socket queued datagram i leaves by
+	outFrom  []*Stream // the stream it arrived on
+	used     int       // receive slots filled in this pass
+	out      int       // datagrams queued to send in this pass
+	now      time.Time // the pass's arrival time
+	nowNs    int64
+	monoNs   int64
 	pkt      Packet
 	injectFn func(*Stream, []byte, netip.AddrPort, bool) // sendInjected, bound once
 	replySA  rawAddr                                     // scratch sockaddr of Packet.Reply and injected sends
@@ -94,19 +103,21 @@ func newWorker(e *Engine, idx int) (*worker, error) {
 	}
 	n := e.batch
 	w := &worker{
-		e:      e,
-		idx:    idx,
-		epfd:   epfd,
-		evfd:   evfd,
-		exited: make(chan struct{}),
-		events: make([]unix.EpollEvent, epollEvents),
-		slot:   e.pktSize + tailroom,
-		hdrs:   make([]unix.Mmsghdr, n),
-		iovs:   make([]unix.Iovec, n),
-		names:  make([][sizeofSockaddrInet6]byte, n),
-		shdrs:  make([]unix.Mmsghdr, n),
-		siovs:  make([]unix.Iovec, n),
-		snames: make([]rawAddr, n),
+		e:       e,
+		idx:     idx,
+		epfd:    epfd,
+		evfd:    evfd,
+		exited:  make(chan struct{}),
+		events:  make([]unix.EpollEvent, epollEvents),
+		slot:    e.pktSize + tailroom,
+		hdrs:    make([]unix.Mmsghdr, n),
+		iovs:    make([]unix.Iovec, n),
+		names:   make([][sizeofSockaddrInet6]byte, n),
+		shdrs:   make([]unix.Mmsghdr, n),
+		siovs:   make([]unix.Iovec, n),
+		snames:  make([]rawAddr, n),
+		outSink: make([]*Stream, n),
+		outFrom: make([]*Stream, n),
 	}
 	w.buf = make([]byte, n*w.slot)
 	w.injectFn = w.sendInjected
@@ -187,46 +198,75 @@ func (w *worker) pending() bool {
 	return w.closes.Load() != nil || w.toses.Load() != nil || !w.inject.empty() || w.stopping.Load()
 }
 
+// run waits for the epoll set's readiness in Go's netpoller — the epoll
+// descriptor itself is the one registration there — and then takes the
+// events with a non-blocking epoll_wait. A worker never blocks its thread in
+// a system call: a goroutine blocked in one keeps its P until the runtime's
+// monitor takes it back, up to milliseconds later, and on a relay pinned to
+// one CPU that stalls every other goroutine (the ng server) and the worker's
+// own wake-ups; parked in the netpoller it holds nothing.
 func (w *worker) run() {
-	// One thread for the worker's life: its buffers and the streams' state
-	// stay in that CPU's caches.
-	runtime.LockOSThread()
 	defer w.shutdown()
-	for {
-		w.runQueues()
-		if w.stopping.Load() {
-			return
-		}
-		w.idle.Store(true)
-		timeout := -1
-		if w.pending() {
-			timeout = 0
-		}
-		n, err := unix.EpollWait(w.epfd, w.events, timeout)
-		w.idle.Store(false)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			w.e.log.Error("media worker stopped", "worker", w.idx, "error", err)
-			return
-		}
-		for i := range n {
-			idx := uint32(w.events[i].Fd)
-			if idx == wakeIdx {
-				var cnt [8]byte
-				_, _ = unix.Read(w.evfd, cnt[:])
-				continue
-			}
-			s := w.e.table.get(idx)
-			// A stream detached earlier is skipped; its socket closes at
-			// the next pass.
-			if s != nil && s.w == w && !s.detached.Load() {
-				w.drain(s)
-			}
-		}
-		w.passes.Add(1)
+	if err := unix.SetNonblock(w.epfd, true); err != nil {
+		w.e.log.Error("media worker stopped", "worker", w.idx, "error", err)
+		return
 	}
+	f := os.NewFile(uintptr(w.epfd), "epoll")
+	w.epFile = f
+	rc, err := f.SyscallConn()
+	if err != nil {
+		w.e.log.Error("media worker stopped", "worker", w.idx, "error", err)
+		return
+	}
+	fn := func(fd uintptr) bool {
+		w.idle.Store(false)
+		for {
+			w.runQueues()
+			if w.stopping.Load() {
+				return true
+			}
+			n, err := unix.EpollWait(int(fd), w.events, 0)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				return true
+			}
+			if n <= 0 {
+				w.idle.Store(true)
+				if w.pending() {
+					w.idle.Store(false)
+					continue
+				}
+				return false
+			}
+			w.handle(n)
+			w.passes.Add(1)
+		}
+	}
+	for !w.stopping.Load() {
+		if err := rc.Read(fn); err != nil {
+			return
+		}
+	}
+}
+
+// handle is one pass: it drains the sockets of n epoll events, then sends
+// what they forward.
+func (w *worker) handle(n int) {
+	w.startPass()
+	for i := range n {
+		idx := uint32(w.events[i].Fd)
+		if idx == wakeIdx {
+			var cnt [8]byte
+			_, _ = unix.Read(w.evfd, cnt[:])
+			continue
+		}
+		s := w.e.table.get(idx)
+		// A stream detached earlier is skipped; its socket closes at the
+		// next pass.
+		if s != nil && s.w == w && !s.detached.Load() {
+			w.drain(s)
+		}
+	}
+	w.flush()
 }
 
 // runQueues applies what the signalling layer and other goroutines queued:
@@ -254,11 +294,17 @@ func (w *worker) runQueues() {
 	}
 }
 
-// drain reads what is queued on s, in batches, and forwards it.
+// drain reads what is queued on s into the pass's free receive slots and
+// runs it through the stages; the sends wait for the end of the pass (flush)
+// unless the slots run out first.
 func (w *worker) drain(s *Stream) {
 	for range maxDrainRounds {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&w.hdrs[0])),
-			uintptr(len(w.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		if w.used == len(w.hdrs) {
+			w.flush()
+		}
+		free := len(w.hdrs) - w.used
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&w.hdrs[w.used])),
+			uintptr(free), unix.MSG_DONTWAIT, 0, 0)
 		if errno != 0 {
 			if errno != unix.EAGAIN && errno != unix.EINTR {
 				s.in.addError()
@@ -272,25 +318,28 @@ func (w *worker) drain(s *Stream) {
 		if n <= 0 {
 			return
 		}
-		w.forward(s, n)
-		if n < len(w.hdrs) {
+		w.forward(s, w.used, n)
+		w.used += n
+		if n < free {
 			return
 		}
 	}
 }
 
-// forward runs the stages over n received datagrams and sends the forwarded
-// ones with one sendmmsg per run of datagrams leaving by the same socket.
-func (w *worker) forward(s *Stream, n int) {
-	now := w.e.now()
-	nowNs := now.UnixNano()
-	monoNs := int64(now.Sub(w.e.base))
+// startPass stamps the datagrams of one pass over the ready sockets.
+func (w *worker) startPass() {
+	w.now = w.e.now()
+	w.nowNs = w.now.UnixNano()
+	w.monoNs = int64(w.now.Sub(w.e.base))
+}
+
+// forward runs the stages over the n datagrams received into slots
+// first.. and queues the forwarded ones for the end of the pass.
+func (w *worker) forward(s *Stream, first, n int) {
 	maxLen := w.e.pktSize
-	var cur *Stream
-	out := 0
 	var accepted, bytes, dropped uint64
 	p := &w.pkt
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		h := &w.hdrs[i]
 		length, flags := int(h.Len), h.Hdr.Flags
 		h.Hdr.Namelen = sizeofSockaddrInet6 // the kernel overwrote it
@@ -309,8 +358,8 @@ func (w *worker) forward(s *Stream, n int) {
 			continue
 		}
 		off := i * w.slot
-		*p = Packet{Data: w.buf[off : off+length : off+w.slot], Source: src, Stream: s, NowNs: nowNs,
-			scope: scope, monoNs: monoNs, now: now, w: w}
+		*p = Packet{Data: w.buf[off : off+length : off+w.slot], Source: src, Stream: s, NowNs: w.nowNs,
+			scope: scope, monoNs: w.monoNs, now: w.now, w: w}
 		p.Kind = classify(p.Data)
 		sink, dst, v := s.ingress(p)
 		switch v {
@@ -345,19 +394,13 @@ func (w *worker) forward(s *Stream, n int) {
 				continue
 			}
 		}
-		if cur != nil && sink != cur {
-			dropped += w.send(s, cur, out, nowNs)
-			out = 0
-		}
-		cur = sink
-		w.siovs[out].Base = unsafe.SliceData(p.Data)
-		w.siovs[out].SetLen(len(p.Data))
-		w.snames[out] = *dst
-		w.shdrs[out].Hdr.Namelen = dst.n
-		out++
-	}
-	if out > 0 {
-		dropped += w.send(s, cur, out, nowNs)
+		o := w.out
+		w.siovs[o].Base = unsafe.SliceData(p.Data)
+		w.siovs[o].SetLen(len(p.Data))
+		w.snames[o] = *dst
+		w.shdrs[o].Hdr.Namelen = dst.n
+		w.outSink[o], w.outFrom[o] = sink, s
+		w.out++
 	}
 	w.totals.packets.Add(accepted)
 	w.totals.bytes.Add(bytes)
@@ -366,34 +409,57 @@ func (w *worker) forward(s *Stream, n int) {
 	}
 }
 
-// send writes the first n queued datagrams out of sink's socket and reports
-// how many it could not send. Failures are counted on the sink's Out.Errors
-// and the receiving stream's Dropped; a full send buffer drops the rest of the
-// batch rather than block the worker.
-func (w *worker) send(from, sink *Stream, n int, nowNs int64) (failed uint64) {
-	i := 0
-	for i < n {
+// flush sends what the pass queued, one sendmmsg per run of datagrams
+// leaving by the same socket, back to back: on a veth the first wakes the
+// peer's receive thread and the rest find it awake. The receive slots are
+// free again afterwards.
+func (w *worker) flush() {
+	var failed uint64
+	for i := 0; i < w.out; {
+		j := i + 1
+		for j < w.out && w.outSink[j] == w.outSink[i] {
+			j++
+		}
+		failed += w.send(w.outFrom[i:j], w.outSink[i], i, j)
+		i = j
+	}
+	for i := range w.out {
+		w.outSink[i], w.outFrom[i] = nil, nil
+	}
+	w.out, w.used = 0, 0
+	if failed > 0 {
+		w.totals.dropped.Add(failed)
+	}
+}
+
+// send writes queued datagrams i..j out of sink's socket and reports how
+// many it could not send. Failures are counted on the sink's Out.Errors and
+// the receiving stream's Dropped; a full send buffer drops the rest of the
+// run rather than block the worker.
+func (w *worker) send(from []*Stream, sink *Stream, i, j int) (failed uint64) {
+	first := i
+	for i < j {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(sink.fd), uintptr(unsafe.Pointer(&w.shdrs[i])),
-			uintptr(n-i), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(j-i), unix.MSG_DONTWAIT, 0, 0)
 		k := 0
 		if errno == 0 {
 			k = int(r)
 		}
-		for j := i; j < i+k; j++ {
-			sink.out.add(int(w.siovs[j].Len), nowNs)
+		for m := i; m < i+k; m++ {
+			sink.out.add(int(w.siovs[m].Len), w.nowNs)
 		}
 		i += k
-		if i >= n || (errno == 0 && k > 0) {
+		if i >= j || (errno == 0 && k > 0) {
 			continue
 		}
 		// Datagram i failed; a full buffer fails the rest too.
 		drop := 1
 		if errno == 0 || errno == unix.EAGAIN {
-			drop = n - i
+			drop = j - i
 		}
-		for range drop {
+		for m := i; m < i+drop; m++ {
 			sink.out.addError()
-			from.dropped.Add(1)
+			from[m-first].dropped.Add(1)
 		}
 		failed += uint64(drop)
 		i += drop
@@ -463,7 +529,11 @@ func (w *worker) stop() {
 func (w *worker) shutdown() {
 	w.stopping.Store(true)
 	w.runQueues()
-	_ = unix.Close(w.epfd)
+	if w.epFile != nil {
+		_ = w.epFile.Close()
+	} else {
+		_ = unix.Close(w.epfd)
+	}
 	_ = unix.Close(w.evfd)
 	close(w.exited)
 }
