@@ -282,6 +282,22 @@ func (s *Stream) Deliver(b []byte) bool {
 	return true
 }
 
+// Destination is where packets to the stream's party go now.
+func (s *Stream) Destination() (netip.AddrPort, bool) {
+	st := s.state.Load()
+	return st.dest, st.destSA != nil
+}
+
+// LatchIfUnlatched latches src unless a source is latched already: a packet
+// that authenticated itself proves its source, but does not move a stream
+// that an earlier proof (an ICE nomination) has latched.
+func (s *Stream) LatchIfUnlatched(src netip.AddrPort) {
+	if s.state.Load().latched {
+		return
+	}
+	s.Latch(src)
+}
+
 // Latch makes src the stream's confirmed source and destination now, as a
 // handler that authenticated src itself (an ICE check, an SRTP packet) knows
 // it is the party. It runs on the stream's worker, from a stage.
