@@ -192,10 +192,12 @@ func (c *Call) end(reason endReason) {
 		return
 	}
 	c.ended = true
+	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
 	c.collectTotals()
 	c.releaseAll()
 	c.mu.Unlock()
 	c.m.forget(c, reason)
+	c.m.ended(c, rec)
 	switch reason {
 	case endForced:
 		c.m.log.Info("call terminated", "call-id", c.id)

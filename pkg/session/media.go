@@ -252,7 +252,7 @@ func peerMedia(ml *monologue, i int) *media {
 func (c *Call) expired(now time.Time) (endReason, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg := &c.m.cfg
+	cfg := c.m.limits() // admin.go: the operator may change timeouts at run time
 	switch {
 	case !c.deleteAt.IsZero():
 		return endDeleted, !now.Before(c.deleteAt)
