@@ -30,7 +30,7 @@ deps: ## install the Debian packages the tests need (root), when missing
 		fi; \
 	fi
 	@# Debian's packages start services we do not want; tests run their own instances.
-	@for s in kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server; do \
+	@for s in kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server prometheus; do \
 		systemctl stop $$s >/dev/null 2>&1 || true; done
 
 lint: ## gofmt and go vet
