@@ -143,3 +143,6 @@ func (s *Server) handle(conn net.Conn) {
 		s.log.Debug("cli: writing the reply", "remote", conn.RemoteAddr(), "error", err)
 	}
 }
+
+// Close releases the listener of a server that was never served.
+func (s *Server) Close() error { return s.ln.Close() }

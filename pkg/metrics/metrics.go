@@ -170,3 +170,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	<-done
 	return nil
 }
+
+// Close releases the listener of a server that was never served.
+func (s *Server) Close() error { return s.ln.Close() }
