@@ -225,9 +225,9 @@ func StdDev(total time.Duration, sumSquares float64, n uint64) float64 {
 // (teardown notices) are made from it.
 type CallEnd struct {
 	CallID string
-	// Reason is the incumbent's name for why the call ended: timeout,
-	// silent_timeout, offer_timeout, final_timeout (the media or signalling
-	// stopped), terminated (delete) or force_terminated (operator, shutdown).
+	// Reason is why the call ended: timeout, silent-timeout, offer-timeout,
+	// final-timeout (media or signalling stopped), deleted (the proxy's
+	// delete) or forced (operator, shutdown).
 	Reason string
 	// Timeout is set for the four timeout reasons: the SIP side does not
 	// know the call is gone.
@@ -252,15 +252,10 @@ type CallEnd struct {
 // Duration is how long the call lived.
 func (e CallEnd) Duration() time.Duration { return e.Ended.Sub(e.Created) }
 
-func (r endReason) metricName() string {
-	return [...]string{"terminated", "timeout", "silent_timeout", "offer_timeout", "final_timeout",
-		"force_terminated", "rejected"}[r]
-}
-
 // endRecord captures, before the call's sockets are released, what its
 // CallEnd needs; c.mu is held.
 func (c *Call) endRecord(reason endReason) CallEnd {
-	e := CallEnd{CallID: c.id, Reason: reason.metricName(), Created: c.created}
+	e := CallEnd{CallID: c.id, Reason: reason.String(), Created: c.created}
 	switch reason {
 	case endTimeout, endSilentTimeout, endOfferTimeout, endFinalTimeout:
 		e.Timeout = true
@@ -286,8 +281,9 @@ func (c *Call) endRecord(reason endReason) CallEnd {
 	return e
 }
 
-// ended runs after the call is gone from the table: one CDR line, then the
-// hook. It must not block: the expiry loop and signalling call it.
+// ended runs after the call is gone from the table: the call's one log line
+// (a CDR: why, how long, how much media), then the hook. It must not block:
+// the expiry loop and signalling call it.
 func (m *Manager) ended(c *Call, e CallEnd) {
 	e.Ended = m.now()
 	m.adm.mu.Lock()

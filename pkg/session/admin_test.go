@@ -116,7 +116,7 @@ func TestSessionsTerminateAndOrigin(t *testing.T) {
 		t.Fatalf("%d CallEnd hooks, want 2: %+v", len(got), got)
 	}
 	one := got[0]
-	if one.CallID != "one" || one.Reason != "force_terminated" || one.Timeout || one.Origin != proxy ||
+	if one.CallID != "one" || one.Reason != "forced" || one.Timeout || one.Origin != proxy ||
 		one.Duration() != 4*time.Second || len(one.Dialogues) != 1 || one.Dialogues[0] != [2]string{"A-one", "B-one"} {
 		t.Errorf("CallEnd of one: %+v", one)
 	}
@@ -132,7 +132,7 @@ func TestSessionsTerminateAndOrigin(t *testing.T) {
 		t.Errorf("StdDev = %v, want 0.5", sd)
 	}
 	logs := logBuf.String()
-	for _, want := range []string{`msg=CDR component=session call-id=one reason=force_terminated`, `duration=4`, `tags="[A-one B-one]"`, `packets=0`, `mos=n/a`} {
+	for _, want := range []string{`msg=CDR component=session call-id=one reason=forced`, `duration=4`, `tags="[A-one B-one]"`, `packets=0`, `mos=n/a`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("CDR log lacks %q:\n%s", want, logs)
 		}
@@ -154,7 +154,7 @@ func TestCallEndOnTimeout(t *testing.T) {
 	clk.add(6 * time.Second)
 	m.Expire()
 	got := ends.all()
-	if len(got) != 1 || !got[0].Timeout || got[0].Reason != "offer_timeout" || len(got[0].Tags) != 1 || got[0].Tags[0] != "A" {
+	if len(got) != 1 || !got[0].Timeout || got[0].Reason != "offer-timeout" || len(got[0].Tags) != 1 || got[0].Tags[0] != "A" {
 		t.Errorf("CallEnd: %+v", got)
 	}
 }
