@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -373,4 +374,29 @@ func TestCtlAddress(t *testing.T) {
 	if code := Main(nil, &out, &errOut); code != 2 {
 		t.Errorf("no command: exit %d, want 2", code)
 	}
+}
+
+// FuzzExecute: whatever a client sends, the CLI answers without panicking
+// and leaves the limits valid.
+func FuzzExecute(f *testing.F) {
+	f.Add("list numsessions\n")
+	mgr, err := session.NewManager(session.Config{
+		Interfaces: []session.Interface{{Name: "default", Local: netip.MustParseAddr("127.0.0.1")}},
+		PortMin:    21500, PortMax: 21999, MaxSessions: -1,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{cfg: Config{Sessions: mgr, LogLevel: &level{n: 6}, JSONStats: func() map[string]any { return nil }, Now: time.Now}}
+	s.log = slog.New(slog.DiscardHandler)
+	f.Fuzz(func(t *testing.T, line string) {
+		_ = s.Execute(line)
+		l := mgr.Limits()
+		if l.MaxSessions < -1 || l.Timeout < 0 || l.DeleteDelay < 0 {
+			t.Fatalf("%q left limits %+v", line, l)
+		}
+		if lv := s.cfg.LogLevel.Level(); lv < 0 || lv > 7 {
+			t.Fatalf("%q left log level %d", line, lv)
+		}
+	})
 }
