@@ -8,13 +8,25 @@ GOFLAGS_BUILD = -trimpath -ldflags "-X github.com/relayd/relayd/pkg/daemon.Versi
 BPF_CLANG ?= clang-14
 BPF_STRIP ?= llvm-strip-14
 
-.PHONY: help build run test test-unit test-e2e deps lint fuzz clean generate check-generated bench bench-quick
+.PHONY: help build run test test-unit test-e2e deps lint fuzz clean generate check-generated bench bench-quick deb
+
+# The .deb: nfpm pinned (run from the module proxy, not added to go.mod).
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= 0.0.0~git$(shell git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || echo 0).$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_DIR     ?= bin
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/relayd
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/relayd
+
+deb: build ## $(DEB_DIR)/relayd_<version>_<arch>.deb: binary, systemd unit, default config, Grafana dashboard
+	@mkdir -p $(DEB_DIR)
+	sed 's|@RELAYD_BIN@|$(BIN)|' packaging/nfpm.yaml > $(DEB_DIR)/nfpm.yaml
+	DEB_VERSION=$(DEB_VERSION) DEB_ARCH=$(DEB_ARCH) $(NFPM) pkg --packager deb \
+		--config $(DEB_DIR)/nfpm.yaml --target $(DEB_DIR)/
 
 run: build ## build and start relayd in the foreground (loopback default config)
 	./$(BIN) --config-file=$(CONFIG) --foreground
@@ -30,7 +42,7 @@ deps: ## install the Debian packages the tests need (root), when missing
 		fi; \
 	fi
 	@# Debian's packages start services we do not want; tests run their own instances.
-	@for s in kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server; do \
+	@for s in kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server prometheus; do \
 		systemctl stop $$s >/dev/null 2>&1 || true; done
 
 lint: ## gofmt and go vet

@@ -68,6 +68,15 @@ type Config struct {
 	// XDP selects the kernel fast path: auto|native|generic|off.
 	XDP string
 
+	// ListenHTTP serves /metrics (Prometheus) and ListenCLI the operator's
+	// text protocol (rtpengine-ctl); the zero value is off.
+	ListenHTTP, ListenCLI netip.AddrPort
+	// B2BURL is where teardown notices go when a call times out ("" = none);
+	// "%%" stands for the address of the proxy that created the call.
+	B2BURL string
+	// XMLRPCFormat is the notice's form: 0 SEMS, 1 call-id only, 2 Kamailio.
+	XMLRPCFormat int
+
 	// ConfigFile and ConfigSection name what was loaded; both are empty when
 	// no file was read.
 	ConfigFile, ConfigSection string

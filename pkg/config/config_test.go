@@ -100,6 +100,10 @@ var getters = map[string]func(*Config) any{
 	"num-threads":       func(c *Config) any { return c.NumThreads },
 	"endpoint-learning": func(c *Config) any { return c.EndpointLearning },
 	"xdp":               func(c *Config) any { return c.XDP },
+	"listen-http":       func(c *Config) any { return c.ListenHTTP },
+	"listen-cli":        func(c *Config) any { return c.ListenCLI },
+	"b2b-url":           func(c *Config) any { return c.B2BURL },
+	"xmlrpc-format":     func(c *Config) any { return c.XMLRPCFormat },
 }
 
 func TestScalarKeysValid(t *testing.T) {
@@ -155,6 +159,16 @@ func TestScalarKeysValid(t *testing.T) {
 		{"xdp", "Native", "native"},
 		{"xdp", "generic", "generic"},
 		{"endpoint-learning", "Delayed", "delayed"},
+		{"listen-http", "127.0.0.1:2225", netip.MustParseAddrPort("127.0.0.1:2225")},
+		{"listen-http", "9101", netip.MustParseAddrPort("0.0.0.0:9101")},
+		{"listen-http", "", netip.AddrPort{}},
+		{"listen-cli", "localhost:2224", netip.MustParseAddrPort("127.0.0.1:2224")},
+		{"listen-cli", "[::1]:2224", netip.MustParseAddrPort("[::1]:2224")},
+		{"b2b-url", "http://127.0.0.1:5060/RPC2", "http://127.0.0.1:5060/RPC2"},
+		{"b2b-url", "http://%%:8090/", "http://%%:8090/"},
+		{"b2b-url", "", ""},
+		{"xmlrpc-format", "0", 0},
+		{"xmlrpc-format", "2", 2},
 	}
 	for _, tc := range tests {
 		for _, via := range []string{"file", "flag"} {
@@ -223,6 +237,12 @@ func TestKeysInvalid(t *testing.T) {
 		{"endpoint-learning", "sometimes", "one of off, immediate, delayed, heuristic"},
 		{"endpoint-learning", "", "one of"},
 		{"xdp", "kernel", "want auto, native, generic or off"},
+		{"listen-http", "abc", "port"},
+		{"listen-cli", "127.0.0.1:0", "between 1 and 65535"},
+		{"b2b-url", "127.0.0.1:8090", "http:// or https://"},
+		{"b2b-url", "ftp://example.com/", "http:// or https://"},
+		{"b2b-url", "http:///RPC2", "no host"},
+		{"xmlrpc-format", "3", "between 0 and 2"},
 		{"interface", "", "empty interface list"},
 		{"interface", "eth0", "not an IPv4 or IPv6 address"},
 		{"interface", "any", "not an IPv4 or IPv6 address"},
@@ -554,7 +574,7 @@ func TestFlagErrors(t *testing.T) {
 		wantMsg string
 	}{
 		{"unknown long", []string{"--log-facility=daemon"}, ErrUnknownFlag, `config: unknown flag "--log-facility"`},
-		{"unknown short", []string{"-x"}, ErrUnknownFlag, `unknown flag "-x"`},
+		{"unknown short", []string{"-Q"}, ErrUnknownFlag, `unknown flag "-Q"`},
 		{"bool short with junk", []string{"-fx"}, ErrUnknownFlag, `unknown flag "-fx"`},
 		{"missing value", []string{"--port-min"}, ErrMissingValue, `"--port-min": flag needs a value`},
 		{"missing short value", []string{"-T"}, ErrMissingValue, `"-T": flag needs a value`},

@@ -113,6 +113,25 @@ func keyDefs() []keyDef {
 				c.EndpointLearning = m
 				return nil
 			}},
+		{name: "listen-http", argName: "[ADDR:]PORT",
+			help: "HTTP address for Prometheus /metrics, empty = off (default off)",
+			set:  func(c *Config, v string) error { return setOptionalListen(&c.ListenHTTP, v) }},
+		{name: "listen-cli", argName: "[ADDR:]PORT",
+			help: "TCP address for the operator's CLI (rtpengine-ctl, relayd ctl), empty = off (default off)",
+			set:  func(c *Config, v string) error { return setOptionalListen(&c.ListenCLI, v) }},
+		{name: "b2b-url", short: 'b', argName: "URL",
+			help: "XML-RPC URL told when a call times out; %% = the proxy's address (default none)",
+			set: func(c *Config, v string) error {
+				u, err := parseB2BURL(v)
+				if err != nil {
+					return err
+				}
+				c.B2BURL = u
+				return nil
+			}},
+		{name: "xmlrpc-format", short: 'x', argName: "0-2",
+			help: "teardown notice: 0 SEMS, 1 call-id only, 2 Kamailio dlg.terminate_dlg (default 0)",
+			set:  intKey(func(c *Config) *int { return &c.XMLRPCFormat }, 0, 2)},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
 			set: func(c *Config, v string) error {

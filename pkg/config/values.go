@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -192,4 +193,38 @@ func parseListen(v string) (netip.AddrPort, error) {
 		addr = addr.Unmap()
 	}
 	return netip.AddrPortFrom(addr, uint16(port)), nil
+}
+
+// setOptionalListen parses a listen address that may be left empty (off).
+func setOptionalListen(dst *netip.AddrPort, v string) error {
+	if strings.TrimSpace(v) == "" {
+		*dst = netip.AddrPort{}
+		return nil
+	}
+	ap, err := parseListen(v)
+	if err != nil {
+		return err
+	}
+	*dst = ap
+	return nil
+}
+
+// parseB2BURL checks a teardown-notice URL: http or https with a host, where
+// "%%" may stand for the proxy's address (the incumbent's syntax).
+func parseB2BURL(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+		return "", errors.New("must be an http:// or https:// URL")
+	}
+	u, err := url.Parse(strings.ReplaceAll(v, "%%", "192.0.2.1"))
+	if err != nil {
+		return "", fmt.Errorf("not a URL: %v", err)
+	}
+	if u.Host == "" {
+		return "", errors.New("has no host")
+	}
+	return v, nil
 }

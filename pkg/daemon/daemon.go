@@ -16,6 +16,7 @@ import (
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/ngproto"
+	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -31,7 +32,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := NewLogger(stderr, cfg.SlogLevel())
+	level := newLogLevel(cfg.LogLevel) // the CLI and SIGHUP change it at run time
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &level.v}))
 	for _, w := range warnings {
 		log.Warn(w)
 	}
@@ -50,10 +52,10 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer func() { _ = remove() }()
 	}
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, args, log, level)
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Logger, level *logLevel) error {
 	ifaces := make([]session.Interface, len(cfg.Interfaces))
 	for i, in := range cfg.Interfaces {
 		ifaces[i] = session.Interface{Name: in.Name, Local: in.Addr, Advertised: in.Advertised}
@@ -70,19 +72,33 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("media plane: %w", err)
 	}
 	defer engine.Close() // after the manager has released every socket
+	o := &ops{log: log, level: level, sd: sdnotify.FromEnv()}
+	if o.notifier, err = newNotifier(cfg, log); err != nil {
+		return err
+	}
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
-		Media: engine,
+		Media: engine, OnCallEnd: onCallEnd(o.notifier),
 	})
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
 	}
 	ctrl := ngproto.NewControl(mgr, log)
-	srv, err := ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, ctrl)
+	var srv *ngproto.Server
+	if err := startOps(cfg, o, mgr, ctrl, func() ngproto.ServerStats { return srv.Stats() }, fp); err != nil {
+		mgr.Close()
+		return err
+	}
+	var handler ngproto.Handler = ctrl
+	if o.registry != nil {
+		handler = o.registry.InstrumentNG(ctrl)
+	}
+	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
 	if err != nil {
+		o.close()
 		mgr.Close()
 		return fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err)
 	}
@@ -91,7 +107,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		log.Info("interface", "name", in.Name, "address", in.Addr, "advertised", in.Advertised)
 	}
 	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(),
-		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", mediaMode(fp), "workers", cfg.NumThreads)
+		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", mediaMode(fp), "workers", cfg.NumThreads,
+		"listen-http", o.httpAddr(), "listen-cli", o.cliAddr(), "b2b-url", cfg.B2BURL)
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -99,6 +116,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer wg.Done()
 		mgr.Run(ctx)
 	}()
+	o.run(ctx, &wg, mgr, cfg, args)
+	// Sockets are bound and the media plane is up: calls can be taken.
+	if err := o.sd.Ready(fmt.Sprintf("relaying; ng on %s, media %s", srv.LocalAddr(), mediaMode(fp))); err != nil {
+		log.Warn("could not tell systemd relayd is ready", "error", err)
+	}
 	err = srv.Serve(ctx)
 	wg.Wait()
 	log.Info("relayd stopped")

@@ -42,7 +42,7 @@ func (c *Control) HandleNG(_ context.Context, req *Request, from netip.AddrPort)
 	case "ping":
 		return Pong()
 	case "offer", "answer":
-		return c.offerAnswer(req)
+		return c.offerAnswer(req, from)
 	case "delete":
 		return c.delete(req)
 	case "query":
@@ -70,7 +70,7 @@ func withResult(r Reply) Reply {
 	return r
 }
 
-func (c *Control) offerAnswer(req *Request) Reply {
+func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
 	// The reference validates in this order; clients match on the texts.
 	switch {
 	case !req.HasSDP:
@@ -96,6 +96,8 @@ func (c *Control) offerAnswer(req *Request) Reply {
 		return ErrorReply(reason(err))
 	}
 	c.log.Debug(req.Command+" done", "call-id", req.CallID, "from-tag", req.FromTag, "to-tag", req.ToTag)
+	// For the CLI's proxy column and the b2b-url's %%.
+	c.mgr.NoteOrigin(req.CallID, from)
 	return withResult(Reply{"sdp": string(out)})
 }
 
@@ -274,6 +276,9 @@ func unixOrZero(t time.Time) int64 {
 	}
 	return t.Unix()
 }
+
+// Statistics is the ng statistics dictionary (also the CLI's list jsonstats).
+func (c *Control) Statistics() map[string]any { return c.statistics() }
 
 func (c *Control) statistics() map[string]any {
 	s := c.mgr.Statistics()

@@ -202,16 +202,10 @@ func (c *Call) end(reason endReason) {
 		return
 	}
 	c.ended = true
+	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
 	c.collectTotals()
 	c.releaseAll()
 	c.mu.Unlock()
 	c.m.forget(c, reason)
-	switch reason {
-	case endForced:
-		c.m.log.Info("call terminated", "call-id", c.id)
-	case endTimeout, endSilentTimeout, endOfferTimeout, endFinalTimeout:
-		c.m.log.Info("call expired", "call-id", c.id, "reason", reason.String())
-	default:
-		c.m.log.Debug("call ended", "call-id", c.id, "reason", reason.String())
-	}
+	c.m.ended(c, rec) // admin.go: the call's one log line (CDR) and the OnCallEnd hook
 }

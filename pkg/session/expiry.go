@@ -119,7 +119,7 @@ func later(a, b time.Time) time.Time {
 // timeout otherwise; one media still within its limit keeps the call.
 // c.mu is held.
 func (c *Call) check(now time.Time) (endReason, bool, time.Time) {
-	cfg := &c.m.cfg
+	cfg := c.m.limits() // admin.go: the operator may change timeouts at run time
 	var final time.Time
 	if cfg.FinalTimeout > 0 {
 		final = c.created.Add(cfg.FinalTimeout)

@@ -41,6 +41,10 @@ type Config struct {
 	Media MediaPlane
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnCallEnd, when set, is told about every call that ends (teardown
+	// notices). It is called from the expiry loop and from signalling, so it
+	// must not block.
+	OnCallEnd func(CallEnd)
 }
 
 // ifaceAddr is one bindable address of a logical interface with its pool.
@@ -69,6 +73,8 @@ type Manager struct {
 	totals totals
 	// rates are per-second deltas of the relayed counters, updated by Expire.
 	rates, prev struct{ packets, bytes, errors uint64 }
+
+	adm admin // run-time limits, call origins, duration stats (admin.go)
 }
 
 type totals struct {

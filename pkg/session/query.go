@@ -160,7 +160,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 		c.mu.Unlock()
 		return info, nil
 	}
-	delay := m.cfg.DeleteDelay
+	delay := m.limits().DeleteDelay
 	if r.Options.DeleteDelay != nil && *r.Options.DeleteDelay >= 0 {
 		delay = time.Duration(*r.Options.DeleteDelay) * time.Second
 	}

@@ -20,6 +20,10 @@ type kamailioParams struct {
 	SIPPort      int
 	NGPort       int
 	Directions   bool
+	// XMLRPCPort, when set, adds the dialog module (every call a dialog)
+	// and the xmlrpc module on tcp:127.0.0.1:XMLRPCPort, so the relay's
+	// teardown notices (dlg.terminate_dlg) can end calls.
+	XMLRPCPort int
 }
 
 // kamailioTemplate is a minimal stateful proxy around the production
@@ -34,7 +38,11 @@ const kamailioTemplate = `#!KAMAILIO
 debug=2
 log_stderror=yes
 children=2
+{{- if .XMLRPCPort}}
+disable_tcp=no
+{{- else}}
 disable_tcp=yes
+{{- end}}
 auto_aliases=no
 dns=no
 rev_dns=no
@@ -47,6 +55,9 @@ listen=udp:{{.RelayExtAddr}}:{{.SIPPort}}
 {{- if .RelayIntAddr}}
 listen=udp:{{.RelayIntAddr}}:{{.SIPPort}}
 {{- end}}
+{{- if .XMLRPCPort}}
+listen=tcp:127.0.0.1:{{.XMLRPCPort}}
+{{- end}}
 
 loadpath "{{.ModulesDir}}"
 loadmodule "tm.so"
@@ -58,6 +69,11 @@ loadmodule "textops.so"
 loadmodule "siputils.so"
 loadmodule "xlog.so"
 loadmodule "rtpengine.so"
+{{- if .XMLRPCPort}}
+loadmodule "dialog.so"
+loadmodule "xmlrpc.so"
+modparam("xmlrpc", "route", "XMLRPC")
+{{- end}}
 
 # Two Record-Route entries (one per address) when the request changes
 # address, so in-dialog requests cross the proxy the same way in both
@@ -104,6 +120,9 @@ request_route {
 	record_route();
 	# Every new call goes to the callee's sipp.
 	$du = "sip:{{.CalleeAddr}}:{{.SIPPort}}";
+{{- if .XMLRPCPort}}
+	dlg_manage();
+{{- end}}
 	route(RTPENGINE_OFFER);
 	t_on_reply("MANAGE_REPLY");
 	t_on_failure("MANAGE_FAILURE");
@@ -147,6 +166,18 @@ onreply_route[MANAGE_REPLY] {
 failure_route[MANAGE_FAILURE] {
 	route(RTPENGINE_DELETE);
 }
+
+{{- if .XMLRPCPort}}
+# The relay's teardown notices (b2b-url, xmlrpc-format=2): dlg.terminate_dlg
+# makes the dialog module send BYE to both ends.
+route[XMLRPC] {
+	if (src_ip != 127.0.0.1) {
+		xmlrpc_reply("403", "Forbidden");
+		exit;
+	}
+	dispatch_rpc();
+}
+{{- end}}
 
 ## ---- RTPEngine Routes (production, see header) ----
 route[RTPENGINE_OFFER] {
@@ -206,12 +237,15 @@ func kamailioConfig(p kamailioParams) (string, error) {
 // sippParams shape both scenarios. ReInvite adds a re-INVITE with the same
 // SDP (o= version +1); Pcap makes both sides play that file once the call is
 // set up; HoldMS is how long the caller keeps each phase of the call up.
+// AwaitBYE makes the caller wait for a BYE from the proxy (and answer it)
+// instead of hanging up itself.
 type sippParams struct {
 	CalleeAddr string
 	CalleePort int
 	ReInvite   bool
 	Pcap       string
 	HoldMS     int
+	AwaitBYE   bool
 }
 
 // The SDP both sides send: PCMA plus telephone-event, the way a desk phone
@@ -318,6 +352,22 @@ const uacTemplate = `<?xml version="1.0" encoding="ISO-8859-1" ?>
   </send>
   <pause milliseconds="{{.HoldMS}}"/>
 {{- end}}
+{{- if .AwaitBYE}}
+  <recv request="BYE" timeout="60000"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+{{- else}}
   <send retrans="500">
     <![CDATA[
 
@@ -335,6 +385,7 @@ const uacTemplate = `<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv response="200"/>
+{{- end}}
   <ResponseTimeRepartition value="100, 500, 1000"/>
 </scenario>
 `

@@ -373,6 +373,13 @@ type relay struct {
 
 func startRelay(t *testing.T, tp *topology, v variant, dir string) *relay {
 	t.Helper()
+	return startRelayWith(t, tp, v, dir, nil)
+}
+
+// startRelayWith starts the relay with extra options after the common ones
+// (later options win, for both relays).
+func startRelayWith(t *testing.T, tp *topology, v variant, dir string, extra []string) *relay {
+	t.Helper()
 	kind := relayUnderTest(t)
 	// The same long options serve both relays: relayd accepts the
 	// incumbent's configuration keys.
@@ -388,6 +395,7 @@ func startRelay(t *testing.T, tp *topology, v variant, dir string) *relay {
 		"--timeout=60",
 		"--log-level=6",
 	)
+	args = append(args, extra...)
 	var bin string
 	switch kind {
 	case relayRtpengine:
@@ -434,11 +442,21 @@ func (r *relay) statistics() (map[string]any, error) {
 // relay namespace and waits until it answers OPTIONS from the caller side.
 func startKamailio(t *testing.T, tp *topology, v variant, dir string) *testenv.Process {
 	t.Helper()
+	return startKamailioWith(t, tp, v, dir, nil)
+}
+
+// startKamailioWith lets a test change the proxy's parameters.
+func startKamailioWith(t *testing.T, tp *topology, v variant, dir string, mod func(*kamailioParams)) *testenv.Process {
+	t.Helper()
 	modules, err := kamailioModulesDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := kamailioConfig(v.kamailioParams(modules))
+	params := v.kamailioParams(modules)
+	if mod != nil {
+		mod(&params)
+	}
+	cfg, err := kamailioConfig(params)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayd/relayd/pkg/ngproto"
+)
+
+// The incumbent's (rtpengine 10.5) families, with its names, label names and
+// help texts, restricted to what relayd has data for. MOS is not among them
+// yet: relayd does not measure it.
+var (
+	descSessions       = desc("rtpengine_sessions", "Owned sessions", "type")
+	descTranscoded     = desc("rtpengine_transcoded_media", "Transcoded media")
+	descMediaStreams   = desc("rtpengine_mediastreams", "Media streams by where they are forwarded", "type")
+	descUptime         = desc("rtpengine_uptime_seconds", "Uptime of rtpengine")
+	descSessionsTotal  = desc("rtpengine_sessions_total", "Total managed sessions")
+	descClosed         = desc("rtpengine_closed_sessions_total", "Total closed sessions by reason", "reason")
+	descPackets        = desc("rtpengine_packets_total", "Total relayed packets", "type")
+	descPacketErrors   = desc("rtpengine_packet_errors_total", "Total relayed packet errors", "type")
+	descBytes          = desc("rtpengine_bytes_total", "Total relayed bytes", "type")
+	descZeroStreams    = desc("rtpengine_zero_packet_streams_total", "Total number of streams with no relayed packets")
+	descOneWay         = desc("rtpengine_one_way_sessions_total", "Total number of 1-way streams")
+	descDurationAvg    = desc("rtpengine_call_duration_avg", "Average call duration")
+	descDurationTotal  = desc("rtpengine_call_duration_total", "Total calls duration")
+	descDuration2Total = desc("rtpengine_call_duration2_total", "Total calls duration squared")
+	descRequests       = desc("rtpengine_requests_total", "Total ng requests by proxy and command", "proxy", "request")
+	descRequestSeconds = desc("rtpengine_request_seconds_total", "Total time spent on ng requests by proxy and command", "proxy", "request")
+	descErrors         = desc("rtpengine_errors_total", "Total ng requests answered with an error, by proxy", "proxy")
+	descPorts          = desc("rtpengine_ports", "Media ports of the interface address", "name", "address")
+	descPortsUsed      = desc("rtpengine_ports_used", "Media ports in use", "name", "address")
+	descPortsFree      = desc("rtpengine_ports_free", "Media ports free", "name", "address")
+
+	descBuildInfo   = desc("relayd_build_info", "relayd's version (value 1)", "version")
+	descMaxSessions = desc("relayd_max_sessions", "Session limit in force: -1 unlimited, 0 draining")
+	descXDP         = desc("relayd_xdp_packets_total", "Packets the XDP program saw, by what it did with them: tx and redirect were forwarded in the kernel, the rest passed to userspace", "reason")
+	descRetransmits = desc("relayd_control_retransmits_total", "ng requests answered from the reply cache (proxy retransmissions)")
+	descDropped     = desc("relayd_control_dropped_total", "ng datagrams dropped without a reply (no cookie)")
+	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
+	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
+	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
+)
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var allDescs = []*prometheus.Desc{
+	descSessions, descTranscoded, descMediaStreams, descUptime, descSessionsTotal, descClosed,
+	descPackets, descPacketErrors, descBytes, descZeroStreams, descOneWay, descDurationAvg,
+	descDurationTotal, descDuration2Total, descRequests, descRequestSeconds, descErrors,
+	descPorts, descPortsUsed, descPortsFree,
+	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
+	descNotices,
+}
+
+// collector reads the sources at scrape time.
+type collector struct{ src Sources }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(descBuildInfo, 1, c.src.Version)
+	if c.src.Sessions != nil {
+		s := c.src.Sessions()
+		gauge(descSessions, float64(s.SessionsOwn), "own")
+		gauge(descSessions, 0, "foreign") // relayd has no HA peers (yet)
+		gauge(descTranscoded, 0)          // relayd never transcodes (yet)
+		gauge(descMediaStreams, float64(s.MediaUserspace), "userspace")
+		gauge(descMediaStreams, float64(s.MediaKernel), "kernel")
+		// Each stream is in the kernel or in userspace at any time; the
+		// incumbent's "mixed" class does not exist in relayd.
+		gauge(descMediaStreams, 0, "mixed")
+		gauge(descUptime, s.Uptime.Seconds())
+		counter(descSessionsTotal, float64(s.Managed))
+		for _, r := range []struct {
+			reason string
+			n      uint64
+		}{
+			{"rejected", s.Rejected}, {"timeout", s.Timeout}, {"silent_timeout", s.SilentTimeout},
+			{"final_timeout", s.FinalTimeout}, {"offer_timeout", s.OfferTimeout},
+			{"terminated", s.RegularTerminated}, {"force_terminated", s.ForcedTerminated},
+		} {
+			counter(descClosed, float64(r.n), r.reason)
+		}
+		counter(descPackets, float64(s.RelayedPackets-s.RelayedPacketsKernel), "userspace")
+		counter(descPackets, float64(s.RelayedPacketsKernel), "kernel")
+		// Packets the kernel cannot judge (wrong source…) go to userspace,
+		// where they are counted; the kernel path itself has no errors.
+		counter(descPacketErrors, float64(s.RelayedErrors), "userspace")
+		counter(descPacketErrors, 0, "kernel")
+		counter(descBytes, float64(s.RelayedBytes-s.RelayedBytesKernel), "userspace")
+		counter(descBytes, float64(s.RelayedBytesKernel), "kernel")
+		counter(descZeroStreams, float64(s.ZeroWayStreams))
+		counter(descOneWay, float64(s.OneWayStreams))
+		gauge(descDurationAvg, s.AvgCallDuration.Seconds())
+		for _, in := range s.Interfaces {
+			addr := in.Address.String()
+			// Statistics count RTP/RTCP slots; the incumbent counts ports.
+			gauge(descPorts, float64(2*in.PortsTotal), in.Name, addr)
+			gauge(descPortsUsed, float64(2*in.PortsUsed), in.Name, addr)
+			gauge(descPortsFree, float64(2*(in.PortsTotal-in.PortsUsed)), in.Name, addr)
+		}
+	}
+	if c.src.Durations != nil {
+		total, sq, _ := c.src.Durations()
+		counter(descDurationTotal, total.Seconds())
+		counter(descDuration2Total, sq)
+	}
+	if c.src.Limits != nil {
+		gauge(descMaxSessions, float64(c.src.Limits().MaxSessions))
+	}
+	if c.src.Control != nil {
+		c.collectControl(c.src.Control(), counter)
+	}
+	if c.src.Notices != nil {
+		for result, n := range c.src.Notices() {
+			counter(descNotices, float64(n), result)
+		}
+	}
+	if c.src.Kernel != nil {
+		for reason, n := range c.src.Kernel() {
+			counter(descXDP, float64(n), reason)
+		}
+	}
+}
+
+func (c *collector) collectControl(s ngproto.ServerStats, counter func(*prometheus.Desc, float64, ...string)) {
+	counter(descRetransmits, float64(s.Retransmits))
+	counter(descDropped, float64(s.Dropped))
+	counter(descSendErrors, float64(s.SendErrors))
+	counter(descInvalid, float64(s.Commands[ngproto.StatsInvalid].Requests), "undecodable")
+	counter(descInvalid, float64(s.Commands[ngproto.StatsUnknown].Requests), "unknown_command")
+	for addr, cmds := range s.Proxies {
+		proxy := "other" // beyond the per-source table's cap
+		if addr.IsValid() {
+			proxy = addr.String()
+		}
+		var errs uint64
+		for cmd, cs := range cmds {
+			errs += cs.Errors
+			if cmd == ngproto.StatsInvalid || cmd == ngproto.StatsUnknown {
+				continue
+			}
+			counter(descRequests, float64(cs.Requests), proxy, requestLabel(cmd))
+			counter(descRequestSeconds, cs.HandleTime.Seconds(), proxy, requestLabel(cmd))
+		}
+		counter(descErrors, float64(errs), proxy)
+	}
+}
