@@ -18,6 +18,7 @@ import (
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 // Version is stamped at build time (make build).
@@ -76,12 +77,17 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	if o.notifier, err = newNotifier(cfg, log); err != nil {
 		return err
 	}
+	identity, err := webrtc.NewKeeper(nil)
+	if err != nil {
+		return fmt.Errorf("DTLS certificate: %w", err)
+	}
+	go identity.Run(ctx, log.With("component", "webrtc"))
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
-		Media: engine, OnCallEnd: onCallEnd(o.notifier),
+		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity,
 	})
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)

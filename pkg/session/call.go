@@ -100,7 +100,12 @@ type media struct {
 	demuxRequested  bool // offer asked to demux this party's rtcp-mux onward
 
 	// What relayd advertised to this party.
-	advertisedMux bool
+	advertisedMux   bool
+	advertisedProto string // the profile of the relay's SDP to the party ("" before any)
+	advertisedICE   bool   // the relay offered ICE to the party: it answers its checks
+	// sec is the security of the party's side (WebRTC, SRTP), nil while
+	// it is plain RTP.
+	sec *security
 
 	// Local sockets facing this party: a history of port sets keyed by the
 	// other party's endpoint, as the reference keeps its endpoint maps.
@@ -186,6 +191,7 @@ func (md *media) apply(u *media) {
 func (c *Call) releaseAll() {
 	for _, ml := range c.monos {
 		for _, md := range ml.medias {
+			md.sec.close()
 			for _, ps := range md.sets {
 				c.releaseSet(ps)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/ports"
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 // Interface is one configured address of a logical interface. Several entries
@@ -39,6 +40,8 @@ type Config struct {
 	// Media is the forwarding plane; nil runs signalling only (sockets are
 	// allocated and bound but carry nothing).
 	Media MediaPlane
+	// Identity holds the relay's DTLS certificate; nil offers no DTLS-SRTP.
+	Identity *webrtc.Keeper
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown
@@ -281,3 +284,11 @@ func (m *Manager) Close() {
 }
 
 func (m *Manager) instance() string { return m.id }
+
+// identity is the relay's DTLS certificate now, nil without one.
+func (m *Manager) identity() *webrtc.Identity {
+	if m.cfg.Identity == nil {
+		return nil
+	}
+	return m.cfg.Identity.Current()
+}

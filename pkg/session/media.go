@@ -115,12 +115,14 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 	}
 	rtp := base
 	rtp.Sink, rtp.Peer = sink[0].ms, peer
+	rtp.Handlers, rtp.Egress = c.secureStages(md, ps.streams[0].ms, true)
 	// This party multiplexes RTCP onto RTP and the other does not: its RTCP
 	// leaves by the other side's RTCP socket (rtcp-mux demux).
 	if md.rtcpMux && md.advertisedMux && len(sink) > 1 && !(other.rtcpMux && other.advertisedMux) {
 		rtp.RTCPSink = sink[1].ms
 	}
 	ps.streams[0].ms.Configure(rtp)
+	c.startDTLSClient(md, ps.streams[0].ms)
 	if len(ps.streams) < 2 {
 		return
 	}
@@ -136,6 +138,7 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 	if md.rejected {
 		rtcp.Peer = netip.AddrPort{}
 	}
+	rtcp.Handlers, rtcp.Egress = c.secureStages(md, ps.streams[1].ms, false)
 	ps.streams[1].ms.Configure(rtcp)
 }
 

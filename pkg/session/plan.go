@@ -13,10 +13,11 @@ import (
 )
 
 // plan decides what the SDP from party from says when it reaches party to.
-func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, isOffer bool, zero []bool) sdp.Plan {
+func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, isOffer bool, zero []bool, secs []secOut) sdp.Plan {
 	plan := sdp.Plan{RemoveICE: opts.ICE == "remove", Media: make([]sdp.MediaPlan, len(desc.Media))}
 	has := func(list []string, v string) bool { return slices.Contains(list, v) }
 	first := -1
+	iceLite := false
 	for i, dm := range desc.Media {
 		fm, tm := from.medias[i], to.medias[i]
 		if fm.rejected {
@@ -60,11 +61,22 @@ func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, i
 		}
 		mp.RTCP = sdp.RTCPPlan{Port: rtcpPort, Omit: opts.Flags.NoRTCPAttribute, Full: opts.Flags.FullRTCPAttribute}
 
-		if opts.ICE == "force" || (opts.ICE != "remove" && fm.ice) {
+		sec := secs[i]
+		// A DTLS-SRTP party is a WebRTC one: it gets ICE unless told not to.
+		if opts.ICE == "force" || (opts.ICE != "remove" && (fm.ice || transportOf(sec.proto) == dtlsSRTP)) {
 			mp.ICE = tm.icePlan(set, mux)
+			iceLite = true
 		}
-		if p := opts.TransportProtocol; p == "RTP/AVP" || p == "RTP/AVPF" {
-			mp.Proto = p
+		tm.advertisedICE = mp.ICE != nil
+		if sec.proto != "" && sec.proto != dm.Proto {
+			mp.Proto = sec.proto
+		}
+		mp.AddAttributes = sec.add
+		mp.RemoveAttributes = sec.remove
+		for _, a := range sec.sessRemove {
+			if !slices.Contains(plan.RemoveSessionAttributes, a) {
+				plan.RemoveSessionAttributes = append(plan.RemoveSessionAttributes, a)
+			}
 		}
 		mp.RemoveFormats = stripFormats(dm, opts.Codec)
 		plan.Media[i] = mp
@@ -104,8 +116,14 @@ func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, i
 		}
 		plan.SessionName = to.outSession
 	}
+	if iceLite {
+		// The relay answers checks and never sends any (RFC 8445 §2.5).
+		plan.AddSessionAttributes = append(plan.AddSessionAttributes, "ice-lite")
+		plan.RemoveSessionAttributes = slices.DeleteFunc(plan.RemoveSessionAttributes,
+			func(a string) bool { return a == "ice-lite" })
+	}
 	if opts.Flags.LoopProtect {
-		plan.AddSessionAttributes = []string{"rtpengine:" + c.m.instance()}
+		plan.AddSessionAttributes = append(plan.AddSessionAttributes, "rtpengine:"+c.m.instance())
 	}
 	return plan
 }

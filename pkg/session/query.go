@@ -185,6 +185,7 @@ func (c *Call) deleteBranch(fromTag, branch string) bool {
 	}
 	delete(ml.branches, branch)
 	for _, md := range peer.medias {
+		md.sec.close()
 		for _, ps := range md.sets {
 			c.releaseSet(ps)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/relayd/relayd/pkg/webrtc"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func newTestManager(t *testing.T, mod func(*Config)) (*Manager, *fakeClock) {
 		PortMin: testPortMin, PortMax: testPortMax,
 		Timeout: 60 * time.Second, SilentTimeout: time.Hour, OfferTimeout: time.Hour,
 		DeleteDelay: 30 * time.Second, TOS: 184, MaxSessions: -1,
-		Now: clk.now,
+		Now: clk.now, Identity: testIdentity(t),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -85,6 +86,8 @@ func normalize(out []byte) string {
 	s = regexp.MustCompile(`a=ice-ufrag:\w{8}`).ReplaceAllString(s, "a=ice-ufrag:UFRAG")
 	s = regexp.MustCompile(`a=ice-pwd:\w{26}`).ReplaceAllString(s, "a=ice-pwd:PWD")
 	s = regexp.MustCompile(`candidate:\w{16} `).ReplaceAllString(s, "candidate:FOUNDATION ")
+	s = regexp.MustCompile(`a=fingerprint:sha-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}`).ReplaceAllString(s, "a=fingerprint:sha-256 FINGERPRINT")
+	s = regexp.MustCompile(`inline:[A-Za-z0-9+/=]+`).ReplaceAllString(s, "inline:KEY")
 	return s
 }
 
@@ -654,4 +657,13 @@ func TestLoopProtect(t *testing.T) {
 	if string(again) != string(out) {
 		t.Errorf("looped SDP was rewritten:\n%s", again)
 	}
+}
+
+func testIdentity(t *testing.T) *webrtc.Keeper {
+	t.Helper()
+	k, err := webrtc.NewKeeper(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

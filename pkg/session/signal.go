@@ -26,23 +26,43 @@ type Signal struct {
 	Options   Options
 }
 
+// Outcome is what an offer or answer produces: the SDP for the party that
+// receives it, and warnings about what the relay did not do as asked (the
+// proxy gets them in the reply's "warning").
+type Outcome struct {
+	SDP      []byte
+	Warnings []string
+}
+
 // Offer handles an offer from FromTag: it creates the call if needed, allocates
 // the ports both parties will send to and returns the SDP for the receiver.
 func (m *Manager) Offer(s Signal) ([]byte, error) {
+	o, err := m.OfferOutcome(s)
+	return o.SDP, err
+}
+
+// Answer handles the answer from ToTag to the offer of FromTag.
+func (m *Manager) Answer(s Signal) ([]byte, error) {
+	o, err := m.AnswerOutcome(s)
+	return o.SDP, err
+}
+
+// OfferOutcome is Offer with its warnings.
+func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 	desc, err := parseSDP(s.SDP)
 	if err != nil {
-		return nil, err
+		return Outcome{}, err
 	}
 	c, created, err := m.lookupOrCreate(s.CallID)
 	if err != nil {
-		return nil, err
+		return Outcome{}, err
 	}
 	c.mu.Lock()
 	if c.ended {
 		// Lost a race with expiry: the call is gone, start over once.
 		c.mu.Unlock()
 		if c, created, err = m.lookupOrCreate(s.CallID); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		c.mu.Lock()
 	}
@@ -56,20 +76,20 @@ func (m *Manager) Offer(s Signal) ([]byte, error) {
 	return out, err
 }
 
-// Answer handles the answer from ToTag to the offer of FromTag.
-func (m *Manager) Answer(s Signal) ([]byte, error) {
+// AnswerOutcome is Answer with its warnings.
+func (m *Manager) AnswerOutcome(s Signal) (Outcome, error) {
 	desc, err := parseSDP(s.SDP)
 	if err != nil {
-		return nil, err
+		return Outcome{}, err
 	}
 	c := m.lookup(s.CallID)
 	if c == nil {
-		return nil, ErrUnknownCall
+		return Outcome{}, ErrUnknownCall
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
-		return nil, ErrUnknownCall
+		return Outcome{}, ErrUnknownCall
 	}
 	defer c.reschedule()
 	return c.answer(s, desc)
@@ -94,9 +114,9 @@ func (c *Call) hasPorts() bool {
 	return false
 }
 
-func (c *Call) offer(s Signal, desc *sdp.Description) ([]byte, error) {
+func (c *Call) offer(s Signal, desc *sdp.Description) (Outcome, error) {
 	if out, ok := loopProtected(s.SDP); ok {
-		return out, nil
+		return Outcome{SDP: out}, nil
 	}
 	from := c.monologue(s.FromTag)
 	if from == nil {
@@ -117,7 +137,7 @@ func (c *Call) offer(s Signal, desc *sdp.Description) ([]byte, error) {
 		to.viaBranch = s.ViaBranch
 	}
 	if to == from {
-		return nil, ErrDialogue
+		return Outcome{}, ErrDialogue
 	}
 	from.branches[s.ViaBranch] = to
 	link(from, to)
@@ -136,10 +156,10 @@ func (c *Call) offer(s Signal, desc *sdp.Description) ([]byte, error) {
 	return c.forward(from, to, desc, s, true)
 }
 
-func (c *Call) answer(s Signal, desc *sdp.Description) ([]byte, error) {
+func (c *Call) answer(s Signal, desc *sdp.Description) (Outcome, error) {
 	offerer := c.monologue(s.FromTag)
 	if offerer == nil {
-		return nil, ErrDialogue
+		return Outcome{}, ErrDialogue
 	}
 	answerer := c.monologue(s.ToTag)
 	if answerer == nil {
@@ -148,14 +168,14 @@ func (c *Call) answer(s Signal, desc *sdp.Description) ([]byte, error) {
 			answerer = offerer.peer
 		}
 		if answerer == nil {
-			return nil, ErrDialogue
+			return Outcome{}, ErrDialogue
 		}
 		// A new to-tag on a branch that already answered is a fork further
 		// downstream: the branch's ports stay, the new tag takes them over.
 		c.setTag(answerer, s.ToTag)
 	}
 	if answerer == offerer {
-		return nil, ErrDialogue
+		return Outcome{}, ErrDialogue
 	}
 	link(answerer, offerer)
 	if s.Options.Label != "" {
@@ -188,7 +208,7 @@ func (c *Call) ifaceName(dir []string, i int) string {
 
 // forward processes the SDP that party from sends towards party to: it records
 // from's endpoints, makes sure both have ports, and rewrites the SDP for to.
-func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isOffer bool) ([]byte, error) {
+func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isOffer bool) (Outcome, error) {
 	opts := &s.Options
 	now := c.m.now()
 	c.lastSignal = now
@@ -233,7 +253,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		ep, ok := desc.Endpoint(i)
 		if !ok {
-			return nil, fmt.Errorf("media %d has no connection address: %w", i, ErrIncompleteSDP)
+			return Outcome{}, fmt.Errorf("media %d has no connection address: %w", i, ErrIncompleteSDP)
 		}
 		rtcpEp, _ := desc.RTCPEndpoint(i)
 		addr := ep.Addr()
@@ -283,18 +303,35 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		pending = append(pending, pendingSet{md: tm, want: wantTo, n: n, key: u.sdpRTP, set: set, claim: claim})
 	}
 
+	// What each side's security is, and what the SDP to the receiver says
+	// about it; refused before anything of the call changes.
+	var warnings []string
+	secs := make([]secOut, len(desc.Media))
+	for i := range desc.Media {
+		if upd[i].rejected {
+			continue
+		}
+		out, w, err := c.negotiate(fms[i], tms[i], upd[i].proto, desc, i, opts, isOffer)
+		warnings = append(warnings, w...)
+		if err != nil {
+			return Outcome{}, err
+		}
+		secs[i] = out
+	}
 	if err := c.allocate(pending); err != nil {
-		return nil, err
+		return Outcome{}, err
 	}
 	for i := range desc.Media {
 		from.storeMedia(fms[i])
 		to.storeMedia(tms[i])
 		tms[i].typ = upd[i].typ
-		if tms[i].proto == "" || opts.TransportProtocol == "RTP/AVP" || opts.TransportProtocol == "RTP/AVPF" {
-			tms[i].proto = upd[i].proto
-			if p := opts.TransportProtocol; p == "RTP/AVP" || p == "RTP/AVPF" {
+		if p := secs[i].proto; p != "" {
+			// The receiver's profile is what it uses once it has said so
+			// in its own SDP; until then, what the relay offered it.
+			if tms[i].proto == "" || (opts.TransportProtocol != "" && opts.TransportProtocol != "accept") {
 				tms[i].proto = p
 			}
+			tms[i].advertisedProto = p
 		}
 		fms[i].apply(&upd[i])
 	}
@@ -309,7 +346,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	}
 	// The plan decides what each party is told (rtcp-mux among it), which
 	// the media configuration then follows.
-	plan := c.plan(from, to, desc, opts, isOffer, zero)
+	plan := c.plan(from, to, desc, opts, isOffer, zero, secs)
 	for i := range desc.Media {
 		if !fms[i].rejected {
 			c.configureMedia(fms[i], tms[i], opts)
@@ -317,9 +354,9 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	}
 	out, err := c.rewrite(to, desc, plan, opts)
 	if err != nil {
-		return nil, err
+		return Outcome{}, err
 	}
-	return out, nil
+	return Outcome{SDP: out, Warnings: warnings}, nil
 }
 
 // pendingSet is a port set chosen (set != nil) or to be allocated for one

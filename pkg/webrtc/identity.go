@@ -3,6 +3,7 @@
 package webrtc
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,8 +16,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"log/slog"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -131,4 +134,64 @@ func fingerprintOf(hashName string, der []byte) (string, error) {
 		fmt.Fprintf(&b, "%02X", x)
 	}
 	return b.String(), nil
+}
+
+// renewAhead is how long before expiry a certificate is replaced.
+const renewAhead = 7 * 24 * time.Hour
+
+// Keeper holds the relay's current identity and replaces it ahead of
+// expiry. Handshakes in progress keep the certificate they started with;
+// SDP written from then on carries the new fingerprint.
+type Keeper struct {
+	cur atomic.Pointer[Identity]
+	now func() time.Time
+}
+
+// NewKeeper generates the first identity; now is the clock (nil: time.Now).
+func NewKeeper(now func() time.Time) (*Keeper, error) {
+	if now == nil {
+		now = time.Now
+	}
+	id, err := NewIdentity(now())
+	if err != nil {
+		return nil, err
+	}
+	k := &Keeper{now: now}
+	k.cur.Store(id)
+	return k, nil
+}
+
+// Current is the identity to use now.
+func (k *Keeper) Current() *Identity { return k.cur.Load() }
+
+// Renew replaces the identity when it expires within renewAhead; it reports
+// whether it did.
+func (k *Keeper) Renew() (bool, error) {
+	if k.now().Add(renewAhead).Before(k.cur.Load().NotAfter) {
+		return false, nil
+	}
+	id, err := NewIdentity(k.now())
+	if err != nil {
+		return false, err
+	}
+	k.cur.Store(id)
+	return true, nil
+}
+
+// Run checks hourly until ctx ends.
+func (k *Keeper) Run(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if renewed, err := k.Renew(); err != nil {
+				log.Error("renew the DTLS certificate", "error", err)
+			} else if renewed {
+				log.Info("DTLS certificate renewed", "not_after", k.Current().NotAfter)
+			}
+		}
+	}
 }
