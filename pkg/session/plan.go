@@ -116,6 +116,11 @@ func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, i
 		}
 		plan.SessionName = to.outSession
 	}
+	for i := range secs {
+		if secs[i].mid != "" && !plan.Media[i].Reject {
+			plan.AddSessionAttributes = append(plan.AddSessionAttributes, "group:BUNDLE "+secs[i].mid)
+		}
+	}
 	if iceLite {
 		// The relay answers checks and never sends any (RFC 8445 §2.5).
 		plan.AddSessionAttributes = append(plan.AddSessionAttributes, "ice-lite")

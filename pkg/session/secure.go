@@ -216,9 +216,11 @@ type secOut struct {
 	proto      string
 	add        []string // media attributes
 	remove     []string
-	sessAdd    []string
 	sessRemove []string
-	ice        bool // the relay advertises ICE to the party
+	// mid is the media's a=mid in the SDP to a WebRTC party: it gets a
+	// BUNDLE group of its own (pion and browsers with max-bundle reject a
+	// media outside any group; the relay does not bundle media on one port).
+	mid string
 }
 
 // negotiate records the security of the party that sent this SDP (fm, from
@@ -300,6 +302,14 @@ func (c *Call) negotiate(fm, tm *media, fromProto string, desc *sdp.Description,
 	case sdesSRTP, dtlsSRTP:
 		out.remove = []string{"fingerprint", "setup", "tls-id", "crypto"}
 		out.sessRemove = []string{"fingerprint", "setup", "tls-id"}
+		if tt == sdesSRTP {
+			// An SDES party is a SIP phone or trunk: no browser extras.
+			out.remove = append(out.remove, "extmap", "extmap-allow-mixed", "ssrc", "ssrc-group", "msid", "mid", "rtcp-rsize")
+			if !avpf {
+				out.remove = append(out.remove, "rtcp-fb")
+			}
+			out.sessRemove = browserOnlySession
+		}
 		haveDTLS := opts.DTLS != "off" && c.m.identity() != nil
 		useSDES := tt == sdesSRTP && !sdes.off
 		// An offer over RTP/SAVP(F) carries both methods, as the incumbent's
@@ -335,16 +345,26 @@ func (c *Call) negotiate(fm, tm *media, fromProto string, desc *sdp.Description,
 			out.add = append(out.add, "setup:"+c.setupTowards(tm, tsec, opts, isOffer), "fingerprint:sha-256 "+fp)
 		}
 	}
-	if tt != plainRTP || opts.Flags.GenerateMid {
+	if tt == dtlsSRTP || opts.Flags.GenerateMid {
 		// A browser matches its media by a=mid: it must come back, and
 		// generate-mid adds one where the SDP has none.
+		have := desc.MediaAttributes(i, "mid")
 		switch {
-		case tsec.peerMid != "" && desc.MediaAttributes(i, "mid") == nil:
+		case len(have) > 0:
+			out.mid = have[0]
+		case tsec.peerMid != "":
 			out.add = append(out.add, "mid:"+tsec.peerMid)
-		case opts.Flags.GenerateMid && desc.MediaAttributes(i, "mid") == nil:
-			out.add = append(out.add, fmt.Sprintf("mid:%d", i))
+			out.mid = tsec.peerMid
+		case opts.Flags.GenerateMid || tt == dtlsSRTP:
+			out.mid = fmt.Sprintf("%d", i)
+			out.add = append(out.add, "mid:"+out.mid)
 		}
 		out.remove = slices.DeleteFunc(out.remove, func(a string) bool { return a == "mid" })
+		if tt == dtlsSRTP {
+			out.sessRemove = append(out.sessRemove, "group")
+		} else {
+			out.mid = ""
+		}
 	}
 	return out, warn, nil
 }
