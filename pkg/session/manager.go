@@ -89,6 +89,7 @@ type totals struct {
 	callDurationTotal                                  time.Duration
 	endedCalls                                         uint64
 	zeroWayStreams, oneWayStreams                      uint64
+	security                                           webrtc.Snapshot // of ended calls
 }
 
 // NewManager builds the port pools (one per distinct local address) and the

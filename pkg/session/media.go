@@ -276,6 +276,7 @@ func (md *media) lastPacket(since time.Time) time.Time {
 // collectTotals adds the ending call's counters to the manager's totals.
 func (c *Call) collectTotals() {
 	live := c.liveCounters()
+	sec := c.securityTotals()
 	pairs := c.dialoguePairs()
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
@@ -285,6 +286,7 @@ func (c *Call) collectTotals() {
 	t.relayedErrors += live.errors
 	t.relayedPacketsKernel += live.kernelPackets
 	t.relayedBytesKernel += live.kernelBytes
+	t.security = t.security.Add(sec)
 	for _, p := range pairs {
 		switch {
 		case !p[0] && !p[1]:

@@ -5,6 +5,8 @@ package session
 import (
 	"net/netip"
 	"time"
+
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 // CallInfo is the state of one call as query and delete report it.
@@ -34,6 +36,18 @@ type MediaInfo struct {
 	Protocol string
 	Flags    []string
 	Streams  []StreamInfo
+	// Security is the party's SRTP/DTLS/ICE state; nil for plain RTP.
+	Security *SecurityInfo
+}
+
+// SecurityInfo is what query shows of a secure party: how it is keyed and
+// what its stages refused.
+type SecurityInfo struct {
+	Keying    string // "DTLS", "SDES" or "" before any
+	DTLSRole  string // "active" or "passive" when DTLS
+	DTLSState string // "handshaking", "connected", "failed" when DTLS
+	Suite     string // the SRTP crypto suite in use, once known
+	Counters  webrtc.Snapshot
 }
 
 // StreamInfo is one local socket facing the party.
@@ -107,6 +121,7 @@ func (c *Call) info() *CallInfo {
 			if md.ice {
 				mi.Flags = append(mi.Flags, "ICE")
 			}
+			mi.Security = md.securityInfo()
 			if md.cur != nil {
 				for _, st := range md.cur.streams {
 					si := st.info(md)

@@ -572,3 +572,44 @@ func (c *Call) startDTLSClient(md *media, sock *mplane.Stream) {
 		s.dtls.StartClient(net.UDPAddrFromAddrPort(dst))
 	}
 }
+
+// securityInfo reports the party's security for query; nil when plain.
+func (md *media) securityInfo() *SecurityInfo {
+	s := md.sec
+	if s == nil || (transportOf(md.proto) == plainRTP && transportOf(md.advertisedProto) == plainRTP) {
+		return nil
+	}
+	si := &SecurityInfo{Counters: s.counters.Snapshot()}
+	switch {
+	case s.rx != nil:
+		si.Keying, si.Suite = "SDES", s.rx.Suite.Name
+	case s.dtls != nil:
+		si.Keying, si.DTLSRole = "DTLS", s.dtls.Role().String()
+		switch {
+		case s.dtls.Connected():
+			si.DTLSState = "connected"
+			if suite, err := webrtc.SuiteByProfile(s.dtls.Profile()); err == nil {
+				si.Suite = suite.Name
+			}
+		case s.dtls.Failed():
+			si.DTLSState = "failed"
+		default:
+			si.DTLSState = "handshaking"
+		}
+	}
+	return si
+}
+
+// securityTotals sums the security counters of the call's parties; c.mu is
+// held.
+func (c *Call) securityTotals() webrtc.Snapshot {
+	var t webrtc.Snapshot
+	for _, ml := range c.monos {
+		for _, md := range ml.medias {
+			if md.sec != nil {
+				t = t.Add(md.sec.counters.Snapshot())
+			}
+		}
+	}
+	return t
+}

@@ -5,6 +5,8 @@ package session
 import (
 	"net/netip"
 	"time"
+
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 // Statistics are the manager-wide counters, named after the reference's
@@ -26,6 +28,9 @@ type Statistics struct {
 	RelayedPacketsKernel, RelayedBytesKernel uint64
 	ZeroWayStreams, OneWayStreams            uint64
 	TotalCallDuration, AvgCallDuration       time.Duration
+	// Security sums what the SRTP, DTLS and ICE stages of every call, live
+	// and ended, refused and did.
+	Security webrtc.Snapshot
 
 	Interfaces []InterfaceStats
 }
@@ -71,9 +76,11 @@ func (m *Manager) Statistics() Statistics {
 		calls = append(calls, c)
 	}
 	m.mu.Unlock()
+	s.Security = t.security
 	for _, c := range calls {
 		c.mu.Lock()
 		s.add(c.liveCounters())
+		s.Security = s.Security.Add(c.securityTotals())
 		c.mu.Unlock()
 	}
 	m.mu.Lock()

@@ -264,6 +264,15 @@ type phone struct {
 	crypt *webrtc.Crypto // the relay's key, from its SDP
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	last  []byte // the latest datagram sent, for replays
+	mu    sync.Mutex
+}
+
+// lastSent is a copy of the latest datagram the phone sent.
+func (p *phone) lastSent() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.last...)
 }
 
 // newPhone makes a phone; suite, when not empty, makes it an SDES phone
@@ -403,6 +412,9 @@ func (p *phone) send(n int) {
 			}
 		}
 		_, _ = p.conn.WriteToUDPAddrPort(b, p.relay)
+		p.mu.Lock()
+		p.last = b
+		p.mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -414,4 +426,16 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+// waitFor polls cond until it holds, or fails the test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
