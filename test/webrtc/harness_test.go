@@ -224,23 +224,36 @@ func (r *receiver) add(p *rtp.Packet) {
 	}
 }
 
+// reset forgets what was received so far.
+func (r *receiver) reset() {
+	r.mu.Lock()
+	r.n, r.samples, r.pts = 0, nil, nil
+	r.mu.Unlock()
+}
+
 // check requires most packets and the tone of wantHz.
 func (r *receiver) check(t *testing.T, who string, wantHz float64) {
+	t.Helper()
+	r.check2(t, who, wantHz, minArrived)
+}
+
+// check2 requires min packets and the tone of wantHz.
+func (r *receiver) check2(t *testing.T, who string, wantHz float64, min int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		r.mu.Lock()
 		n := r.n
 		r.mu.Unlock()
-		if n >= minArrived || time.Now().After(deadline) {
+		if n >= min || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.n < minArrived {
-		t.Fatalf("%s received %d of %d packets", who, r.n, packets)
+	if r.n < min {
+		t.Fatalf("%s received %d packets, want at least %d", who, r.n, min)
 	}
 	got := transcode.DominantFrequency(r.samples, rate, 200, 2000, 10)
 	if got < wantHz*0.97 || got > wantHz*1.03 {
