@@ -67,6 +67,9 @@ type Config struct {
 
 	// XDP selects the kernel fast path: auto|native|generic|off.
 	XDP string
+	// DTLSSignature is the hash of the a=fingerprint relayd writes
+	// ("sha-256" …).
+	DTLSSignature string
 
 	// ListenHTTP serves /metrics (Prometheus) and ListenCLI the operator's
 	// text protocol (rtpengine-ctl); the zero value is off.
@@ -102,6 +105,7 @@ func Default() *Config {
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: LearningHeuristic,
 		XDP:              XDPAuto,
+		DTLSSignature:    "sha-256",
 	}
 }
 

@@ -63,6 +63,7 @@ func TestDefault(t *testing.T) {
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: "heuristic",
 		XDP:              "auto",
+		DTLSSignature:    "sha-256",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -673,6 +674,7 @@ func TestSeedFile(t *testing.T) {
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: "heuristic",
 		XDP:              "auto",
+		DTLSSignature:    "sha-256",
 		ConfigFile:       "testdata/rtpengine.conf",
 		ConfigSection:    "rtpengine",
 	}
@@ -848,6 +850,23 @@ func TestSlogLevel(t *testing.T) {
 		c := &Config{LogLevel: lvl}
 		if got := c.SlogLevel(); got != w {
 			t.Errorf("SlogLevel(log-level %d) = %v, want %v", lvl, got, w)
+		}
+	}
+}
+
+func TestDTLSSignature(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"SHA-256", "sha-256"}, {"sha-1", "sha-1"}, {"SHA512", "sha-512"}, {"sha_384", "sha-384"}, {"md5", ""},
+	} {
+		c, _, err := Load([]string{"--config-file=none", "--dtls-signature=" + tc.in})
+		if tc.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "dtls-signature") {
+				t.Errorf("%q: error %v, want one naming dtls-signature", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || c.DTLSSignature != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.in, c.DTLSSignature, err, tc.want)
 		}
 	}
 }

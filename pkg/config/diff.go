@@ -44,6 +44,7 @@ var fieldOf = map[string]func(*Config) any{
 	"num-threads":       func(c *Config) any { return c.NumThreads },
 	"endpoint-learning": func(c *Config) any { return c.EndpointLearning },
 	"xdp":               func(c *Config) any { return c.XDP },
+	"dtls-signature":    func(c *Config) any { return c.DTLSSignature },
 	"listen-http":       func(c *Config) any { return c.ListenHTTP },
 	"listen-cli":        func(c *Config) any { return c.ListenCLI },
 	"b2b-url":           func(c *Config) any { return c.B2BURL },

@@ -132,6 +132,19 @@ func keyDefs() []keyDef {
 		{name: "xmlrpc-format", short: 'x', argName: "0-2",
 			help: "teardown notice: 0 SEMS, 1 call-id only, 2 Kamailio dlg.terminate_dlg (default 0)",
 			set:  intKey(func(c *Config) *int { return &c.XMLRPCFormat }, 0, 2)},
+		{name: "dtls-signature", argName: "HASH",
+			help: "hash of the a=fingerprint relayd writes: SHA-1, SHA-224, SHA-256, SHA-384 or SHA-512 (default SHA-256)",
+			set: func(c *Config, v string) error {
+				switch h := strings.ToLower(strings.ReplaceAll(v, "_", "-")); h {
+				case "sha-1", "sha-224", "sha-256", "sha-384", "sha-512":
+					c.DTLSSignature = h
+					return nil
+				case "sha1", "sha224", "sha256", "sha384", "sha512":
+					c.DTLSSignature = "sha-" + h[3:]
+					return nil
+				}
+				return fmt.Errorf("want SHA-1, SHA-224, SHA-256, SHA-384 or SHA-512")
+			}},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
 			set: func(c *Config, v string) error {

@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
-		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity,
+		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
 	})
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)

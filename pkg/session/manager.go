@@ -42,6 +42,9 @@ type Config struct {
 	Media MediaPlane
 	// Identity holds the relay's DTLS certificate; nil offers no DTLS-SRTP.
 	Identity *webrtc.Keeper
+	// FingerprintHash is the hash of the a=fingerprint written ("" is
+	// sha-256).
+	FingerprintHash string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown
@@ -285,6 +288,16 @@ func (m *Manager) Close() {
 }
 
 func (m *Manager) instance() string { return m.id }
+
+// fingerprint is the relay's a=fingerprint value now.
+func (m *Manager) fingerprint() (string, error) {
+	h := m.cfg.FingerprintHash
+	if h == "" {
+		h = "sha-256"
+	}
+	v, err := m.identity().Fingerprint(h)
+	return h + " " + v, err
+}
 
 // identity is the relay's DTLS certificate now, nil without one.
 func (m *Manager) identity() *webrtc.Identity {

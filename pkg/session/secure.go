@@ -338,11 +338,11 @@ func (c *Call) negotiate(fm, tm *media, fromProto string, desc *sdp.Description,
 			}
 		}
 		if useDTLS {
-			fp, err := c.m.identity().Fingerprint("sha-256")
+			fp, err := c.m.fingerprint()
 			if err != nil {
 				return secOut{}, warn, fmt.Errorf("%w: %w", ErrRewriteSDP, err)
 			}
-			out.add = append(out.add, "setup:"+c.setupTowards(tm, tsec, opts, isOffer), "fingerprint:sha-256 "+fp)
+			out.add = append(out.add, "setup:"+c.setupTowards(tm, tsec, opts, isOffer), "fingerprint:"+fp)
 		}
 	}
 	if tt == dtlsSRTP || opts.Flags.GenerateMid {
