@@ -145,6 +145,9 @@ func (sourceCheck) Handle(p *Packet) Verdict {
 	}
 	p.Sink = ns.cfg.sink
 	s.in.add(len(p.Data), p.NowNs)
+	if p.Kind == KindRTCP {
+		s.readRTCP(p.Data, p.monoNs, p.NowNs, ns.cfg)
+	}
 	if p.Kind == KindRTP && !ns.cfg.rtcp {
 		if h, ok := parseRTP(p.Data); ok {
 			t := s.ssrcs.Load()

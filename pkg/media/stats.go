@@ -28,6 +28,9 @@ type StreamStats struct {
 	Kernel   bool
 	KernelIn Counters
 	SSRCs    []SSRCStats // RTP received on this stream, up to 4 SSRCs
+	// Reports are what the party said in RTCP about the media it receives
+	// (what the relay sends it), with a MOS estimate.
+	Reports []ReportStats
 }
 
 // Counters are totals of one direction of one stream. Bytes are UDP payload
@@ -50,6 +53,9 @@ type SSRCStats struct {
 	HighestSeq uint32  // extended highest sequence number received
 	// PayloadType of the last packet.
 	PayloadType uint8
+	// MOS is the relay's own estimate from the loss and jitter it measured
+	// on this source (no round trip: the relay is one end of the leg).
+	MOS float64
 }
 
 // rawCounters is one direction's totals in the shape of the XDP fast path's
@@ -212,6 +218,11 @@ func (t *ssrcTable) snapshot() []SSRCStats {
 		if r := sl.rate.Load(); r != 0 {
 			s.JitterMs = j * 1000 / float64(r)
 		}
+		loss := 0.0
+		if s.Lost > 0 {
+			loss = float64(s.Lost) / float64(s.Packets+uint64(s.Lost))
+		}
+		s.MOS = MOS(loss, s.JitterMs, 0)
 		out = append(out, s)
 	}
 	return out

@@ -33,6 +33,8 @@ type Stream struct {
 	// ssrcs is created by the worker on the first RTP packet, so RTCP ports and
 	// idle streams carry no per-SSRC memory.
 	ssrcs atomic.Pointer[ssrcTable]
+	// rtcp is made on the first RTCP packet: the SRs and reports of it.
+	rtcp atomic.Pointer[rtcpState]
 
 	tos atomic.Int32 // egress DSCP/TOS byte, -1 until SetTOS
 
@@ -206,6 +208,9 @@ func (s *Stream) Stats() StreamStats {
 	out.Kernel = s.kernelCounts(&out.In, &out.Out, &out.KernelIn)
 	if t := s.ssrcs.Load(); t != nil {
 		out.SSRCs = t.snapshot()
+	}
+	if r := s.rtcp.Load(); r != nil {
+		out.Reports = r.snapshot()
 	}
 	return out
 }
