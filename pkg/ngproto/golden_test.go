@@ -22,8 +22,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/* from the current code")
 
-// goldenClock is the fixed time of every golden exchange: created, last
-// signal and the tags' times all print as this.
+// goldenClock is the time of the first golden exchange; each further one
+// happens a second later, so that times and the order of calls are fixed.
 var goldenClock = time.Unix(1767225600, 123456000)
 
 // goldenPeer is where every golden request comes from.
@@ -39,6 +39,7 @@ type goldenRig struct {
 	srv *Server
 	mgr *session.Manager
 	seq int
+	now time.Time
 
 	ports map[int]int // allocated port -> placeholder
 	ice   [][2]string // ICE ufrag and pwd pairs in order of appearance
@@ -60,8 +61,9 @@ func newGoldenRig(t *testing.T, mod func(*session.Config), h func(*session.Manag
 			{Name: "external", Local: netip.MustParseAddr("127.0.0.2"), Advertised: netip.MustParseAddr("203.0.113.20")},
 		},
 		PortMin: goldenPortMin, PortMax: goldenPortMax, MaxSessions: -1, TOS: 184,
-		Now: func() time.Time { return goldenClock },
 	}
+	r := &goldenRig{t: t, ports: map[int]int{}, now: goldenClock}
+	cfg.Now = func() time.Time { return r.now }
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -83,13 +85,15 @@ func newGoldenRig(t *testing.T, mod func(*session.Config), h func(*session.Manag
 	}
 	t.Cleanup(func() { srv.Close() })
 	ctrl.AttachServer(srv)
-	return &goldenRig{t: t, srv: srv, mgr: mgr, ports: map[int]int{}}
+	r.srv, r.mgr = srv, mgr
+	return r
 }
 
 // exchange runs one request body and returns the normalised reply datagram.
 func (r *goldenRig) exchange(body []byte) []byte {
 	r.t.Helper()
 	r.seq++
+	r.now = goldenClock.Add(time.Duration(r.seq-1) * time.Second)
 	cookie := "0_4711_" + strconv.Itoa(r.seq)
 	out := r.srv.process(context.Background(), cookie, body, len(body) > r.srv.cfg.MaxMessage, goldenPeer)
 	if out == nil {
