@@ -262,11 +262,7 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 	if oversized {
 		err = fmt.Errorf("datagram larger than %d bytes: %w", s.cfg.MaxMessage, ErrTooLarge)
 	} else {
-		var dict map[string]any
-		dict, format, err = s.limits.Decode(body)
-		if err == nil {
-			req, err = ParseRequest(dict)
-		}
+		req, format, err = decodeRequest(s.limits, body)
 	}
 	var command, callID string
 	if req != nil {
@@ -297,6 +293,18 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 	}
 	s.stats.request(command, from.Addr().Unmap(), rep.IsError(), time.Since(start))
 	return b
+}
+
+// decodeRequest decodes and types one request body. On error the Format is
+// still the body's (for the error reply) and the Request, when not nil, holds
+// what was decoded (for the log line).
+func decodeRequest(l Limits, body []byte) (*Request, Format, error) {
+	dict, f, err := l.Decode(body)
+	if err != nil {
+		return nil, f, err
+	}
+	req, err := ParseRequest(dict)
+	return req, f, err
 }
 
 func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrPort) (rep Reply) {
