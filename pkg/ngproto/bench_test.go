@@ -134,7 +134,7 @@ func benchReplies(b *testing.B) map[string]func() Reply {
 	return map[string]func() Reply{
 		"offer":      func() Reply { return offer },
 		"delete":     func() Reply { return withResult(callTree(info)) },
-		"statistics": func() Reply { return withResult(Reply{"statistics": r.ctrl.statistics()}) },
+		"statistics": func() Reply { return OK(F("statistics", r.ctrl.statistics())) },
 	}
 }
 
