@@ -133,7 +133,7 @@ func benchReplies(b *testing.B) map[string]func() Reply {
 	}
 	return map[string]func() Reply{
 		"offer":      func() Reply { return offer },
-		"delete":     func() Reply { return withResult(callTree(info)) },
+		"delete":     func() Reply { return callReply(info) },
 		"statistics": func() Reply { return OK(F("statistics", r.ctrl.statistics())) },
 	}
 }

@@ -62,9 +62,6 @@ func (c *Control) HandleNG(_ context.Context, req *Request, from netip.AddrPort)
 	}
 }
 
-// withResult is the "ok" reply of fields.
-func withResult(fields []Field) Reply { return OK(fields...) }
-
 func (c *Control) offerAnswer(req *Request) Reply {
 	// The reference validates in this order; clients match on the texts.
 	switch {
@@ -117,7 +114,7 @@ func (c *Control) delete(req *Request) Reply {
 	if info == nil {
 		return OK()
 	}
-	return withResult(callTree(info))
+	return callReply(info)
 }
 
 func (c *Control) query(req *Request) Reply {
@@ -128,7 +125,7 @@ func (c *Control) query(req *Request) Reply {
 	if err != nil {
 		return ErrorReply(reason(err))
 	}
-	return withResult(callTree(info))
+	return callReply(info)
 }
 
 // reason maps session errors to the reference's error texts.
@@ -156,25 +153,40 @@ func reason(err error) string {
 // are encoded (byte-wise sorted), which saves Dict the sort; the order is
 // not what makes them correct, Dict sorts whatever it gets.
 
-// callTree renders a call the way the reference's query and delete replies do.
-func callTree(ci *session.CallInfo) []Field {
+// callReply renders a call the way the reference's query and delete
+// replies do.
+func callReply(ci *session.CallInfo) Reply {
 	var names addrNames
-	tags := make([]Field, 0, len(ci.Tags))
-	var ssrcs []Field
-	untagged := 0
+	// One block holds the whole tree for a call of common size: a stream
+	// takes about 30 fields, a media 6 and a party 8.
+	size, nssrc := 16, 0
 	for _, t := range ci.Tags {
+		size += 8
+		for _, md := range t.Medias {
+			size += 6 + 30*len(md.Streams)
+			for _, st := range md.Streams {
+				size += 7 * len(st.SSRCs)
+				nssrc += len(st.SSRCs)
+			}
+		}
+	}
+	a := arena{block: make([]Field, 0, size+7*nssrc)}
+	tags := a.reserve(len(ci.Tags))
+	ssrcs := a.reserve(nssrc)[:0]
+	untagged := 0
+	for ti, t := range ci.Tags {
 		key := t.Tag
 		if key == "" {
 			key = "<untagged " + strconv.Itoa(untagged) + ">"
 			untagged++
 		}
-		medias := make([]Value, 0, len(t.Medias))
-		for _, md := range t.Medias {
-			streams := make([]Value, 0, len(md.Streams))
-			for _, st := range md.Streams {
-				streams = append(streams, streamTree(&names, st))
+		medias := a.reserve(len(t.Medias))
+		for mi, md := range t.Medias {
+			streams := a.reserve(len(md.Streams))
+			for si, st := range md.Streams {
+				streams[si].Value = streamTree(&a, &names, st)
 				for _, q := range st.SSRCs {
-					ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(q.SSRC), 10), Dict(
+					ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(q.SSRC), 10), a.dict(
 						F("duplicates", Uint(q.Duplicates)),
 						F("jitter", Str(strconv.FormatFloat(q.JitterMs, 'f', 3, 64))),
 						F("packets", Uint(q.Packets)),
@@ -184,36 +196,40 @@ func callTree(ci *session.CallInfo) []Field {
 					)))
 				}
 			}
-			medias = append(medias, Dict(
-				F("flags", Strings(md.Flags)),
+			medias[mi].Value = a.dict(
+				F("flags", a.strings(md.Flags)),
 				F("index", Int(int64(md.Index))),
 				F("protocol", Str(md.Protocol)),
-				F("streams", List(streams...)),
+				F("streams", Value{kind: KindList, items: streams}),
 				F("type", Str(md.Type)),
-			))
+			)
 		}
-		tag := Dict(
+		var aliases Value
+		if len(t.Aliases) > 0 {
+			aliases = a.strings(t.Aliases)
+		}
+		tags[ti] = F(key, a.dict(
 			F("created", Int(t.Created.Unix())),
 			F("in dialogue with", Str(t.InDialogueWith)),
 			F("label", optStr(t.Label)),
-			F("medias", List(medias...)),
+			F("medias", Value{kind: KindList, items: medias}),
 			F("tag", Str(t.Tag)),
-			F("tag-aliases", optStrings(t.Aliases)),
+			F("tag-aliases", aliases),
 			F("via-branch", optStr(t.ViaBranch)),
-		)
-		tags = append(tags, F(key, tag))
+		))
 	}
-	return []Field{
-		F("SSRC", Dict(ssrcs...)),
+	return NewReply(
+		F("SSRC", Value{kind: KindDict, items: sortFields(ssrcs)}),
 		F("created", Int(ci.Created.Unix())),
 		F("created_us", Int(int64(ci.Created.Nanosecond()/1000))),
 		F("last signal", Int(ci.LastSignal.Unix())),
-		F("tags", Dict(tags...)),
-		F("totals", Dict(
-			F("RTCP", counters(ci.RTCP)),
-			F("RTP", counters(ci.RTP)),
+		F("tags", Value{kind: KindDict, items: sortFields(tags)}),
+		F("totals", a.dict(
+			F("RTCP", counters(&a, ci.RTCP)),
+			F("RTP", counters(&a, ci.RTP)),
 		)),
-	}
+		F("result", okResult),
+	)
 }
 
 // addrNames prints each address of one reply once: a call's streams share
@@ -238,48 +254,48 @@ func (c *addrNames) name(a netip.Addr) string {
 	return s
 }
 
-func streamTree(names *addrNames, st session.StreamInfo) Value {
+func streamTree(a *arena, names *addrNames, st session.StreamInfo) Value {
 	var advertised, ssrcs Value
 	if st.Advertised.IsValid() {
 		advertised = Str(names.name(st.Advertised))
 	}
 	if len(st.SSRCs) > 0 {
-		list := make([]Value, 0, len(st.SSRCs))
-		for _, s := range st.SSRCs {
-			list = append(list, Dict(
+		list := a.reserve(len(st.SSRCs))
+		for i, s := range st.SSRCs {
+			list[i].Value = a.dict(
 				F("SSRC", Int(int64(s.SSRC))),
 				F("duplicates", Uint(s.Duplicates)),
 				F("jitter", Str(strconv.FormatFloat(s.JitterMs, 'f', 3, 64))),
 				F("lost", Int(s.Lost)),
 				F("packets", Uint(s.Packets)),
 				F("reordered", Uint(s.Reordered)),
-			))
+			)
 		}
-		ssrcs = List(list...)
+		ssrcs = Value{kind: KindList, items: list}
 	}
-	return Dict(
+	return a.dict(
 		F("SSRC", ssrcs),
 		F("advertised address", advertised),
-		F("advertised endpoint", endpoint(names, st.AdvertisedEndpoint)),
-		F("endpoint", endpoint(names, st.Endpoint)),
+		F("advertised endpoint", endpoint(a, names, st.AdvertisedEndpoint)),
+		F("endpoint", endpoint(a, names, st.Endpoint)),
 		F("family", Str(family(st.Local.Addr()))),
-		F("flags", Strings(st.Flags)),
+		F("flags", a.strings(st.Flags)),
 		F("kernel packets", Uint(st.KernelPackets)),
 		F("last kernel packet", Int(unixOrZero(st.LastKernelPacket))),
 		F("last packet", Int(unixOrZero(st.LastPacket))),
 		F("last user packet", Int(unixOrZero(st.LastUserPacket))),
 		F("local address", Str(names.name(st.Local.Addr()))),
 		F("local port", Int(int64(st.Local.Port()))),
-		F("stats", counters(st.In)),
-		F("stats_out", counters(st.Out)),
+		F("stats", counters(a, st.In)),
+		F("stats_out", counters(a, st.Out)),
 	)
 }
 
-func endpoint(names *addrNames, ap netip.AddrPort) Value {
+func endpoint(a *arena, names *addrNames, ap netip.AddrPort) Value {
 	if !ap.IsValid() {
-		return Dict()
+		return Value{kind: KindDict}
 	}
-	return Dict(
+	return a.dict(
 		F("address", Str(names.name(ap.Addr()))),
 		F("family", Str(family(ap.Addr()))),
 		F("port", Int(int64(ap.Port()))),
@@ -293,8 +309,8 @@ func family(a netip.Addr) string {
 	return "IPv4"
 }
 
-func counters(c session.Counters) Value {
-	return Dict(F("bytes", Uint(c.Bytes)), F("errors", Uint(c.Errors)), F("packets", Uint(c.Packets)))
+func counters(a *arena, c session.Counters) Value {
+	return a.dict(F("bytes", Uint(c.Bytes)), F("errors", Uint(c.Errors)), F("packets", Uint(c.Packets)))
 }
 
 // optStr is s, or Null (left out) when s is empty.
@@ -303,14 +319,6 @@ func optStr(s string) Value {
 		return Value{}
 	}
 	return Str(s)
-}
-
-// optStrings is the list l, or Null (left out) when l is empty.
-func optStrings(l []string) Value {
-	if len(l) == 0 {
-		return Value{}
-	}
-	return Strings(l)
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -144,7 +144,11 @@ func (p *reqParser) key(nk, raw string, v Value) error {
 			r.Command = canonicalCommand(s)
 		}
 	case "call-id":
-		r.CallID, err = ownStr(raw, v)
+		var s string
+		// The key scan in parseRequest has kept a copy already.
+		if s, err = str(raw, v); err == nil && s != r.CallID {
+			r.CallID = strings.Clone(s)
+		}
 	case "from-tag":
 		r.FromTag, err = ownStr(raw, v)
 	case "to-tag":

@@ -266,3 +266,37 @@ func valueOf(x any, depth int) (Value, error) {
 	}
 	return Value{}, fmt.Errorf("%T: %w", x, ErrUnsupportedType)
 }
+
+// arena hands out the fields of the Values one reply is built from, so that
+// a reply costs a few allocations rather than one per dictionary and list.
+// Values built from it stay valid after the arena moves on to a new block.
+type arena struct {
+	block []Field // len: fields handed out from the current block
+}
+
+// reserve returns n zeroed fields of the current block, starting a new
+// block when it is full.
+func (a *arena) reserve(n int) []Field {
+	if n > cap(a.block)-len(a.block) {
+		a.block = make([]Field, 0, max(n, 2*cap(a.block), 32))
+	}
+	start := len(a.block)
+	a.block = a.block[:start+n]
+	return a.block[start : start+n : start+n]
+}
+
+// dict is Dict with the fields copied into the arena.
+func (a *arena) dict(fields ...Field) Value {
+	fs := a.reserve(len(fields))
+	copy(fs, fields)
+	return Value{kind: KindDict, items: sortFields(fs)}
+}
+
+// strings is Strings from the arena.
+func (a *arena) strings(ss []string) Value {
+	fs := a.reserve(len(ss))
+	for i, s := range ss {
+		fs[i].Value = Str(s)
+	}
+	return Value{kind: KindList, items: fs}
+}
