@@ -166,7 +166,11 @@ func (d *bdecoder) value() (Value, error) {
 		}
 		d.pos++
 		start := len(d.arena)
-		d.arena = append(d.arena, d.stack[base:]...)
+		if c == 'l' {
+			d.arena = append(d.arena, d.stack[base:]...)
+		} else {
+			d.arena = appendSorted(d.arena, d.stack[base:])
+		}
 		fields := d.arena[start:len(d.arena):len(d.arena)]
 		clear(d.stack[base:])
 		d.stack = d.stack[:base]
@@ -176,7 +180,7 @@ func (d *bdecoder) value() (Value, error) {
 			}
 			return Value{kind: KindList, items: fields}, nil
 		}
-		return Value{kind: KindDict, items: sortFields(fields)}, nil
+		return Value{kind: KindDict, items: fields}, nil
 	default:
 		return Str(d.str()), nil
 	}

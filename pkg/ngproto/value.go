@@ -123,6 +123,29 @@ func sortFields(fields []Field) []Field {
 	return out
 }
 
+// appendSorted appends src to dst sorted by key, keeping only the last of
+// fields with one key, as sortFields does in place. It sorts indices rather
+// than the fields themselves: a request's dictionary arrives unsorted, and
+// moving 72-byte fields around cost more than decoding them.
+func appendSorted(dst, src []Field) []Field {
+	var buf [64]int32
+	idx := buf[:0]
+	if len(src) > len(buf) {
+		idx = make([]int32, 0, len(src))
+	}
+	for i := range src {
+		idx = append(idx, int32(i))
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int { return cmp.Compare(src[a].Key, src[b].Key) })
+	for k, i := range idx {
+		if k+1 < len(idx) && src[idx[k+1]].Key == src[i].Key {
+			continue
+		}
+		dst = append(dst, src[i])
+	}
+	return dst
+}
+
 // Kind returns the type of v.
 func (v Value) Kind() Kind { return v.kind }
 
