@@ -4,10 +4,13 @@ package ngproto
 
 import (
 	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Format is the dictionary encoding of a message; a reply uses the request's.
@@ -201,53 +204,315 @@ func decodeJSON(body []byte, l Limits) (Value, error) {
 	if len(body) > l.MaxSize {
 		return Value{}, fmt.Errorf("JSON body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
 	}
-	if err := scanJSONDepth(body, l.MaxDepth); err != nil {
+	// Every value in a container but the first follows a comma, so the
+	// scan's count bounds the fields: one block serves the decoder's stack
+	// and the containers.
+	n, err := scanJSONDepth(body, l.MaxDepth)
+	if err != nil {
 		return Value{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	d := jdecoder{s: string(body)}
+	block := make([]Field, 2*n)
+	d.stack, d.a.block = block[:0:n], block[n:n]
+	v, err := d.value()
+	if err != nil {
 		return Value{}, fmt.Errorf("%w: %v", ErrBadJSON, err)
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
+	if v.kind != KindDict {
 		return Value{}, ErrNotDict
 	}
-	return jsonValue(m), nil
+	return v, nil
 }
 
-// jsonValue converts what encoding/json decoded, turning json.Number into
-// an integer (or float when not integral). Depth is bounded by the
-// pre-scan.
-func jsonValue(v any) Value {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return Int(i)
+// jdecoder decodes the first JSON value of s the way encoding/json's
+// Decoder (with UseNumber) did before it: the same grammar, strings
+// unescaped with invalid UTF-8 and lone surrogates as U+FFFD, integers as
+// KindInt, other numbers as KindFloat (or, beyond float64, the literal as a
+// string), and whatever follows the value ignored. Depth is bounded by
+// scanJSONDepth.
+type jdecoder struct {
+	s     string
+	pos   int
+	a     arena
+	stack []Field
+}
+
+var errJSONSyntax = errors.New("invalid JSON syntax")
+
+func (d *jdecoder) ws() {
+	for d.pos < len(d.s) {
+		switch d.s[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
 		}
-		f, err := x.Float64()
-		if err != nil {
-			// Out of float64 range: keep the literal rather than lose it.
-			return Str(x.String())
-		}
-		return Float(f)
-	case string:
-		return Str(x)
-	case bool:
-		return Bool(x)
-	case []any:
-		fs := make([]Field, len(x))
-		for i, e := range x {
-			fs[i].Value = jsonValue(e)
-		}
-		return Value{kind: KindList, items: fs}
-	case map[string]any:
-		fs := make([]Field, 0, len(x))
-		for k, e := range x {
-			fs = append(fs, Field{Key: k, Value: jsonValue(e)})
-		}
-		return Dict(fs...)
 	}
-	return Value{}
+}
+
+func (d *jdecoder) value() (Value, error) {
+	d.ws()
+	if d.pos >= len(d.s) {
+		return Value{}, errJSONSyntax
+	}
+	switch c := d.s[d.pos]; {
+	case c == '{' || c == '[':
+		return d.container(c)
+	case c == '"':
+		s, err := d.str()
+		return Str(s), err
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	case strings.HasPrefix(d.s[d.pos:], "true"):
+		d.pos += 4
+		return Bool(true), nil
+	case strings.HasPrefix(d.s[d.pos:], "false"):
+		d.pos += 5
+		return Bool(false), nil
+	case strings.HasPrefix(d.s[d.pos:], "null"):
+		d.pos += 4
+		return Value{}, nil
+	}
+	return Value{}, errJSONSyntax
+}
+
+func (d *jdecoder) container(open byte) (Value, error) {
+	d.pos++
+	closing := byte(']')
+	if open == '{' {
+		closing = '}'
+	}
+	base := len(d.stack)
+	d.ws()
+	if d.pos < len(d.s) && d.s[d.pos] == closing {
+		d.pos++
+	} else {
+		for {
+			var key string
+			if open == '{' {
+				d.ws()
+				if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+					return Value{}, errJSONSyntax
+				}
+				var err error
+				if key, err = d.str(); err != nil {
+					return Value{}, err
+				}
+				d.ws()
+				if d.pos >= len(d.s) || d.s[d.pos] != ':' {
+					return Value{}, errJSONSyntax
+				}
+				d.pos++
+			}
+			v, err := d.value()
+			if err != nil {
+				return Value{}, err
+			}
+			d.stack = append(d.stack, Field{Key: key, Value: v})
+			d.ws()
+			if d.pos >= len(d.s) {
+				return Value{}, errJSONSyntax
+			}
+			if c := d.s[d.pos]; c == ',' {
+				d.pos++
+				continue
+			} else if c == closing {
+				d.pos++
+				break
+			}
+			return Value{}, errJSONSyntax
+		}
+	}
+	items := d.stack[base:]
+	fields := d.a.reserve(len(items))
+	if open == '{' {
+		fields = appendSorted(fields[:0], items)
+	} else {
+		copy(fields, items)
+	}
+	clear(items)
+	d.stack = d.stack[:base]
+	if open == '{' {
+		return Value{kind: KindDict, items: fields}, nil
+	}
+	if fields == nil {
+		// encoding/json gave an empty, not a nil, slice for [].
+		fields = []Field{}
+	}
+	return Value{kind: KindList, items: fields}, nil
+}
+
+// number reads a number literal with JSON's grammar.
+func (d *jdecoder) number() (Value, error) {
+	start, i, s := d.pos, d.pos, d.s
+	digits := func() bool {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return Value{}, errJSONSyntax
+	}
+	integral := true
+	if i < len(s) && s[i] == '.' {
+		i++
+		integral = false
+		if !digits() {
+			return Value{}, errJSONSyntax
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		integral = false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return Value{}, errJSONSyntax
+		}
+	}
+	d.pos = i
+	lit := s[start:i]
+	if integral {
+		if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return Int(n), nil
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		// Out of float64 range: keep the literal rather than lose it.
+		return Str(lit), nil
+	}
+	return Float(f), nil
+}
+
+// str reads a string literal; one without escapes or invalid UTF-8 is a
+// substring of the body, like bencode strings.
+func (d *jdecoder) str() (string, error) {
+	d.pos++ // the opening quote
+	start := d.pos
+	for i := start; i < len(d.s); {
+		c := d.s[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return d.s[start:i], nil
+		case c == '\\' || c < ' ':
+			return d.unquote(start)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(d.s[i:])
+			if r == utf8.RuneError && size == 1 {
+				return d.unquote(start)
+			}
+			i += size
+		}
+	}
+	return "", errJSONSyntax
+}
+
+// unquote decodes the string literal starting at start (after its quote)
+// into new memory.
+func (d *jdecoder) unquote(start int) (string, error) {
+	s := d.s
+	// Escapes only shrink the text (but for invalid UTF-8, which grows to
+	// U+FFFD), so the literal's length is the right size.
+	end := start
+	for end < len(s) && s[end] != '"' {
+		if s[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	b := make([]byte, 0, end-start)
+	for i := start; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return string(b), nil
+		case c < ' ':
+			return "", errJSONSyntax
+		case c == '\\':
+			if i+1 >= len(s) {
+				return "", errJSONSyntax
+			}
+			switch e := s[i+1]; e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(s[i+2:])
+				if !ok {
+					return "", errJSONSyntax
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// A valid pair takes the next escape too; anything
+					// else leaves it and stands for U+FFFD.
+					if r2, ok := hex4(s[min(i+2, len(s)):]); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, r2); dec != unicode.ReplacementChar {
+							i += 6
+							b = utf8.AppendRune(b, dec)
+							continue
+						}
+					}
+					r = unicode.ReplacementChar
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default:
+				return "", errJSONSyntax
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			b = utf8.AppendRune(b, r)
+			i += size
+		}
+	}
+	return "", errJSONSyntax
+}
+
+// hex4 reads four hex digits.
+func hex4(s string) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[:4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

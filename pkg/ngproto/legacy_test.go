@@ -70,7 +70,7 @@ func legacyDecodeJSON(body []byte, l Limits) (map[string]any, error) {
 	if len(body) > l.MaxSize {
 		return nil, fmt.Errorf("JSON body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
 	}
-	if err := scanJSONDepth(body, l.MaxDepth); err != nil {
+	if _, err := scanJSONDepth(body, l.MaxDepth); err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))

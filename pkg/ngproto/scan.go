@@ -91,9 +91,10 @@ func scanBencode(b []byte, maxDepth int) (n, items int, err error) {
 }
 
 // scanJSONDepth rejects JSON whose arrays and objects nest deeper than
-// maxDepth. It only tracks strings and brackets; syntax is left to
-// encoding/json.
-func scanJSONDepth(b []byte, maxDepth int) error {
+// maxDepth, and returns a bound on the values its containers hold (commas
+// and brackets outside strings). It only tracks strings and brackets;
+// syntax is left to the decoder.
+func scanJSONDepth(b []byte, maxDepth int) (items int, err error) {
 	depth := 0
 	inString, escaped := false, false
 	for i, c := range b {
@@ -111,18 +112,21 @@ func scanJSONDepth(b []byte, maxDepth int) error {
 		switch c {
 		case '"':
 			inString = true
+		case ',':
+			items++
 		case '{', '[':
+			items++
 			depth++
 			if depth > maxDepth {
-				return fmt.Errorf("nesting exceeds %d at byte %d: %w", maxDepth, i, ErrTooDeep)
+				return 0, fmt.Errorf("nesting exceeds %d at byte %d: %w", maxDepth, i, ErrTooDeep)
 			}
 		case '}', ']':
 			depth--
 			if depth == 0 {
 				// The first document is complete; the decoder ignores the rest.
-				return nil
+				return items, nil
 			}
 		}
 	}
-	return nil
+	return items, nil
 }
