@@ -697,20 +697,25 @@ var knownCommands = []string{"ping", "offer", "answer", "delete", "query", "list
 	"mesh", "transform", "cli"}
 
 // commandNames maps the normalised spelling of each known command to its
-// canonical name.
-var commandNames = func() map[string]string {
-	m := make(map[string]string, len(knownCommands))
+// canonical name, and knownCommandSet holds the canonical names.
+// (Package variables initialise in dependency order: knownNames below
+// uses commandNames.)
+var commandNames, knownCommandSet = func() (map[string]string, map[string]struct{}) {
+	names := make(map[string]string, len(knownCommands))
+	set := make(map[string]struct{}, len(knownCommands))
 	for _, c := range knownCommands {
-		m[strings.ReplaceAll(c, " ", "-")] = c
+		names[strings.ReplaceAll(c, " ", "-")] = c
+		set[c] = struct{}{}
 	}
-	return m
+	return names, set
 }()
 
 // KnownCommand tells whether a canonical command name is one the reference
 // defines (whether or not relayd implements it). Statistics use it so that
 // arbitrary names from the network cannot grow the per-command tables.
 func KnownCommand(c string) bool {
-	return slices.Contains(knownCommands, c)
+	_, ok := knownCommandSet[c]
+	return ok
 }
 
 func canonReplace(s string) (string, bool) {
