@@ -387,7 +387,7 @@ func FuzzExecute(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{cfg: Config{Sessions: mgr, LogLevel: &level{n: 6}, JSONStats: func() map[string]any { return nil }, Now: time.Now}}
+	s := &Server{cfg: Config{Sessions: mgr, LogLevel: &level{n: 6}, JSONStats: func() any { return nil }, Now: time.Now}}
 	s.log = slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, line string) {
 		_ = s.Execute(line)

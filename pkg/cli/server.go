@@ -48,7 +48,7 @@ type Config struct {
 	Addr      netip.AddrPort
 	Sessions  Sessions
 	LogLevel  LogLevel
-	JSONStats func() map[string]any // the ng statistics dictionary (list jsonstats)
+	JSONStats func() any // the ng statistics dictionary as generic values (list jsonstats)
 	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -49,7 +49,11 @@ func (c *Client) Do(ctx context.Context, req map[string]any) (map[string]any, er
 		return nil, err
 	}
 	cookie := hex.EncodeToString(rnd[:])
-	msg, err := Encode(cookie, c.Format, Reply(req))
+	r, err := ReplyOf(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	msg, err := Encode(cookie, c.Format, r)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}

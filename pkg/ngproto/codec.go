@@ -4,14 +4,13 @@ package ngproto
 
 import (
 	"bytes"
-	"encoding"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
-	"reflect"
 	"strconv"
-
-	"github.com/zeebo/bencode"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Format is the dictionary encoding of a message; a reply uses the request's.
@@ -41,9 +40,6 @@ const (
 	DefaultMaxMessage = 64 << 10
 	DefaultMaxDepth   = 32
 )
-
-// maxEncodeDepth stops a self-referencing reply from recursing forever.
-const maxEncodeDepth = 64
 
 // SplitMessage splits a datagram at the first space into cookie and body.
 // A datagram without a space, or starting with one, has no cookie.
@@ -86,233 +82,437 @@ func Decode(body []byte) (map[string]any, Format, error) {
 // can use it. Errors match the sentinels of this package; Reason maps them to
 // the reply text.
 func (l Limits) Decode(body []byte) (map[string]any, Format, error) {
+	v, f, err := l.DecodeValue(body)
+	if err != nil {
+		return nil, f, err
+	}
+	return v.Interface().(map[string]any), f, nil
+}
+
+// DecodeValue is Decode into a Value: a dictionary whose fields are sorted
+// by key with the last of duplicate keys kept, as a map would hold them.
+func (l Limits) DecodeValue(body []byte) (Value, Format, error) {
 	l = l.withDefaults()
 	if len(body) == 0 {
-		return nil, FormatBencode, ErrNoPayload
+		return Value{}, FormatBencode, ErrNoPayload
 	}
 	switch body[0] {
 	case 'd':
-		m, err := decodeBencode(body, l)
-		return m, FormatBencode, err
+		v, err := decodeBencode(body, l)
+		return v, FormatBencode, err
 	case '{':
-		m, err := decodeJSON(body, l)
-		return m, FormatJSON, err
+		v, err := decodeJSON(body, l)
+		return v, FormatJSON, err
 	default:
-		return nil, FormatBencode, ErrBadFormat
+		return Value{}, FormatBencode, ErrBadFormat
 	}
 }
 
-func decodeBencode(body []byte, l Limits) (map[string]any, error) {
+func decodeBencode(body []byte, l Limits) (Value, error) {
 	if len(body) > l.MaxSize {
-		return nil, fmt.Errorf("bencode body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
+		return Value{}, fmt.Errorf("bencode body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
 	}
-	// The pre-scan validates the whole structure, so the reflective decoder
-	// below never sees a string length larger than the input (it would
-	// allocate it up front) or nesting deep enough to exhaust the stack.
-	n, err := scanBencode(body, l.MaxDepth)
+	// The pre-scan validates the whole structure and counts the values in
+	// containers, so the decoder below needs no checks but integer range,
+	// recurses no deeper than the limit and allocates every container's
+	// fields from one block.
+	n, items, err := scanBencode(body, l.MaxDepth)
 	if err != nil {
-		return nil, err
+		return Value{}, err
 	}
-	var m map[string]any
-	if err := bencode.DecodeBytes(body[:n], &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadBencode, err)
-	}
-	if m == nil {
-		return nil, ErrNotDict
-	}
-	return m, nil
-}
-
-func decodeJSON(body []byte, l Limits) (map[string]any, error) {
-	if len(body) > l.MaxSize {
-		return nil, fmt.Errorf("JSON body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
-	}
-	if err := scanJSONDepth(body, l.MaxDepth); err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadJSON, err)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, ErrNotDict
-	}
-	normaliseJSONMap(m)
-	return m, nil
-}
-
-// normaliseJSONMap turns json.Number into int64 (or float64 when not
-// integral) in place. Depth is bounded by the pre-scan.
-func normaliseJSONMap(m map[string]any) {
-	for k, v := range m {
-		m[k] = normaliseJSONValue(v)
-	}
-}
-
-func normaliseJSONValue(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, err := x.Float64()
-		if err != nil {
-			// Out of float64 range: keep the literal rather than lose it.
-			return x.String()
-		}
-		return f
-	case map[string]any:
-		normaliseJSONMap(x)
-		return x
-	case []any:
-		for i := range x {
-			x[i] = normaliseJSONValue(x[i])
-		}
-		return x
-	default:
-		return v
-	}
-}
-
-// Encode renders a reply as "<cookie> <dictionary>" in format f.
-func Encode(cookie string, f Format, reply Reply) ([]byte, error) {
-	if cookie == "" || bytes.IndexByte([]byte(cookie), ' ') >= 0 {
-		return nil, ErrNoCookie
-	}
-	norm, err := normaliseReply(reflect.ValueOf(map[string]any(reply)), f, 0)
+	// One string holds every key and string value: a single copy of the
+	// datagram instead of one per string.
+	d := bdecoder{s: string(body[:n])}
+	block := make([]Field, 2*items)
+	d.arena, d.stack = block[:0:items], block[items:items]
+	v, err := d.value()
 	if err != nil {
-		return nil, err
+		return Value{}, err
 	}
-	if norm == nil {
-		norm = map[string]any{}
+	if v.kind != KindDict {
+		return Value{}, ErrNotDict
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, 256))
-	buf.WriteString(cookie)
-	buf.WriteByte(' ')
-	switch f {
-	case FormatJSON:
-		enc := json.NewEncoder(buf)
-		// SDP and reasons go out as they are; the reference does not
-		// HTML-escape either.
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(norm); err != nil {
-			return nil, fmt.Errorf("encode JSON reply: %w", err)
-		}
-		// json.Encoder terminates each value with a newline.
-		return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
-	case FormatBencode:
-		if err := bencode.NewEncoder(buf).Encode(norm); err != nil {
-			return nil, fmt.Errorf("encode bencode reply: %w", err)
-		}
-		return buf.Bytes(), nil
-	default:
-		return nil, fmt.Errorf("encode reply as %v: %w", f, ErrUnsupportedType)
-	}
+	return v, nil
 }
 
-var textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+// bdecoder decodes bencode that scanBencode has validated.
+type bdecoder struct {
+	s     string
+	pos   int
+	arena []Field // the finished containers' fields
+	stack []Field // fields of the containers still open
+}
 
-// normaliseReply converts a reply value into the few types both encoders
-// handle exactly the way the wire wants: string, int64, uint64, bool (JSON
-// only), float64 (JSON only), []any and map[string]any. It returns nil for
-// values to leave out (nil pointers, interfaces, maps and slices stay
-// present as empty containers though). zeebo/bencode would otherwise fail on
-// floats and write a key without a value for a nil pointer.
-func normaliseReply(v reflect.Value, f Format, depth int) (any, error) {
-	if depth > maxEncodeDepth {
-		return nil, fmt.Errorf("reply nested deeper than %d: %w", maxEncodeDepth, ErrUnsupportedType)
-	}
-	for v.IsValid() && (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) {
-		if v.IsNil() {
-			return nil, nil
-		}
-		if v.Kind() == reflect.Pointer && v.Type().Implements(textMarshalerType) {
-			break
-		}
-		v = v.Elem()
-	}
-	if !v.IsValid() {
-		return nil, nil
-	}
-	if v.Type().Implements(textMarshalerType) && v.Kind() != reflect.String {
-		t, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+func (d *bdecoder) value() (Value, error) {
+	switch c := d.s[d.pos]; c {
+	case 'i':
+		end := d.pos + 1 + strings.IndexByte(d.s[d.pos+1:], 'e')
+		n, err := strconv.ParseInt(d.s[d.pos+1:end], 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("marshal %s as text: %w", v.Type(), err)
+			return Value{}, fmt.Errorf("%w: integer out of range at byte %d", ErrBadBencode, d.pos)
 		}
-		return string(t), nil
-	}
-	switch v.Kind() {
-	case reflect.String:
-		return v.String(), nil
-	case reflect.Bool:
-		if f == FormatJSON {
-			return v.Bool(), nil
-		}
-		if v.Bool() {
-			return int64(1), nil
-		}
-		return int64(0), nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v.Int(), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return v.Uint(), nil
-	case reflect.Float32, reflect.Float64:
-		return normaliseFloat(v.Float(), f), nil
-	case reflect.Slice, reflect.Array:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
-			if v.Kind() == reflect.Slice {
-				return string(v.Bytes()), nil
+		d.pos = end + 1
+		return Int(n), nil
+	case 'l', 'd':
+		d.pos++
+		base := len(d.stack)
+		for d.s[d.pos] != 'e' {
+			var key string
+			if c == 'd' {
+				key = d.str()
 			}
-			b := make([]byte, v.Len())
-			reflect.Copy(reflect.ValueOf(b), v)
+			v, err := d.value()
+			if err != nil {
+				return Value{}, err
+			}
+			d.stack = append(d.stack, Field{Key: key, Value: v})
+		}
+		d.pos++
+		start := len(d.arena)
+		if c == 'l' {
+			d.arena = append(d.arena, d.stack[base:]...)
+		} else {
+			d.arena = appendSorted(d.arena, d.stack[base:])
+		}
+		fields := d.arena[start:len(d.arena):len(d.arena)]
+		clear(d.stack[base:])
+		d.stack = d.stack[:base]
+		if c == 'l' {
+			if len(fields) == 0 {
+				fields = nil // Interface yields a nil []any, as before
+			}
+			return Value{kind: KindList, items: fields}, nil
+		}
+		return Value{kind: KindDict, items: fields}, nil
+	default:
+		return Str(d.str()), nil
+	}
+}
+
+// str reads a string; the scan has checked its length.
+func (d *bdecoder) str() string {
+	n, i := 0, d.pos
+	for ; d.s[i] != ':'; i++ {
+		n = n*10 + int(d.s[i]-'0')
+	}
+	i++
+	d.pos = i + n
+	return d.s[i : i+n]
+}
+
+func decodeJSON(body []byte, l Limits) (Value, error) {
+	if len(body) > l.MaxSize {
+		return Value{}, fmt.Errorf("JSON body of %d bytes exceeds %d: %w", len(body), l.MaxSize, ErrTooLarge)
+	}
+	// Every value in a container but the first follows a comma, so the
+	// scan's count bounds the fields: one block serves the decoder's stack
+	// and the containers.
+	n, err := scanJSONDepth(body, l.MaxDepth)
+	if err != nil {
+		return Value{}, err
+	}
+	d := jdecoder{s: string(body)}
+	block := make([]Field, 2*n)
+	d.stack, d.a.block = block[:0:n], block[n:n]
+	v, err := d.value()
+	if err != nil {
+		return Value{}, fmt.Errorf("%w: %v", ErrBadJSON, err)
+	}
+	if v.kind != KindDict {
+		return Value{}, ErrNotDict
+	}
+	return v, nil
+}
+
+// jdecoder decodes the first JSON value of s the way encoding/json's
+// Decoder (with UseNumber) did before it: the same grammar, strings
+// unescaped with invalid UTF-8 and lone surrogates as U+FFFD, integers as
+// KindInt, other numbers as KindFloat (or, beyond float64, the literal as a
+// string), and whatever follows the value ignored. Depth is bounded by
+// scanJSONDepth.
+type jdecoder struct {
+	s     string
+	pos   int
+	a     arena
+	stack []Field
+}
+
+var errJSONSyntax = errors.New("invalid JSON syntax")
+
+func (d *jdecoder) ws() {
+	for d.pos < len(d.s) {
+		switch d.s[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jdecoder) value() (Value, error) {
+	d.ws()
+	if d.pos >= len(d.s) {
+		return Value{}, errJSONSyntax
+	}
+	switch c := d.s[d.pos]; {
+	case c == '{' || c == '[':
+		return d.container(c)
+	case c == '"':
+		s, err := d.str()
+		return Str(s), err
+	case c == '-' || c >= '0' && c <= '9':
+		return d.number()
+	case strings.HasPrefix(d.s[d.pos:], "true"):
+		d.pos += 4
+		return Bool(true), nil
+	case strings.HasPrefix(d.s[d.pos:], "false"):
+		d.pos += 5
+		return Bool(false), nil
+	case strings.HasPrefix(d.s[d.pos:], "null"):
+		d.pos += 4
+		return Value{}, nil
+	}
+	return Value{}, errJSONSyntax
+}
+
+func (d *jdecoder) container(open byte) (Value, error) {
+	d.pos++
+	closing := byte(']')
+	if open == '{' {
+		closing = '}'
+	}
+	base := len(d.stack)
+	d.ws()
+	if d.pos < len(d.s) && d.s[d.pos] == closing {
+		d.pos++
+	} else {
+		for {
+			var key string
+			if open == '{' {
+				d.ws()
+				if d.pos >= len(d.s) || d.s[d.pos] != '"' {
+					return Value{}, errJSONSyntax
+				}
+				var err error
+				if key, err = d.str(); err != nil {
+					return Value{}, err
+				}
+				d.ws()
+				if d.pos >= len(d.s) || d.s[d.pos] != ':' {
+					return Value{}, errJSONSyntax
+				}
+				d.pos++
+			}
+			v, err := d.value()
+			if err != nil {
+				return Value{}, err
+			}
+			d.stack = append(d.stack, Field{Key: key, Value: v})
+			d.ws()
+			if d.pos >= len(d.s) {
+				return Value{}, errJSONSyntax
+			}
+			if c := d.s[d.pos]; c == ',' {
+				d.pos++
+				continue
+			} else if c == closing {
+				d.pos++
+				break
+			}
+			return Value{}, errJSONSyntax
+		}
+	}
+	items := d.stack[base:]
+	fields := d.a.reserve(len(items))
+	if open == '{' {
+		fields = appendSorted(fields[:0], items)
+	} else {
+		copy(fields, items)
+	}
+	clear(items)
+	d.stack = d.stack[:base]
+	if open == '{' {
+		return Value{kind: KindDict, items: fields}, nil
+	}
+	if fields == nil {
+		// encoding/json gave an empty, not a nil, slice for [].
+		fields = []Field{}
+	}
+	return Value{kind: KindList, items: fields}, nil
+}
+
+// number reads a number literal with JSON's grammar.
+func (d *jdecoder) number() (Value, error) {
+	start, i, s := d.pos, d.pos, d.s
+	digits := func() bool {
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case !digits():
+		return Value{}, errJSONSyntax
+	}
+	integral := true
+	if i < len(s) && s[i] == '.' {
+		i++
+		integral = false
+		if !digits() {
+			return Value{}, errJSONSyntax
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		integral = false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return Value{}, errJSONSyntax
+		}
+	}
+	d.pos = i
+	lit := s[start:i]
+	if integral {
+		if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return Int(n), nil
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		// Out of float64 range: keep the literal rather than lose it.
+		return Str(lit), nil
+	}
+	return Float(f), nil
+}
+
+// str reads a string literal; one without escapes or invalid UTF-8 is a
+// substring of the body, like bencode strings.
+func (d *jdecoder) str() (string, error) {
+	d.pos++ // the opening quote
+	start := d.pos
+	for i := start; i < len(d.s); {
+		c := d.s[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return d.s[start:i], nil
+		case c == '\\' || c < ' ':
+			return d.unquote(start)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(d.s[i:])
+			if r == utf8.RuneError && size == 1 {
+				return d.unquote(start)
+			}
+			i += size
+		}
+	}
+	return "", errJSONSyntax
+}
+
+// unquote decodes the string literal starting at start (after its quote)
+// into new memory.
+func (d *jdecoder) unquote(start int) (string, error) {
+	s := d.s
+	// Escapes only shrink the text (but for invalid UTF-8, which grows to
+	// U+FFFD), so the literal's length is the right size.
+	end := start
+	for end < len(s) && s[end] != '"' {
+		if s[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	b := make([]byte, 0, end-start)
+	for i := start; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
 			return string(b), nil
-		}
-		out := make([]any, 0, v.Len())
-		for i := 0; i < v.Len(); i++ {
-			e, err := normaliseReply(v.Index(i), f, depth+1)
-			if err != nil {
-				return nil, err
+		case c < ' ':
+			return "", errJSONSyntax
+		case c == '\\':
+			if i+1 >= len(s) {
+				return "", errJSONSyntax
 			}
-			if e != nil {
-				out = append(out, e)
+			switch e := s[i+1]; e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(s[i+2:])
+				if !ok {
+					return "", errJSONSyntax
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// A valid pair takes the next escape too; anything
+					// else leaves it and stands for U+FFFD.
+					if r2, ok := hex4(s[min(i+2, len(s)):]); ok && i+1 < len(s) && s[i] == '\\' && s[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, r2); dec != unicode.ReplacementChar {
+							i += 6
+							b = utf8.AppendRune(b, dec)
+							continue
+						}
+					}
+					r = unicode.ReplacementChar
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default:
+				return "", errJSONSyntax
 			}
+			i += 2
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			b = utf8.AppendRune(b, r)
+			i += size
 		}
-		return out, nil
-	case reflect.Map:
-		if v.Type().Key().Kind() != reflect.String {
-			return nil, fmt.Errorf("map with %s keys: %w", v.Type().Key(), ErrUnsupportedType)
-		}
-		out := make(map[string]any, v.Len())
-		it := v.MapRange()
-		for it.Next() {
-			e, err := normaliseReply(it.Value(), f, depth+1)
-			if err != nil {
-				return nil, fmt.Errorf("key %q: %w", it.Key().String(), err)
-			}
-			if e != nil {
-				out[it.Key().String()] = e
-			}
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("%s: %w", v.Type(), ErrUnsupportedType)
 	}
+	return "", errJSONSyntax
 }
 
-// normaliseFloat keeps floats in JSON; bencode has no floats, so integral
-// values become integers and the rest decimal strings.
-func normaliseFloat(x float64, f Format) any {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return strconv.FormatFloat(x, 'g', -1, 64)
+// hex4 reads four hex digits.
+func hex4(s string) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
 	}
-	if f == FormatJSON {
-		return x
+	var r rune
+	for _, c := range []byte(s[:4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
 	}
-	if x == math.Trunc(x) && x >= math.MinInt64 && x < math.MaxInt64 {
-		return int64(x)
-	}
-	return strconv.FormatFloat(x, 'f', -1, 64)
+	return r, true
 }

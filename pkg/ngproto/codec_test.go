@@ -193,51 +193,67 @@ func TestDecodeLimits(t *testing.T) {
 
 func TestScanBencodeLength(t *testing.T) {
 	tests := []struct {
-		in   string
-		want int
+		in          string
+		want, items int
 	}{
-		{"de", 2},
-		{"d1:ai1ee", 8},
-		{"d1:ali1ei2eee", 13},
-		{"d1:ad1:bdeee", 12},
-		{"d1:a0:e rest", 7},
+		{"de", 2, 0},
+		{"d1:ai1ee", 8, 1},
+		{"d1:ali1ei2eee", 13, 3},
+		{"d1:ad1:bdeee", 12, 2},
+		{"d1:a0:e rest", 7, 1},
 	}
 	for _, tc := range tests {
-		n, err := scanBencode([]byte(tc.in), 32)
-		if err != nil || n != tc.want {
-			t.Errorf("scanBencode(%q) = %d, %v; want %d, nil", tc.in, n, err, tc.want)
+		n, items, err := scanBencode([]byte(tc.in), 32)
+		if err != nil || n != tc.want || items != tc.items {
+			t.Errorf("scanBencode(%q) = %d, %d, %v; want %d, %d, nil", tc.in, n, items, err, tc.want, tc.items)
 		}
 	}
 }
 
 func TestEncodeBencode(t *testing.T) {
 	addr := netip.MustParseAddr("192.0.2.1")
-	var nilPtr *int
+	generic := func(m map[string]any) Reply {
+		r, err := ReplyOf(m)
+		if err != nil {
+			t.Fatalf("ReplyOf(%v): %v", m, err)
+		}
+		return r
+	}
 	tests := []struct {
 		name  string
 		reply Reply
 		want  string
 	}{
 		{"ok", OK(), "c d6:result2:oke"},
+		{"ok with fields", OK(F("sdp", Str("v=0")), F("a", Int(1))), "c d1:ai1e6:result2:ok3:sdp3:v=0e"},
 		{"pong", Pong(), "c d6:result4:ponge"},
 		{"error", ErrorReply(ReasonOutOfPorts), "c d12:error-reason16:Ran out of ports6:result5:errore"},
 		{"warning", OK().WithWarning(WarningCallNotFound), "c d6:result2:ok7:warning38:Call-ID not found or tags didn't matche"},
-		{"nil warning", Reply(nil).WithWarning("w"), "c d6:result2:ok7:warning1:we"},
+		{"zero reply warning", Reply{}.WithWarning("w"), "c d6:result2:ok7:warning1:we"},
+		{"warning replaces", OK().WithWarning("a").WithWarning("b"), "c d6:result2:ok7:warning1:be"},
 		{"load limit", LoadLimit("busy"), "c d7:message4:busy6:result10:load limite"},
-		{"empty", Reply{}, "c de"},
-		{"nil reply", nil, "c de"},
-		{"bools as ints", Reply{"t": true, "f": false}, "c d1:fi0e1:ti1ee"},
-		{"integers", Reply{"a": 1, "b": int64(-2), "c": uint64(math.MaxInt64), "d": int8(3), "e": uint16(4)},
-			"c d1:ai1e1:bi-2e1:ci9223372036854775807e1:di3e1:ei4ee"},
-		{"floats", Reply{"i": 2.0, "f": 4.25, "n": math.NaN()}, "c d1:f4:4.251:ii2e1:n3:NaNe"},
-		{"bytes", Reply{"b": []byte("x y")}, "c d1:b3:x ye"},
-		{"string slice", Reply{"l": []string{"a", "bc"}}, "c d1:ll1:a2:bcee"},
-		{"empty list", Reply{"l": []any{}}, "c d1:llee"},
-		{"nested reply and map", Reply{"r": Reply{"x": map[string]any{"y": []any{1, "z"}}}}, "c d1:rd1:xd1:yli1e1:zeeee"},
-		{"nil values left out", Reply{"a": nil, "p": nilPtr, "l": []any{nil, "x"}}, "c d1:ll1:xee"},
-		{"pointer", Reply{"p": &[]int{7}[0]}, "c d1:pi7ee"},
-		{"text marshaler", Reply{"addr": addr, "ap": netip.MustParseAddrPort("[2001:db8::1]:5")}, "c d4:addr9:192.0.2.12:ap15:[2001:db8::1]:5e"},
-		{"int map is list of maps", Reply{"m": []map[string]int{{"a": 1}}}, "c d1:mld1:ai1eeee"},
+		{"load limit without message", LoadLimit(""), "c d6:result10:load limite"},
+		{"empty", NewReply(), "c de"},
+		{"zero reply", Reply{}, "c de"},
+		{"last duplicate wins", NewReply(F("k", Int(1)), F("a", Int(2)), F("k", Int(3))), "c d1:ai2e1:ki3ee"},
+		{"bools as ints", NewReply(F("t", Bool(true)), F("f", Bool(false))), "c d1:fi0e1:ti1ee"},
+		{"integers", NewReply(F("a", Int(1)), F("b", Int(-2)), F("c", Uint(math.MaxInt64)), F("d", Int(math.MinInt64))),
+			"c d1:ai1e1:bi-2e1:ci9223372036854775807e1:di-9223372036854775808ee"},
+		{"floats", NewReply(F("i", Float(2)), F("f", Float(4.25)), F("n", Float(math.NaN())), F("inf", Float(math.Inf(-1)))),
+			"c d1:f4:4.251:ii2e3:inf4:-Inf1:n3:NaNe"},
+		{"bytes", NewReply(F("b", Bytes([]byte("x y")))), "c d1:b3:x ye"},
+		{"string list", NewReply(F("l", Strings([]string{"a", "bc"}))), "c d1:ll1:a2:bcee"},
+		{"empty list", NewReply(F("l", List()), F("m", Strings(nil))), "c d1:lle1:mlee"},
+		{"nested", NewReply(F("r", Dict(F("x", Dict(F("y", List(Int(1), Str("z")))))))), "c d1:rd1:xd1:yli1e1:zeeee"},
+		{"nulls left out", NewReply(F("a", Value{}), F("l", List(Value{}, Str("x"))), F("d", Dict(F("n", Value{})))), "c d1:dde1:ll1:xee"},
+		{"binary", NewReply(F("\x00\xff", Str("\xff\x00"))), "c d2:\x00\xff2:\xff\x00e"},
+		{"generic", generic(map[string]any{"i": 1, "u": uint16(4), "f": 2.5, "b": true, "n": nil, "s": []string{"a"},
+			"l": []any{"x", int64(7), nil}, "m": map[string]string{"k": "v"}, "bytes": []byte("q"),
+			"addr": addr, "ap": netip.MustParseAddrPort("[2001:db8::1]:5"), "v": Int(3), "r": OK()}),
+			"c d4:addr9:192.0.2.12:ap15:[2001:db8::1]:51:bi1e5:bytes1:q1:f3:2.51:ii1e1:ll1:xi7ee1:md1:k1:ve1:rd6:result2:oke1:sl1:ae1:ui4e1:vi3ee"},
+	}
+	if got, _ := Encode("c", FormatBencode, NewReply(F("u", Uint(math.MaxUint64)))); string(got) != "c d1:ui18446744073709551615ee" {
+		t.Errorf("largest unsigned: %q", got)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,6 +263,9 @@ func TestEncodeBencode(t *testing.T) {
 			}
 			if string(got) != tc.want {
 				t.Errorf("Encode\n got %q\nwant %q", got, tc.want)
+			}
+			if cap(got) != len(got) {
+				t.Errorf("bencode reply allocated %d bytes for %d", cap(got), len(got))
 			}
 			// Every output must be valid bencode our own decoder accepts.
 			_, body, _ := SplitMessage(got)
@@ -258,7 +277,7 @@ func TestEncodeBencode(t *testing.T) {
 }
 
 func TestEncodeJSON(t *testing.T) {
-	got, err := Encode("abc", FormatJSON, Reply{
+	r, err := ReplyOf(map[string]any{
 		"result": "ok",
 		"sdp":    "v=0\r\na=x:<&>\r\n",
 		"b":      true,
@@ -270,50 +289,60 @@ func TestEncodeJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cookie, body, err := SplitMessage(got)
-	if err != nil || cookie != "abc" {
-		t.Fatalf("SplitMessage(%q) = %q, %v", got, cookie, err)
+	got, err := Encode("abc", FormatJSON, r)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if bytes.Contains(body, []byte(`\u003c`)) || bytes.HasSuffix(body, []byte("\n")) {
-		t.Errorf("JSON body is HTML-escaped or newline-terminated: %q", body)
+	want := `abc {"b":true,"f":1.5,"l":["x"],"n":5,"raw":"bytes","result":"ok","sdp":"v=0\r\na=x:<&>\r\n"}`
+	if string(got) != want {
+		t.Errorf("JSON reply\n got %s\nwant %s", got, want)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		t.Fatalf("not JSON: %v: %q", err, body)
+}
+
+// TestEncodeJSONLikeEncodingJSON holds the JSON encoder to encoding/json
+// (without HTML escaping), which wrote every JSON reply before.
+func TestEncodeJSONLikeEncodingJSON(t *testing.T) {
+	strs := []string{"", "plain", "quote\" back\\slash", "\x00\x01\x1f\x7f", "\b\f\n\r\t", "<&>",
+		"caf\u00e9", "\u2028\u2029", "bad \xff utf8 \xc3", "\xed\xa0\x80 surrogate", "emoji \U0001F600"}
+	floats := []float64{0, 1, -1, 0.5, 1e20, 1e21, 1e-6, 1e-7, 123456789.123, -2.5e-10, math.MaxFloat64, math.SmallestNonzeroFloat64}
+	for _, s := range strs {
+		want, _ := json.Marshal(s)
+		want = bytes.ReplaceAll(bytes.ReplaceAll(bytes.ReplaceAll(want, []byte(`\u003c`), []byte("<")), []byte(`\u003e`), []byte(">")), []byte(`\u0026`), []byte("&"))
+		if got := appendJSON(nil, Str(s)); !bytes.Equal(got, want) {
+			t.Errorf("string %q: got %s, want %s", s, got, want)
+		}
 	}
-	want := map[string]any{
-		"result": "ok", "sdp": "v=0\r\na=x:<&>\r\n", "b": true, "n": 5.0, "f": 1.5,
-		"raw": "bytes", "l": []any{"x"},
-	}
-	if !reflect.DeepEqual(m, want) {
-		t.Errorf("JSON reply\n got %#v\nwant %#v", m, want)
+	for _, f := range floats {
+		want, _ := json.Marshal(f)
+		if got := appendJSON(nil, Float(f)); !bytes.Equal(got, want) {
+			t.Errorf("float %v: got %s, want %s", f, got, want)
+		}
 	}
 }
 
 func TestEncodeErrors(t *testing.T) {
+	for _, cookie := range []string{"", "a b"} {
+		for _, f := range []Format{FormatBencode, FormatJSON} {
+			if _, err := Encode(cookie, f, OK()); !errors.Is(err, ErrNoCookie) {
+				t.Errorf("Encode(%q, %v) error = %v, want ErrNoCookie", cookie, f, err)
+			}
+		}
+	}
+	if _, err := Encode("c", Format(7), OK()); !errors.Is(err, ErrUnsupportedType) {
+		t.Errorf("unknown format: error = %v", err)
+	}
 	self := map[string]any{}
 	self["self"] = self
-	tests := []struct {
-		name   string
-		cookie string
-		reply  Reply
-		want   error
-	}{
-		{"empty cookie", "", OK(), ErrNoCookie},
-		{"cookie with space", "a b", OK(), ErrNoCookie},
-		{"struct", "c", Reply{"s": struct{}{}}, ErrUnsupportedType},
-		{"int keys", "c", Reply{"m": map[int]string{1: "a"}}, ErrUnsupportedType},
-		{"channel", "c", Reply{"ch": make(chan int)}, ErrUnsupportedType},
-		{"cycle", "c", Reply{"m": self}, ErrUnsupportedType},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, f := range []Format{FormatBencode, FormatJSON} {
-				if _, err := Encode(tc.cookie, f, tc.reply); !errors.Is(err, tc.want) {
-					t.Errorf("Encode(%v) error = %v, want %v", f, err, tc.want)
-				}
-			}
-		})
+	for name, m := range map[string]map[string]any{
+		"struct":   {"s": struct{}{}},
+		"int keys": {"m": map[int]string{1: "a"}},
+		"channel":  {"ch": make(chan int)},
+		"pointer":  {"p": new(int)},
+		"cycle":    {"m": self},
+	} {
+		if _, err := ReplyOf(m); !errors.Is(err, ErrUnsupportedType) {
+			t.Errorf("ReplyOf(%s) error = %v, want ErrUnsupportedType", name, err)
+		}
 	}
 }
 
@@ -324,8 +353,12 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r, err := ReplyOf(m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, format := range []Format{FormatBencode, FormatJSON} {
-		out, err := Encode("x", format, Reply(m))
+		out, err := Encode("x", format, r)
 		if err != nil {
 			t.Fatalf("Encode(%v): %v", format, err)
 		}
@@ -350,9 +383,17 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := Encode("x", FormatBencode, Reply(m))
+	out, _ := Encode("x", FormatBencode, r)
 	if string(out) != "x "+sorted {
 		t.Errorf("bencode re-encoding differs:\n got %q\nwant %q", out, "x "+sorted)
+	}
+	// The Value the server decodes into encodes the same.
+	v, _, err := Limits{}.DecodeValue([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := AppendValue(nil, FormatBencode, v); string(got) != sorted {
+		t.Errorf("decoded Value re-encodes as %q, want %q", got, sorted)
 	}
 }
 

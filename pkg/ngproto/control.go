@@ -5,9 +5,11 @@ package ngproto
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	stdstrings "strings"
 	"time"
 
@@ -52,22 +54,12 @@ func (c *Control) HandleNG(_ context.Context, req *Request, from netip.AddrPort)
 		if limit <= 0 {
 			limit = 32
 		}
-		calls := c.mgr.List(limit)
-		list := make([]any, len(calls))
-		for i, id := range calls {
-			list[i] = id
-		}
-		return withResult(Reply{"calls": list})
+		return OK(F("calls", Strings(c.mgr.List(limit))))
 	case "statistics":
-		return withResult(Reply{"statistics": c.statistics()})
+		return OK(F("statistics", c.statistics()))
 	default:
 		return ErrorReply(ReasonUnknownCommand)
 	}
-}
-
-func withResult(r Reply) Reply {
-	r["result"] = "ok"
-	return r
 }
 
 func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
@@ -84,21 +76,27 @@ func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
 	}
 	sig := session.Signal{CallID: req.CallID, FromTag: req.FromTag, ToTag: req.ToTag,
 		ViaBranch: req.ViaBranch, SDP: req.SDP, Options: req.Options}
-	var out []byte
+	var out session.Outcome
 	var err error
 	if req.Command == "offer" {
-		out, err = c.mgr.Offer(sig)
+		out, err = c.mgr.OfferOutcome(sig)
 	} else {
-		out, err = c.mgr.Answer(sig)
+		out, err = c.mgr.AnswerOutcome(sig)
 	}
 	if err != nil {
 		c.log.Warn(req.Command+" failed", "call-id", req.CallID, "from-tag", req.FromTag, "error", err)
 		return ErrorReply(reason(err))
 	}
-	c.log.Debug(req.Command+" done", "call-id", req.CallID, "from-tag", req.FromTag, "to-tag", req.ToTag)
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug(req.Command+" done", "call-id", req.CallID, "from-tag", req.FromTag, "to-tag", req.ToTag)
+	}
 	// For the CLI's proxy column and the b2b-url's %%.
 	c.mgr.NoteOrigin(req.CallID, from)
-	return withResult(Reply{"sdp": string(out)})
+	rep := OK(F("sdp", Bytes(out.SDP)))
+	if w := warnings(req, out.Warnings); w != "" {
+		rep = rep.WithWarning(w)
+	}
+	return rep
 }
 
 func (c *Control) delete(req *Request) Reply {
@@ -111,16 +109,18 @@ func (c *Control) delete(req *Request) Reply {
 		if req.Flags.Fatal {
 			return ErrorReply(notFoundWarning)
 		}
-		return OK().WithWarning(notFoundWarning)
+		return OK(F("warning", Str(notFoundWarning)))
 	}
 	if err != nil {
 		return ErrorReply(reason(err))
 	}
-	c.log.Debug("delete done", "call-id", req.CallID, "from-tag", req.FromTag)
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("delete done", "call-id", req.CallID, "from-tag", req.FromTag)
+	}
 	if info == nil {
 		return OK()
 	}
-	return withResult(callTree(info))
+	return callReply(info)
 }
 
 func (c *Control) query(req *Request) Reply {
@@ -131,7 +131,7 @@ func (c *Control) query(req *Request) Reply {
 	if err != nil {
 		return ErrorReply(reason(err))
 	}
-	return withResult(callTree(info))
+	return callReply(info)
 }
 
 // reason maps session errors to the reference's error texts.
@@ -155,100 +155,157 @@ func reason(err error) string {
 	return "Internal error: " + err.Error()
 }
 
-// callTree renders a call the way the reference's query and delete replies do.
-func callTree(ci *session.CallInfo) Reply {
-	tags := map[string]any{}
-	ssrcs := map[string]any{}
-	untagged := 0
+// The reply builders below list each dictionary's keys in the order they
+// are encoded (byte-wise sorted), which saves Dict the sort; the order is
+// not what makes them correct, Dict sorts whatever it gets.
+
+// callReply renders a call the way the reference's query and delete
+// replies do.
+func callReply(ci *session.CallInfo) Reply {
+	var names addrNames
+	// One block holds the whole tree for a call of common size: a stream
+	// takes about 30 fields, a media 6 and a party 8.
+	size, nssrc := 16, 0
 	for _, t := range ci.Tags {
+		size += 8
+		for _, md := range t.Medias {
+			size += 6 + 30*len(md.Streams)
+			for _, st := range md.Streams {
+				size += 7 * len(st.SSRCs)
+				nssrc += len(st.SSRCs)
+			}
+		}
+	}
+	a := arena{block: make([]Field, 0, size+7*nssrc)}
+	tags := a.reserve(len(ci.Tags))
+	ssrcs := a.reserve(nssrc)[:0]
+	untagged := 0
+	for ti, t := range ci.Tags {
 		key := t.Tag
 		if key == "" {
-			key = fmt.Sprintf("<untagged %d>", untagged)
+			key = "<untagged " + strconv.Itoa(untagged) + ">"
 			untagged++
 		}
-		medias := make([]any, 0, len(t.Medias))
-		for _, md := range t.Medias {
-			streams := make([]any, 0, len(md.Streams))
-			for _, st := range md.Streams {
-				streams = append(streams, streamTree(st))
+		medias := a.reserve(len(t.Medias))
+		for mi, md := range t.Medias {
+			streams := a.reserve(len(md.Streams))
+			for si, st := range md.Streams {
+				streams[si].Value = streamTree(&a, &names, st)
 				for _, q := range st.SSRCs {
-					ssrcs[fmt.Sprint(q.SSRC)] = map[string]any{
-						"tag": t.Tag, "packets": q.Packets, "packets lost": q.Lost,
-						"duplicates": q.Duplicates, "reordered": q.Reordered,
-						"jitter": fmt.Sprintf("%.3f", q.JitterMs),
-					}
+					ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(q.SSRC), 10), a.dict(
+						F("duplicates", Uint(q.Duplicates)),
+						F("jitter", Str(strconv.FormatFloat(q.JitterMs, 'f', 3, 64))),
+						F("packets", Uint(q.Packets)),
+						F("packets lost", Int(q.Lost)),
+						F("reordered", Uint(q.Reordered)),
+						F("tag", Str(t.Tag)),
+					)))
 				}
 			}
-			medias = append(medias, map[string]any{
-				"index": md.Index, "type": md.Type, "protocol": md.Protocol,
-				"flags": anyList(md.Flags), "streams": streams,
-			})
+			medias[mi].Value = a.dict(
+				F("flags", a.strings(md.Flags)),
+				F("index", Int(int64(md.Index))),
+				F("protocol", Str(md.Protocol)),
+				F("streams", Value{kind: KindList, items: streams}),
+				F("type", Str(md.Type)),
+			)
 		}
-		tag := map[string]any{
-			"tag": t.Tag, "created": t.Created.Unix(), "medias": medias,
-			"in dialogue with": t.InDialogueWith,
-		}
-		if t.Label != "" {
-			tag["label"] = t.Label
-		}
-		if t.ViaBranch != "" {
-			tag["via-branch"] = t.ViaBranch
-		}
+		var aliases Value
 		if len(t.Aliases) > 0 {
-			tag["tag-aliases"] = anyList(t.Aliases)
+			aliases = a.strings(t.Aliases)
 		}
-		tags[key] = tag
+		tags[ti] = F(key, a.dict(
+			F("created", Int(t.Created.Unix())),
+			F("in dialogue with", Str(t.InDialogueWith)),
+			F("label", optStr(t.Label)),
+			F("medias", Value{kind: KindList, items: medias}),
+			F("tag", Str(t.Tag)),
+			F("tag-aliases", aliases),
+			F("via-branch", optStr(t.ViaBranch)),
+		))
 	}
-	return Reply{
-		"created":     ci.Created.Unix(),
-		"created_us":  int64(ci.Created.Nanosecond() / 1000),
-		"last signal": ci.LastSignal.Unix(),
-		"SSRC":        ssrcs,
-		"tags":        tags,
-		"totals": map[string]any{
-			"RTP":  counters(ci.RTP),
-			"RTCP": counters(ci.RTCP),
-		},
-	}
+	return NewReply(
+		F("SSRC", Value{kind: KindDict, items: sortFields(ssrcs)}),
+		F("created", Int(ci.Created.Unix())),
+		F("created_us", Int(int64(ci.Created.Nanosecond()/1000))),
+		F("last signal", Int(ci.LastSignal.Unix())),
+		F("tags", Value{kind: KindDict, items: sortFields(tags)}),
+		F("totals", a.dict(
+			F("RTCP", counters(&a, ci.RTCP)),
+			F("RTP", counters(&a, ci.RTP)),
+		)),
+		F("result", okResult),
+	)
 }
 
-func streamTree(st session.StreamInfo) map[string]any {
-	m := map[string]any{
-		"local port":          int64(st.Local.Port()),
-		"local address":       st.Local.Addr().String(),
-		"family":              family(st.Local.Addr()),
-		"endpoint":            endpoint(st.Endpoint),
-		"advertised endpoint": endpoint(st.AdvertisedEndpoint),
-		"flags":               anyList(st.Flags),
-		"stats":               counters(st.In),
-		"stats_out":           counters(st.Out),
-		"last packet":         unixOrZero(st.LastPacket),
-		"last kernel packet":  unixOrZero(st.LastKernelPacket),
-		"last user packet":    unixOrZero(st.LastUserPacket),
-		"kernel packets":      st.KernelPackets,
+// addrNames prints each address of one reply once: a call's streams share
+// a handful of addresses.
+type addrNames struct {
+	n     int
+	addrs [8]netip.Addr
+	names [8]string
+}
+
+func (c *addrNames) name(a netip.Addr) string {
+	for i := range c.n {
+		if c.addrs[i] == a {
+			return c.names[i]
+		}
 	}
+	s := a.String()
+	if c.n < len(c.addrs) {
+		c.addrs[c.n], c.names[c.n] = a, s
+		c.n++
+	}
+	return s
+}
+
+func streamTree(a *arena, names *addrNames, st session.StreamInfo) Value {
+	var advertised, ssrcs Value
 	if st.Advertised.IsValid() {
-		m["advertised address"] = st.Advertised.String()
+		advertised = Str(names.name(st.Advertised))
 	}
 	if len(st.SSRCs) > 0 {
-		ssrcs := make([]any, 0, len(st.SSRCs))
-		for _, s := range st.SSRCs {
-			ssrcs = append(ssrcs, map[string]any{
-				"SSRC": int64(s.SSRC), "packets": s.Packets, "lost": s.Lost,
-				"duplicates": s.Duplicates, "reordered": s.Reordered,
-				"jitter": fmt.Sprintf("%.3f", s.JitterMs),
-			})
+		list := a.reserve(len(st.SSRCs))
+		for i, s := range st.SSRCs {
+			list[i].Value = a.dict(
+				F("SSRC", Int(int64(s.SSRC))),
+				F("duplicates", Uint(s.Duplicates)),
+				F("jitter", Str(strconv.FormatFloat(s.JitterMs, 'f', 3, 64))),
+				F("lost", Int(s.Lost)),
+				F("packets", Uint(s.Packets)),
+				F("reordered", Uint(s.Reordered)),
+			)
 		}
-		m["SSRC"] = ssrcs
+		ssrcs = Value{kind: KindList, items: list}
 	}
-	return m
+	return a.dict(
+		F("SSRC", ssrcs),
+		F("advertised address", advertised),
+		F("advertised endpoint", endpoint(a, names, st.AdvertisedEndpoint)),
+		F("endpoint", endpoint(a, names, st.Endpoint)),
+		F("family", Str(family(st.Local.Addr()))),
+		F("flags", a.strings(st.Flags)),
+		F("kernel packets", Uint(st.KernelPackets)),
+		F("last kernel packet", Int(unixOrZero(st.LastKernelPacket))),
+		F("last packet", Int(unixOrZero(st.LastPacket))),
+		F("last user packet", Int(unixOrZero(st.LastUserPacket))),
+		F("local address", Str(names.name(st.Local.Addr()))),
+		F("local port", Int(int64(st.Local.Port()))),
+		F("stats", counters(a, st.In)),
+		F("stats_out", counters(a, st.Out)),
+	)
 }
 
-func endpoint(ap netip.AddrPort) map[string]any {
+func endpoint(a *arena, names *addrNames, ap netip.AddrPort) Value {
 	if !ap.IsValid() {
-		return map[string]any{}
+		return Value{kind: KindDict}
 	}
-	return map[string]any{"family": family(ap.Addr()), "address": ap.Addr().String(), "port": int64(ap.Port())}
+	return a.dict(
+		F("address", Str(names.name(ap.Addr()))),
+		F("family", Str(family(ap.Addr()))),
+		F("port", Int(int64(ap.Port()))),
+	)
 }
 
 func family(a netip.Addr) string {
@@ -258,16 +315,16 @@ func family(a netip.Addr) string {
 	return "IPv4"
 }
 
-func counters(c session.Counters) map[string]any {
-	return map[string]any{"packets": c.Packets, "bytes": c.Bytes, "errors": c.Errors}
+func counters(a *arena, c session.Counters) Value {
+	return a.dict(F("bytes", Uint(c.Bytes)), F("errors", Uint(c.Errors)), F("packets", Uint(c.Packets)))
 }
 
-func anyList(list []string) []any {
-	out := make([]any, len(list))
-	for i, s := range list {
-		out[i] = s
+// optStr is s, or Null (left out) when s is empty.
+func optStr(s string) Value {
+	if s == "" {
+		return Value{}
 	}
-	return out
+	return Str(s)
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -277,94 +334,113 @@ func unixOrZero(t time.Time) int64 {
 	return t.Unix()
 }
 
-// Statistics is the ng statistics dictionary (also the CLI's list jsonstats).
-func (c *Control) Statistics() map[string]any { return c.statistics() }
+// Statistics is the ng statistics dictionary as generic values (the CLI's
+// list jsonstats).
+func (c *Control) Statistics() any { return c.statistics().Interface() }
 
-func (c *Control) statistics() map[string]any {
+func (c *Control) statistics() Value {
 	s := c.mgr.Statistics()
-	seconds := func(d time.Duration) string { return fmt.Sprintf("%.6f", d.Seconds()) }
-	stats := map[string]any{
-		"currentstatistics": map[string]any{
-			"sessionsown":     s.SessionsOwn,
-			"sessionsforeign": 0,
-			"sessionstotal":   s.SessionsOwn,
-			"transcodedmedia": 0,
-			"packetrate":      s.PacketRate,
-			"byterate":        s.ByteRate,
-			"errorrate":       s.ErrorRate,
-			"media_userspace": s.MediaUserspace,
-			"media_kernel":    s.MediaKernel,
-			"media_mixed":     0,
-		},
-		"totalstatistics": map[string]any{
-			"uptime":                     fmt.Sprintf("%d", int64(s.Uptime.Seconds())),
-			"managedsessions":            s.Managed,
-			"rejectedsessions":           s.Rejected,
-			"timeoutsessions":            s.Timeout,
-			"silenttimeoutsessions":      s.SilentTimeout,
-			"finaltimeoutsessions":       s.FinalTimeout,
-			"offertimeoutsessions":       s.OfferTimeout,
-			"regularterminatedsessions":  s.RegularTerminated,
-			"forcedterminatedsessions":   s.ForcedTerminated,
-			"relayedpackets":             s.RelayedPackets,
-			"relayedpacketerrors":        s.RelayedErrors,
-			"relayedbytes":               s.RelayedBytes,
-			"relayedpackets_user":        s.RelayedPackets - s.RelayedPacketsKernel,
-			"relayedpacketerrors_user":   s.RelayedErrors,
-			"relayedbytes_user":          s.RelayedBytes - s.RelayedBytesKernel,
-			"relayedpackets_kernel":      s.RelayedPacketsKernel,
-			"relayedpacketerrors_kernel": 0,
-			"relayedbytes_kernel":        s.RelayedBytesKernel,
-			"zerowaystreams":             s.ZeroWayStreams,
-			"onewaystreams":              s.OneWayStreams,
-			"avgcallduration":            seconds(s.AvgCallDuration),
-			"totalcallsduration":         seconds(s.TotalCallDuration),
-		},
-	}
-	ifaces := make([]any, 0, len(s.Interfaces))
+	seconds := func(d time.Duration) Value { return Str(strconv.FormatFloat(d.Seconds(), 'f', 6, 64)) }
+	ifaces := make([]Value, 0, len(s.Interfaces))
 	for _, in := range s.Interfaces {
-		ifaces = append(ifaces, map[string]any{
-			"name": in.Name, "address": in.Address.String(), "advertised address": in.Advertised.String(),
-			"ports": map[string]any{
-				"min": in.PortMin, "max": in.PortMax,
-				"used": 2 * in.PortsUsed, "free": 2 * (in.PortsTotal - in.PortsUsed), "totals": 2 * in.PortsTotal,
-			},
-		})
+		ifaces = append(ifaces, Dict(
+			F("address", Str(in.Address.String())),
+			F("advertised address", Str(in.Advertised.String())),
+			F("name", Str(in.Name)),
+			F("ports", Dict(
+				F("free", Int(int64(2*(in.PortsTotal-in.PortsUsed)))),
+				F("max", Int(int64(in.PortMax))),
+				F("min", Int(int64(in.PortMin))),
+				F("totals", Int(int64(2*in.PortsTotal))),
+				F("used", Int(int64(2*in.PortsUsed))),
+			)),
+		))
 	}
-	stats["interfaces"] = ifaces
+	var control Value
 	if c.server != nil {
-		stats["controlstatistics"] = controlStatistics(c.server())
+		control = controlStatistics(c.server())
 	}
-	return stats
+	return Dict(
+		F("controlstatistics", control),
+		F("currentstatistics", Dict(
+			F("byterate", Uint(s.ByteRate)),
+			F("errorrate", Uint(s.ErrorRate)),
+			F("media_kernel", Int(int64(s.MediaKernel))),
+			F("media_mixed", Int(0)),
+			F("media_userspace", Int(int64(s.MediaUserspace))),
+			F("packetrate", Uint(s.PacketRate)),
+			F("sessionsforeign", Int(0)),
+			F("sessionsown", Int(int64(s.SessionsOwn))),
+			F("sessionstotal", Int(int64(s.SessionsOwn))),
+			F("transcodedmedia", Int(0)),
+		)),
+		F("interfaces", List(ifaces...)),
+		F("totalstatistics", Dict(
+			F("avgcallduration", seconds(s.AvgCallDuration)),
+			F("finaltimeoutsessions", Uint(s.FinalTimeout)),
+			F("forcedterminatedsessions", Uint(s.ForcedTerminated)),
+			F("managedsessions", Uint(s.Managed)),
+			F("offertimeoutsessions", Uint(s.OfferTimeout)),
+			F("onewaystreams", Uint(s.OneWayStreams)),
+			F("regularterminatedsessions", Uint(s.RegularTerminated)),
+			F("rejectedsessions", Uint(s.Rejected)),
+			F("relayedbytes", Uint(s.RelayedBytes)),
+			F("relayedbytes_kernel", Uint(s.RelayedBytesKernel)),
+			F("relayedbytes_user", Uint(s.RelayedBytes-s.RelayedBytesKernel)),
+			F("relayedpacketerrors", Uint(s.RelayedErrors)),
+			F("relayedpacketerrors_kernel", Int(0)),
+			F("relayedpacketerrors_user", Uint(s.RelayedErrors)),
+			F("relayedpackets", Uint(s.RelayedPackets)),
+			F("relayedpackets_kernel", Uint(s.RelayedPacketsKernel)),
+			F("relayedpackets_user", Uint(s.RelayedPackets-s.RelayedPacketsKernel)),
+			F("silenttimeoutsessions", Uint(s.SilentTimeout)),
+			F("timeoutsessions", Uint(s.Timeout)),
+			F("totalcallsduration", seconds(s.TotalCallDuration)),
+			F("uptime", Str(strconv.FormatInt(int64(s.Uptime.Seconds()), 10))),
+			F("zerowaystreams", Uint(s.ZeroWayStreams)),
+		)),
+	)
 }
 
 // controlStatistics renders the server counters the way the reference's
-// controlstatistics section names them: "<command>count" per proxy and in total.
-func controlStatistics(s ServerStats) map[string]any {
+// controlstatistics section names them: "<command>count" per proxy and in
+// total. Proxies are listed by address.
+func controlStatistics(s ServerStats) Value {
 	key := func(cmd string) string { return stdstrings.ReplaceAll(cmd, " ", "") + "count" }
-	out := map[string]any{}
+	out := make([]Field, 0, len(s.Commands)+3)
 	for cmd, cs := range s.Commands {
 		if cmd == StatsInvalid || cmd == StatsUnknown {
 			continue
 		}
-		out["total"+key(cmd)] = cs.Requests
+		out = append(out, F("total"+key(cmd), Uint(cs.Requests)))
 	}
-	out["totalerrorcount"] = s.Errors
-	out["droppedcount"] = s.Dropped
-	proxies := make([]any, 0, len(s.Proxies))
-	for addr, cmds := range s.Proxies {
-		p := map[string]any{"proxy": addr.String()}
+	out = append(out, F("totalerrorcount", Uint(s.Errors)), F("droppedcount", Uint(s.Dropped)))
+	addrs := slices.SortedFunc(maps.Keys(s.Proxies), func(a, b netip.Addr) int { return a.Compare(b) })
+	proxies := make([]Value, 0, len(addrs))
+	for _, addr := range addrs {
+		cmds := s.Proxies[addr]
+		p := []Field{F("proxy", Str(addr.String()))}
 		var errs uint64
 		for cmd, cs := range cmds {
 			errs += cs.Errors
 			if cmd == StatsInvalid || cmd == StatsUnknown {
 				continue
 			}
-			p[key(cmd)] = cs.Requests
+			p = append(p, F(key(cmd), Uint(cs.Requests)))
 		}
-		p["errorcount"] = errs
-		proxies = append(proxies, p)
+		p = append(p, F("errorcount", Uint(errs)))
+		proxies = append(proxies, Dict(p...))
 	}
-	out["proxies"] = proxies
-	return out
+	out = append(out, F("proxies", List(proxies...)))
+	return Dict(out...)
+}
+
+// warnings joins what the relay did not do as asked: the session layer's
+// warnings and the keys, flags and values it accepted but does not act on.
+func warnings(req *Request, session []string) string {
+	w := append([]string(nil), session...)
+	if len(req.Ignored) > 0 {
+		w = append(w, "not supported and ignored: "+stdstrings.Join(req.Ignored, ", "))
+	}
+	return stdstrings.Join(w, "; ")
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,12 +20,40 @@ import (
 // wrong type yields an *InvalidValueError. On error the returned Request is
 // still non-nil and holds what was decoded so far (useful to log the call-id).
 // Unknown command names are not an error here: the dispatcher answers them.
+//
+// The server decodes straight into a Value and parses that; ParseRequest is
+// the same parser for a generic dictionary (see ValueOf for its types).
 func ParseRequest(dict map[string]any) (*Request, error) {
+	fields := make([]Field, 0, len(dict))
+	for k, x := range dict {
+		v, err := ValueOf(x)
+		if err != nil {
+			return &Request{}, &InvalidValueError{Key: k, Err: err}
+		}
+		fields = append(fields, F(k, v))
+	}
+	return parseRequest(Dict(fields...))
+}
+
+// keyEntry is one dictionary key with its normalised spelling.
+type keyEntry struct {
+	norm string
+	f    *Field
+}
+
+// maxKeysOnStack covers every request a SIP proxy sends without a heap
+// allocation for the key table.
+const maxKeysOnStack = 32
+
+// parseRequest is ParseRequest for a decoded dictionary Value (fields
+// sorted by key, keys unique).
+func parseRequest(dict Value) (*Request, error) {
 	p := &reqParser{req: &Request{}}
-	type entry struct{ norm, raw string }
-	keys := make([]entry, 0, len(dict))
-	for k := range dict {
-		keys = append(keys, entry{norm: normName(k), raw: k})
+	var buf [maxKeysOnStack]keyEntry
+	keys := buf[:0]
+	for i := range dict.items {
+		f := &dict.items[i]
+		keys = append(keys, keyEntry{norm: normName(f.Key), f: f})
 	}
 	// Sorting makes duplicate spellings of one key resolve the same way on
 	// every run, and puts the flag lists, which may refine keys, last.
@@ -38,24 +66,25 @@ func ParseRequest(dict map[string]any) (*Request, error) {
 		}
 		return 0
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
+	slices.SortFunc(keys, func(a, b keyEntry) int {
 		if ra, rb := rank(a.norm), rank(b.norm); ra != rb {
-			return ra < rb
+			return ra - rb
 		}
-		if a.norm != b.norm {
-			return a.norm < b.norm
+		if c := strings.Compare(a.norm, b.norm); c != 0 {
+			return c
 		}
-		return a.raw < b.raw
+		return strings.Compare(a.f.Key, b.f.Key)
 	})
 	hasCommand := false
 	for _, k := range keys {
 		switch k.norm {
 		case "command":
-			hasCommand = hasCommand || dict[k.raw] != nil
+			hasCommand = hasCommand || !k.f.Value.IsNull()
 		case "call-id":
 			// Only for the log line of a request that fails.
-			p.req.CallID, _ = dict[k.raw].(string)
+			if v := k.f.Value; v.kind == KindString {
+				p.req.CallID = strings.Clone(v.str)
+			}
 		}
 	}
 	// The reference looks the command up before anything else.
@@ -63,7 +92,7 @@ func ParseRequest(dict map[string]any) (*Request, error) {
 		return p.req, ErrNoCommand
 	}
 	for _, k := range keys {
-		if err := p.key(k.norm, k.raw, dict[k.raw]); err != nil {
+		if err := p.key(k.norm, k.f.Key, k.f.Value); err != nil {
 			return p.req, err
 		}
 	}
@@ -77,6 +106,12 @@ const (
 	maxIgnored = 32
 )
 
+// The decoded dictionary shares one string with the datagram (see
+// decodeBencode); every free-form string the parser keeps in the Request is
+// cloned, so that a call-id the session layer holds for hours does not
+// hold the whole request in memory. Enumerated values are stored as
+// constants.
+
 type reqParser struct {
 	req     *Request
 	ignored int
@@ -86,7 +121,7 @@ func (p *reqParser) ignore(s string) {
 	p.ignored++
 	switch {
 	case p.ignored <= maxIgnored:
-		p.req.Ignored = append(p.req.Ignored, s)
+		p.req.Ignored = append(p.req.Ignored, strings.Clone(s))
 	case p.ignored == maxIgnored+1:
 		p.req.Ignored = append(p.req.Ignored, "...")
 	}
@@ -95,8 +130,8 @@ func (p *reqParser) ignore(s string) {
 func (p *reqParser) ignoreValue(key, value string) { p.ignore(key + "=" + value) }
 
 // key applies one dictionary entry; nk is the normalised key, raw as sent.
-func (p *reqParser) key(nk, raw string, v any) error {
-	if v == nil {
+func (p *reqParser) key(nk, raw string, v Value) error {
+	if v.IsNull() {
 		// JSON null: treat as absent.
 		return nil
 	}
@@ -106,25 +141,29 @@ func (p *reqParser) key(nk, raw string, v any) error {
 	case "command":
 		var s string
 		if s, err = str(raw, v); err == nil {
-			r.Command = CanonicalCommand(s)
+			r.Command = canonicalCommand(s)
 		}
 	case "call-id":
-		r.CallID, err = str(raw, v)
+		var s string
+		// The key scan in parseRequest has kept a copy already.
+		if s, err = str(raw, v); err == nil && s != r.CallID {
+			r.CallID = strings.Clone(s)
+		}
 	case "from-tag":
-		r.FromTag, err = str(raw, v)
+		r.FromTag, err = ownStr(raw, v)
 	case "to-tag":
-		r.ToTag, err = str(raw, v)
+		r.ToTag, err = ownStr(raw, v)
 	case "via-branch":
-		r.ViaBranch, err = str(raw, v)
+		r.ViaBranch, err = ownStr(raw, v)
 	case "sdp":
 		var s string
 		if s, err = str(raw, v); err == nil {
 			r.SDP, r.HasSDP = []byte(s), true
 		}
 	case "label", "from-label":
-		r.Label, err = str(raw, v)
+		r.Label, err = ownStr(raw, v)
 	case "to-label":
-		r.ToLabel, err = str(raw, v)
+		r.ToLabel, err = ownStr(raw, v)
 	case "received-from":
 		err = p.receivedFrom(raw, v)
 	case "media-address":
@@ -145,14 +184,11 @@ func (p *reqParser) key(nk, raw string, v any) error {
 			}
 		}
 	case "direction":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				if s = strings.TrimSpace(s); s != "" {
-					r.Direction = append(r.Direction, s)
-				}
+		err = eachStr(raw, v, func(s string) {
+			if s = strings.TrimSpace(s); s != "" {
+				r.Direction = append(r.Direction, strings.Clone(s))
 			}
-		}
+		})
 	case "ice":
 		err = p.ice(raw, v)
 	case "dtls":
@@ -170,21 +206,13 @@ func (p *reqParser) key(nk, raw string, v any) error {
 			}
 		}
 	case "sdes":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				p.sdes(s)
-			}
-		}
+		err = eachStr(raw, v, p.sdes)
 	case "rtcp-mux":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				if !p.rtcpMux(s) {
-					p.ignoreValue(raw, s)
-				}
+		err = eachStr(raw, v, func(s string) {
+			if !p.rtcpMux(s) {
+				p.ignoreValue(raw, s)
 			}
-		}
+		})
 	case "transport-protocol":
 		var s string
 		if s, err = str(raw, v); err == nil {
@@ -195,14 +223,11 @@ func (p *reqParser) key(nk, raw string, v any) error {
 			}
 		}
 	case "replace":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				if !p.replace(s) {
-					p.ignoreValue(raw, s)
-				}
+		err = eachStr(raw, v, func(s string) {
+			if !p.replace(s) {
+				p.ignoreValue(raw, s)
 			}
-		}
+		})
 	case "tos":
 		var n int
 		if n, err = integer(raw, v); err == nil {
@@ -223,20 +248,23 @@ func (p *reqParser) key(nk, raw string, v any) error {
 			p.ignoreValue(raw, s)
 		}
 	case "supports":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				if s = strings.TrimSpace(s); s != "" {
-					appendUnique(&r.Supports, s)
-				}
+		err = eachStr(raw, v, func(s string) {
+			if s = strings.TrimSpace(s); s != "" && !slices.Contains(r.Supports, s) {
+				r.Supports = append(r.Supports, strings.Clone(s))
 			}
-		}
+		})
 	case "record-call":
 		var s string
 		if s, err = str(raw, v); err == nil {
-			switch ls := strings.ToLower(strings.TrimSpace(s)); ls {
-			case "yes", "no", "on", "off":
-				r.RecordCall = ls
+			switch strings.ToLower(strings.TrimSpace(s)) {
+			case "yes":
+				r.RecordCall = "yes"
+			case "no":
+				r.RecordCall = "no"
+			case "on":
+				r.RecordCall = "on"
+			case "off":
+				r.RecordCall = "off"
 			default:
 				p.ignoreValue(raw, s)
 			}
@@ -254,12 +282,7 @@ func (p *reqParser) key(nk, raw string, v any) error {
 			}
 		}
 	case "flags":
-		var l []string
-		if l, err = strList(raw, v); err == nil {
-			for _, s := range l {
-				p.flag(s)
-			}
-		}
+		err = eachStr(raw, v, p.flag)
 	case "rtpp-flags":
 		var s string
 		if s, err = str(raw, v); err == nil {
@@ -274,26 +297,20 @@ func (p *reqParser) key(nk, raw string, v any) error {
 	return err
 }
 
-func (p *reqParser) receivedFrom(raw string, v any) error {
+func (p *reqParser) receivedFrom(raw string, v Value) error {
 	var family, addr string
-	switch x := v.(type) {
-	case []any:
-		if len(x) != 2 {
-			return &InvalidValueError{Key: raw, Err: fmt.Errorf("want [family, address], got %d elements", len(x))}
+	if v.kind == KindList {
+		if len(v.items) != 2 {
+			return &InvalidValueError{Key: raw, Err: fmt.Errorf("want [family, address], got %d elements", len(v.items))}
 		}
 		var err error
-		if family, err = str(raw, x[0]); err != nil {
+		if family, err = str(raw, v.items[0].Value); err != nil {
 			return err
 		}
-		if addr, err = str(raw, x[1]); err != nil {
+		if addr, err = str(raw, v.items[1].Value); err != nil {
 			return err
 		}
-	case []string:
-		if len(x) != 2 {
-			return &InvalidValueError{Key: raw, Err: fmt.Errorf("want [family, address], got %d elements", len(x))}
-		}
-		family, addr = x[0], x[1]
-	default:
+	} else {
 		// A bare address, as in the rtpp-flags token received-from=IP.
 		var err error
 		if addr, err = str(raw, v); err != nil {
@@ -312,12 +329,8 @@ func (p *reqParser) receivedFrom(raw string, v any) error {
 	return nil
 }
 
-func (p *reqParser) ice(raw string, v any) error {
-	l, err := strList(raw, v)
-	if err != nil {
-		return err
-	}
-	for _, s := range l {
+func (p *reqParser) ice(raw string, v Value) error {
+	return eachStr(raw, v, func(s string) {
 		switch normName(s) {
 		case "remove":
 			p.req.ICE = "remove"
@@ -334,8 +347,7 @@ func (p *reqParser) ice(raw string, v any) error {
 		default:
 			p.ignoreValue(raw, s)
 		}
-	}
-	return nil
+	})
 }
 
 func (p *reqParser) sdes(s string) {
@@ -347,16 +359,29 @@ func (p *reqParser) sdes(s string) {
 	if n := normName(s); n == "off" || n == "no" || n == "disable" || n == "disabled" {
 		s = "off"
 	}
-	appendUnique(&p.req.SDES, s)
+	if !slices.Contains(p.req.SDES, s) {
+		p.req.SDES = append(p.req.SDES, strings.Clone(s))
+	}
 }
 
 func (p *reqParser) rtcpMux(s string) bool {
-	switch n := normName(s); n {
-	case "offer", "require", "demux", "accept", "reject":
-		appendUnique(&p.req.RTCPMux, n)
-		return true
+	var c string
+	switch normName(s) {
+	case "offer":
+		c = "offer"
+	case "require":
+		c = "require"
+	case "demux":
+		c = "demux"
+	case "accept":
+		c = "accept"
+	case "reject":
+		c = "reject"
+	default:
+		return false
 	}
-	return false
+	appendUnique(&p.req.RTCPMux, c)
+	return true
 }
 
 func (p *reqParser) replace(s string) bool {
@@ -368,49 +393,63 @@ func (p *reqParser) replace(s string) bool {
 }
 
 func (p *reqParser) endpointLearning(s string) bool {
-	switch n := normName(s); n {
-	case "off", "immediate", "delayed", "heuristic":
-		p.req.EndpointLearning = n
-		return true
+	switch normName(s) {
+	case "off":
+		p.req.EndpointLearning = "off"
+	case "immediate":
+		p.req.EndpointLearning = "immediate"
+	case "delayed":
+		p.req.EndpointLearning = "delayed"
+	case "heuristic":
+		p.req.EndpointLearning = "heuristic"
+	default:
+		return false
 	}
-	return false
+	return true
 }
 
 // codecVerb returns the canonical codec manipulation verb.
 func codecVerb(s string) (string, bool) {
-	switch n := normName(s); n {
-	case "strip", "offer", "transcode", "mask", "set", "except", "accept", "consume":
-		return n, true
+	switch normName(s) {
+	case "strip":
+		return "strip", true
+	case "offer":
+		return "offer", true
+	case "transcode":
+		return "transcode", true
+	case "mask":
+		return "mask", true
+	case "set":
+		return "set", true
+	case "except":
+		return "except", true
+	case "accept":
+		return "accept", true
+	case "consume":
+		return "consume", true
 	}
 	return "", false
 }
 
-func (p *reqParser) codecDict(raw string, v any) error {
-	m, ok := v.(map[string]any)
-	if !ok {
+func (p *reqParser) codecDict(raw string, v Value) error {
+	if v.kind != KindDict {
 		return &InvalidValueError{Key: raw, Err: fmt.Errorf("want dictionary, got %s", typeName(v))}
 	}
-	verbs := make([]string, 0, len(m))
-	for k := range m {
-		verbs = append(verbs, k)
-	}
-	sort.Strings(verbs)
-	for _, k := range verbs {
-		if m[k] == nil {
+	// The fields are sorted by key, so verbs apply in the same order on
+	// every run.
+	for _, f := range v.items {
+		if f.Value.IsNull() {
 			continue
 		}
-		l, err := strList(raw+"."+k, m[k])
-		if err != nil {
-			return err
+		if err := checkStrList(f.Value); err != nil {
+			return &InvalidValueError{Key: raw + "." + f.Key, Err: err}
 		}
-		verb, ok := codecVerb(k)
+		verb, ok := codecVerb(f.Key)
 		if !ok {
-			p.ignore(raw + "." + k)
+			p.ignore(raw + "." + f.Key)
 			continue
 		}
-		for _, c := range l {
-			p.codec(verb, c)
-		}
+		_ = eachStr("", f.Value, func(c string) { p.codec(verb, c) })
 	}
 	return nil
 }
@@ -423,7 +462,9 @@ func (p *reqParser) codec(verb, c string) {
 		p.req.Codec = make(map[string][]string)
 	}
 	l := p.req.Codec[verb]
-	appendUnique(&l, c)
+	if !slices.Contains(l, c) {
+		l = append(l, strings.Clone(c))
+	}
 	p.req.Codec[verb] = l
 }
 
@@ -576,7 +617,7 @@ func (p *reqParser) rtppFlags(raw, s string) error {
 			}
 			switch nk {
 			case "internal", "external":
-				r.Direction = append(r.Direction, k)
+				r.Direction = append(r.Direction, strings.Clone(k))
 			case "rtp", "avp":
 				bits = true
 			case "srtp":
@@ -596,7 +637,7 @@ func (p *reqParser) rtppFlags(raw, s string) error {
 		}
 		switch nk {
 		case "from-tag":
-			r.FromTag = v
+			r.FromTag = strings.Clone(v)
 			r.Flags.Directional = true
 		case "via-branch", "rtpp-flags":
 			// via-branch=1|2|auto... names a header the proxy must look up;
@@ -607,7 +648,7 @@ func (p *reqParser) rtppFlags(raw, s string) error {
 		default:
 			// Every other key=value passes through as a dictionary key with
 			// a string value; integer keys accept numeric strings.
-			if err := p.key(nk, k, v); err != nil {
+			if err := p.key(nk, k, Str(v)); err != nil {
 				p.ignore(tok)
 			}
 		}
@@ -636,22 +677,45 @@ func CanonicalCommand(s string) string {
 	return strings.ReplaceAll(normName(s), "-", " ")
 }
 
+// canonicalCommand is CanonicalCommand returning the constant for the
+// commands the protocol defines.
+func canonicalCommand(s string) string {
+	if c, ok := commandNames[normName(s)]; ok {
+		return c
+	}
+	return strings.Clone(CanonicalCommand(s))
+}
+
+// knownCommands are the command names the reference defines.
+var knownCommands = []string{"ping", "offer", "answer", "delete", "query", "list", "statistics",
+	"start recording", "stop recording", "pause recording",
+	"block dtmf", "unblock dtmf", "block media", "unblock media",
+	"silence media", "unsilence media", "start forwarding", "stop forwarding",
+	"play media", "stop media", "play dtmf", "publish",
+	"subscribe request", "subscribe answer", "unsubscribe",
+	"inject start", "inject stop", "connect", "create", "create answer",
+	"mesh", "transform", "cli"}
+
+// commandNames maps the normalised spelling of each known command to its
+// canonical name, and knownCommandSet holds the canonical names.
+// (Package variables initialise in dependency order: knownNames below
+// uses commandNames.)
+var commandNames, knownCommandSet = func() (map[string]string, map[string]struct{}) {
+	names := make(map[string]string, len(knownCommands))
+	set := make(map[string]struct{}, len(knownCommands))
+	for _, c := range knownCommands {
+		names[strings.ReplaceAll(c, " ", "-")] = c
+		set[c] = struct{}{}
+	}
+	return names, set
+}()
+
 // KnownCommand tells whether a canonical command name is one the reference
 // defines (whether or not relayd implements it). Statistics use it so that
 // arbitrary names from the network cannot grow the per-command tables.
 func KnownCommand(c string) bool {
-	switch c {
-	case "ping", "offer", "answer", "delete", "query", "list", "statistics",
-		"start recording", "stop recording", "pause recording",
-		"block dtmf", "unblock dtmf", "block media", "unblock media",
-		"silence media", "unsilence media", "start forwarding", "stop forwarding",
-		"play media", "stop media", "play dtmf", "publish",
-		"subscribe request", "subscribe answer", "unsubscribe",
-		"inject start", "inject stop", "connect", "create", "create answer",
-		"mesh", "transform", "cli":
-		return true
-	}
-	return false
+	_, ok := knownCommandSet[c]
+	return ok
 }
 
 func canonReplace(s string) (string, bool) {
@@ -677,9 +741,19 @@ func canonReplace(s string) (string, bool) {
 }
 
 func canonTransport(s string) (string, bool) {
-	switch u := strings.ToUpper(strings.TrimSpace(s)); u {
-	case "RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF":
-		return u, true
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "RTP/AVP":
+		return "RTP/AVP", true
+	case "RTP/AVPF":
+		return "RTP/AVPF", true
+	case "RTP/SAVP":
+		return "RTP/SAVP", true
+	case "RTP/SAVPF":
+		return "RTP/SAVPF", true
+	case "UDP/TLS/RTP/SAVP":
+		return "UDP/TLS/RTP/SAVP", true
+	case "UDP/TLS/RTP/SAVPF":
+		return "UDP/TLS/RTP/SAVPF", true
 	case "ACCEPT":
 		return "accept", true
 	}
@@ -688,9 +762,14 @@ func canonTransport(s string) (string, bool) {
 
 // normName canonicalises a key, flag or keyword: ASCII lower case, space,
 // hyphen and underscore all become one hyphen, and leading and trailing
-// separators go.
+// separators go. A name that is canonical already, or whose canonical form
+// is a name the parser knows, costs no allocation.
 func normName(s string) string {
-	b := make([]byte, 0, len(s))
+	if isNormName(s) {
+		return s
+	}
+	var buf [64]byte
+	b := buf[:0]
 	sep := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -707,8 +786,46 @@ func normName(s string) string {
 		}
 		b = append(b, c)
 	}
+	if n, ok := knownNames[string(b)]; ok {
+		return n
+	}
 	return string(b)
 }
+
+func isNormName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'A' && c <= 'Z', c == ' ', c == '_', c == '\t':
+			return false
+		case c == '-' && (i == 0 || i == len(s)-1 || s[i-1] == '-'):
+			return false
+		}
+	}
+	return true
+}
+
+// knownNames interns the canonical names that SIP proxies commonly spell
+// otherwise ("ICE", "call id", "SDES", "TOS", "delete delay"...).
+var knownNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"command", "call-id", "from-tag", "to-tag", "via-branch", "sdp",
+		"label", "from-label", "to-label", "received-from", "media-address", "address-family",
+		"direction", "ice", "dtls", "sdes", "rtcp-mux", "transport-protocol", "replace", "tos",
+		"delete-delay", "limit", "codec", "endpoint-learning", "supports", "record-call", "all",
+		"flags", "rtpp-flags", "sip-message-type", "sip-code",
+		"trust-address", "sip-source-address", "asymmetric", "symmetric", "strict-source",
+		"media-handover", "port-latching", "no-port-latching", "no-rtcp-attribute",
+		"full-rtcp-attribute", "original-sendrecv", "loop-protect", "record-call", "generate-mid",
+		"reset", "fatal", "fast", "discard-recording", "unidirectional", "directional",
+		"trickle-ice", "webrtc", "remove", "force", "default", "force-relay", "optional", "trickle",
+		"off", "passive", "active", "origin", "session-connection", "sdp-version"} {
+		m[n] = n
+	}
+	for c := range commandNames {
+		m[c] = c
+	}
+	return m
+}()
 
 // normPrefix is normName without collapsing or trimming, so that offsets in
 // the result match offsets in s.
@@ -725,13 +842,12 @@ func normPrefix(s string) string {
 	return string(b)
 }
 
+// appendUnique appends s, which must not share the request's memory (a
+// constant), unless l holds it already.
 func appendUnique(l *[]string, s string) {
-	for _, x := range *l {
-		if x == s {
-			return
-		}
+	if !slices.Contains(*l, s) {
+		*l = append(*l, s)
 	}
-	*l = append(*l, s)
 }
 
 func parseAddr(key, s string) (netip.Addr, error) {
@@ -744,91 +860,114 @@ func parseAddr(key, s string) (netip.Addr, error) {
 	return a, nil
 }
 
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
+func typeName(v Value) string {
+	switch v.kind {
+	case KindString:
 		return "string"
-	case int64, int:
+	case KindInt, KindUint:
 		return "integer"
-	case float64:
+	case KindFloat:
 		return "number"
-	case bool:
+	case KindBool:
 		return "boolean"
-	case []any, []string:
+	case KindList:
 		return "list"
-	case map[string]any:
+	case KindDict:
 		return "dictionary"
-	default:
-		return fmt.Sprintf("%T", v)
 	}
+	return "<nil>"
 }
 
 // str accepts a string, or an integer where a client sent a number for a
-// textual key (a numeric tag, for instance).
-func str(key string, v any) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case int64:
-		return strconv.FormatInt(x, 10), nil
-	case int:
-		return strconv.Itoa(x), nil
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+// textual key (a numeric tag, for instance). The string may share the
+// request's memory: keep only what ownStr returns.
+func str(key string, v Value) (string, error) {
+	switch v.kind {
+	case KindString:
+		return v.str, nil
+	case KindInt:
+		return strconv.FormatInt(int64(v.num), 10), nil
+	case KindUint:
+		return strconv.FormatUint(v.num, 10), nil
+	case KindFloat:
+		if x := math.Float64frombits(v.num); x == math.Trunc(x) && math.Abs(x) < 1<<53 {
 			return strconv.FormatInt(int64(x), 10), nil
 		}
 	}
 	return "", &InvalidValueError{Key: key, Err: fmt.Errorf("want string, got %s", typeName(v))}
 }
 
-// strList accepts a list of strings, or a single string as a list of one.
-func strList(key string, v any) ([]string, error) {
-	switch x := v.(type) {
-	case []any:
-		if len(x) > maxListLen {
-			return nil, &InvalidValueError{Key: key, Err: fmt.Errorf("%d entries, more than %d", len(x), maxListLen)}
+// ownStr is str for a value the Request keeps.
+func ownStr(key string, v Value) (string, error) {
+	s, err := str(key, v)
+	return strings.Clone(s), err
+}
+
+// checkStrList validates a list of strings (Null entries are skipped), or a
+// single string as a list of one.
+func checkStrList(v Value) error {
+	switch v.kind {
+	case KindList:
+		if len(v.items) > maxListLen {
+			return fmt.Errorf("%d entries, more than %d", len(v.items), maxListLen)
 		}
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			if e == nil {
+		for _, e := range v.items {
+			if e.Value.IsNull() {
 				continue
 			}
-			s, err := str(key, e)
-			if err != nil {
-				return nil, &InvalidValueError{Key: key, Err: fmt.Errorf("want list of strings, found %s", typeName(e))}
+			if _, err := str("", e.Value); err != nil {
+				return fmt.Errorf("want list of strings, found %s", typeName(e.Value))
 			}
-			out = append(out, s)
 		}
-		return out, nil
-	case []string:
-		if len(x) > maxListLen {
-			return nil, &InvalidValueError{Key: key, Err: fmt.Errorf("%d entries, more than %d", len(x), maxListLen)}
-		}
-		return x, nil
-	case string:
-		return []string{x}, nil
+		return nil
+	case KindString:
+		return nil
 	}
-	return nil, &InvalidValueError{Key: key, Err: fmt.Errorf("want list, got %s", typeName(v))}
+	return fmt.Errorf("want list, got %s", typeName(v))
+}
+
+// eachStr calls fn for every string of a list of strings, or for a single
+// string; a value of any other shape is an error before fn is called.
+func eachStr(key string, v Value, fn func(string)) error {
+	if err := checkStrList(v); err != nil {
+		return &InvalidValueError{Key: key, Err: err}
+	}
+	if v.kind == KindString {
+		fn(v.str)
+		return nil
+	}
+	for _, e := range v.items {
+		if e.Value.IsNull() {
+			continue
+		}
+		s, _ := str(key, e.Value)
+		fn(s)
+	}
+	return nil
 }
 
 // integer accepts an integer or a numeric string: the reference does too.
-func integer(key string, v any) (int, error) {
+func integer(key string, v Value) (int, error) {
 	var n int64
-	switch x := v.(type) {
-	case int64:
-		n = x
-	case int:
-		return x, nil
-	case float64:
+	switch v.kind {
+	case KindInt:
+		n = int64(v.num)
+	case KindUint:
+		if v.num > math.MaxInt64 {
+			return 0, &InvalidValueError{Key: key, Err: fmt.Errorf("integer %d out of range", v.num)}
+		}
+		n = int64(v.num)
+	case KindFloat:
+		x := math.Float64frombits(v.num)
 		if x != math.Trunc(x) || math.Abs(x) >= 1<<53 {
 			return 0, &InvalidValueError{Key: key, Err: fmt.Errorf("want integer, got %v", x)}
 		}
 		n = int64(x)
-	case string:
+	case KindString:
 		var err error
-		n, err = strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+		n, err = strconv.ParseInt(strings.TrimSpace(v.str), 10, 64)
 		if err != nil {
-			return 0, &InvalidValueError{Key: key, Err: fmt.Errorf("want integer, got %q", x)}
+			return 0, &InvalidValueError{Key: key, Err: fmt.Errorf("want integer, got %q", v.str)}
 		}
 	default:
 		return 0, &InvalidValueError{Key: key, Err: fmt.Errorf("want integer, got %s", typeName(v))}

@@ -588,3 +588,25 @@ func TestParseRequestHostileSizes(t *testing.T) {
 		t.Errorf("Ignored has %d entries ending %q, want %d ending \"...\"", len(got.Ignored), got.Ignored[len(got.Ignored)-1], maxIgnored+1)
 	}
 }
+
+// TestNormName checks the canonical spellings and that the spellings SIP
+// proxies send cost no allocation.
+func TestNormName(t *testing.T) {
+	tests := map[string]string{
+		"ICE": "ice", "call id": "call-id", "Call_ID": "call-id", " -delete  delay- ": "delete-delay",
+		"trust-address": "trust-address", "Start Recording": "start-recording", "x--y": "x-y", "": "",
+	}
+	for in, want := range tests {
+		if got := normName(in); got != want {
+			t.Errorf("normName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, in := range []string{"ICE", "SDES", "TOS", "call id", "delete delay", "trust-address", "Start Recording"} {
+		if n := testing.AllocsPerRun(10, func() { normName(in) }); n != 0 {
+			t.Errorf("normName(%q) allocates %v times", in, n)
+		}
+	}
+	if !KnownCommand("start recording") || KnownCommand("start-recording") || canonicalCommand("Start_Recording") != "start recording" {
+		t.Error("command names are not canonicalised")
+	}
+}

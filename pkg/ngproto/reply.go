@@ -42,44 +42,87 @@ const (
 	ResultLoadLimit = "load limit"
 )
 
-// Reply is one response dictionary. Values may be string, []byte, bool, any
-// integer or float type, []any, []string, map[string]any, Reply, nested
-// combinations of these, and encoding.TextMarshaler (e.g. netip.Addr), which
-// encodes as a string. Nil values are left out.
-type Reply map[string]any
+// Reply is one response dictionary, typed (see Value) so that it encodes
+// straight into bytes. The zero Reply is no reply: a Handler returning it is
+// answered with an internal error. A Reply is immutable; WithWarning returns
+// a new one.
+type Reply struct {
+	v Value // a KindDict Value
+}
 
-// OK returns {"result": "ok"}.
-func OK() Reply { return Reply{"result": ResultOK} }
+// NewReply returns the reply of fields; as with Dict, the fields are taken
+// over and sorted, of several with one key the last wins and Null values are
+// left out.
+func NewReply(fields ...Field) Reply { return Reply{v: Dict(fields...)} }
+
+// ReplyOf converts a generic dictionary, as Decode returns or a client
+// builds a request, into a Reply (see ValueOf for the types it takes).
+func ReplyOf(m map[string]any) (Reply, error) {
+	v, err := ValueOf(m)
+	if err != nil {
+		return Reply{}, err
+	}
+	if v.kind != KindDict {
+		// A nil map: an empty dictionary.
+		v = Value{kind: KindDict}
+	}
+	return Reply{v: v}, nil
+}
+
+// okResult and friends are shared: Values are immutable.
+var (
+	okResult    = Str(ResultOK)
+	errorResult = Str(ResultError)
+)
+
+// OK returns {"result": "ok"} with fields added.
+func OK(fields ...Field) Reply {
+	return NewReply(append(fields, F("result", okResult))...)
+}
 
 // Pong returns {"result": "pong"}, the answer to ping.
-func Pong() Reply { return Reply{"result": ResultPong} }
+func Pong() Reply { return NewReply(F("result", Str(ResultPong))) }
 
 // ErrorReply returns {"result": "error", "error-reason": reason}.
 func ErrorReply(reason string) Reply {
-	return Reply{"result": ResultError, "error-reason": reason}
+	return NewReply(F("error-reason", Str(reason)), F("result", errorResult))
 }
 
 // LoadLimit returns {"result": "load limit"} with an optional message, for
 // clients that announced "supports": ["load limit"].
 func LoadLimit(message string) Reply {
-	r := Reply{"result": ResultLoadLimit}
-	if message != "" {
-		r["message"] = message
+	if message == "" {
+		return NewReply(F("result", Str(ResultLoadLimit)))
 	}
-	return r
+	return NewReply(F("message", Str(message)), F("result", Str(ResultLoadLimit)))
 }
 
-// WithWarning adds a "warning" to r (an "ok" reply when r is nil) and returns it.
-func (r Reply) WithWarning(w string) Reply {
-	if r == nil {
+// WithWarning returns r with a "warning" added (an "ok" reply when r is
+// the zero Reply).
+func (r Reply) WithWarning(w string) Reply { return r.With("warning", Str(w)) }
+
+// With returns r with key set to v (an "ok" reply with it when r is the
+// zero Reply).
+func (r Reply) With(key string, v Value) Reply {
+	if r.IsZero() {
 		r = OK()
 	}
-	r["warning"] = w
-	return r
+	fields := make([]Field, len(r.v.items), len(r.v.items)+1)
+	copy(fields, r.v.items)
+	return NewReply(append(fields, F(key, v))...)
 }
+
+// IsZero tells whether r is the zero Reply.
+func (r Reply) IsZero() bool { return r.v.kind != KindDict }
+
+// Get returns the value of key (Null if absent).
+func (r Reply) Get(key string) Value { return r.v.Get(key) }
+
+// Value returns r as a dictionary Value.
+func (r Reply) Value() Value { return r.v }
 
 // IsError tells whether r reports an error.
 func (r Reply) IsError() bool {
-	s, _ := r["result"].(string)
-	return s == ResultError
+	res := r.v.Get("result")
+	return res.kind == KindString && res.str == ResultError
 }

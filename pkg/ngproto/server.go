@@ -262,11 +262,7 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 	if oversized {
 		err = fmt.Errorf("datagram larger than %d bytes: %w", s.cfg.MaxMessage, ErrTooLarge)
 	} else {
-		var dict map[string]any
-		dict, format, err = s.limits.Decode(body)
-		if err == nil {
-			req, err = ParseRequest(dict)
-		}
+		req, format, err = decodeRequest(s.limits, body)
 	}
 	var command, callID string
 	if req != nil {
@@ -278,25 +274,36 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 		rep = ErrorReply(Reason(err))
 		command = ""
 	} else {
-		s.log.Debug("ng request", "command", command, "call-id", callID, "cookie", cookie, "source", from)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("ng request", "command", command, "call-id", callID, "cookie", cookie, "source", from)
+		}
 		if len(req.Ignored) > 0 {
 			s.log.Info("ignoring unknown ng keys, flags or values", "command", command,
 				"call-id", callID, "ignored", req.Ignored)
 		}
 		rep = s.callHandler(ctx, req, from)
 	}
+	// Typed replies always encode; only a bad cookie fails here, and
+	// SplitMessage rules that out.
 	b, err := Encode(cookie, format, rep)
 	if err != nil {
-		s.log.Error("cannot encode ng reply", "command", command, "call-id", callID, "error", err)
-		rep = ErrorReply(ReasonInternal)
-		if b, err = Encode(cookie, format, rep); err != nil {
-			// Only a bad cookie fails here, and SplitMessage rules that out.
-			s.log.Error("cannot encode ng error reply", "cookie", cookie, "error", err)
-			b = nil
-		}
+		s.log.Error("cannot encode ng reply", "command", command, "call-id", callID, "cookie", cookie, "error", err)
+		b = nil
 	}
 	s.stats.request(command, from.Addr().Unmap(), rep.IsError(), time.Since(start))
 	return b
+}
+
+// decodeRequest decodes and types one request body. On error the Format is
+// still the body's (for the error reply) and the Request, when not nil, holds
+// what was decoded (for the log line).
+func decodeRequest(l Limits, body []byte) (*Request, Format, error) {
+	dict, f, err := l.DecodeValue(body)
+	if err != nil {
+		return nil, f, err
+	}
+	req, err := parseRequest(dict)
+	return req, f, err
 }
 
 func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrPort) (rep Reply) {
@@ -308,7 +315,7 @@ func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrP
 		}
 	}()
 	rep = s.h.HandleNG(ctx, req, from)
-	if rep == nil {
+	if rep.IsZero() {
 		s.log.Error("ng handler returned no reply", "command", req.Command, "call-id", req.CallID)
 		rep = ErrorReply(ReasonInternal)
 	}

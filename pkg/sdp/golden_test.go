@@ -61,7 +61,7 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func readPlan(t *testing.T, file string) Plan {
+func readPlan(t testing.TB, file string) Plan {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {

@@ -10,8 +10,19 @@ import (
 	"strings"
 )
 
-// outLine is one line of the rewritten SDP.
-type outLine struct{ text, eol string }
+// outLine is one line of the rewritten SDP: an input line kept as it was
+// (text), or a line the rewrite wrote into its buffer (gen[from:to]).
+type outLine struct {
+	text     string
+	from, to int
+	eol      string
+}
+
+// insertion is a generated line added after input line at.
+type insertion struct {
+	at       int
+	from, to int
+}
 
 // rewrite is the state of one Rewrite call; the Description is never written to.
 type rewrite struct {
@@ -21,8 +32,18 @@ type rewrite struct {
 	stripSessICE bool
 	sessAddr     netip.Addr   // address printed in the session c=, valid iff there is one
 	mediaAddr    []netip.Addr // address printed for each media, invalid = keep
-	after        map[int][]string
+	ins          []insertion  // in the order they were added
 	out          []outLine
+	gen          []byte // the text of generated lines
+
+	// Room for a typical offer, so that a Rewrite takes two allocations:
+	// this struct and the output.
+	plan    Plan
+	addrBuf [8]netip.Addr
+	dirBuf  [8]bool
+	insBuf  [16]insertion
+	outBuf  [32]outLine
+	genBuf  [512]byte
 }
 
 // Rewrite applies p and returns the new SDP bytes. Lines the plan does not
@@ -33,35 +54,64 @@ func (d *Description) Rewrite(p Plan) ([]byte, error) {
 	if err := d.checkPlan(&p); err != nil {
 		return nil, err
 	}
-	r := &rewrite{d: d, p: &p, after: make(map[int][]string)}
+	r := &rewrite{d: d, plan: p}
+	r.p, r.ins, r.gen = &r.plan, r.insBuf[:0], r.genBuf[:0]
+	var dirSeen []bool
+	if len(d.sects) <= len(r.addrBuf) {
+		r.mediaAddr, dirSeen = r.addrBuf[:len(d.sects)], r.dirBuf[:len(d.sects)]
+	} else {
+		r.mediaAddr, dirSeen = make([]netip.Addr, len(d.sects)), make([]bool, len(d.sects))
+	}
 	r.addresses()
 	r.insertions()
-	r.out = make([]outLine, 0, len(d.lines)+8)
-	dirSeen := make([]bool, len(d.sects))
+	// Insertions after one line keep the order they were added in.
+	slices.SortStableFunc(r.ins, func(a, b insertion) int { return a.at - b.at })
+	r.out = r.outBuf[:0]
+	if n := len(d.lines) + len(r.ins); n > len(r.outBuf) {
+		r.out = make([]outLine, 0, n)
+	}
+	next := 0
 	for idx := range d.lines {
 		ln := &d.lines[idx]
-		var text string
-		var keep bool
 		if ln.sect < 0 {
-			text, keep = r.sessionLine(ln)
+			r.sessionLine(ln)
 		} else {
-			text, keep = r.mediaLine(ln, &dirSeen[ln.sect])
+			r.mediaLine(ln, &dirSeen[ln.sect])
 		}
-		if keep {
-			r.out = append(r.out, outLine{text, ln.eol})
-		}
-		for _, ins := range r.after[idx] {
-			r.out = append(r.out, outLine{ins, ln.eol})
+		for ; next < len(r.ins) && r.ins[next].at == idx; next++ {
+			r.out = append(r.out, outLine{from: r.ins[next].from, to: r.ins[next].to, eol: ln.eol})
 		}
 	}
 	return r.bytes(), nil
+}
+
+// keep emits input line ln unchanged.
+func (r *rewrite) keep(ln *line) { r.out = append(r.out, outLine{text: ln.text, eol: ln.eol}) }
+
+// emit emits the line generated since from in place of input line ln.
+func (r *rewrite) emit(ln *line, from int) {
+	r.out = append(r.out, outLine{from: from, to: len(r.gen), eol: ln.eol})
+}
+
+// insert records the line generated since from as an insertion after line at.
+func (r *rewrite) insert(at, from int) {
+	r.ins = append(r.ins, insertion{at: at, from: from, to: len(r.gen)})
+}
+
+// insertAttr generates and inserts "a=<value>" after line at.
+func (r *rewrite) insertAttr(at int, value ...string) {
+	from := len(r.gen)
+	r.gen = append(r.gen, "a="...)
+	for _, v := range value {
+		r.gen = append(r.gen, v...)
+	}
+	r.insert(at, from)
 }
 
 // addresses decides the address printed in the session c= and for each media.
 func (r *rewrite) addresses() {
 	d, p := r.d, r.p
 	r.stripSessICE = p.RemoveICE
-	r.mediaAddr = make([]netip.Addr, len(d.sects))
 	zeroUser := false // a zero-address hold relies on the session c=
 	for i := range d.sects {
 		mp := &p.Media[i]
@@ -118,16 +168,27 @@ func zeroOf(a netip.Addr) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-func connValue(a netip.Addr) string {
+// appendConn appends the value of a c= line for a.
+func appendConn(b []byte, a netip.Addr) []byte {
 	if a.Is4() {
-		return "IN IP4 " + a.String()
+		b = append(b, "IN IP4 "...)
+	} else {
+		b = append(b, "IN IP6 "...)
 	}
-	return "IN IP6 " + a.String()
+	return appendAddr(b, a)
 }
 
-// insertions collects the lines to add, keyed by the input line they follow.
-// Within one key they are added in the order a valid SDP needs (s= before
-// session a=, c= before media a=).
+// appendAddr appends a as netip.Addr.String prints it.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return append(b, "invalid IP"...)
+	}
+	return a.AppendTo(b)
+}
+
+// insertions generates the lines to add, each after the input line it
+// follows. After one line they are added in the order a valid SDP needs (s=
+// before session a=, c= before media a=).
 func (r *rewrite) insertions() {
 	d, p := r.d, r.p
 	if p.SessionName != "" && d.sname < 0 {
@@ -135,7 +196,10 @@ func (r *rewrite) insertions() {
 		if d.origin >= 0 {
 			at = d.origin
 		}
-		r.after[at] = append(r.after[at], "s="+p.SessionName)
+		from := len(r.gen)
+		r.gen = append(r.gen, "s="...)
+		r.gen = append(r.gen, p.SessionName...)
+		r.insert(at, from)
 	}
 	if len(p.AddSessionAttributes) > 0 {
 		at := d.sess.last
@@ -143,7 +207,7 @@ func (r *rewrite) insertions() {
 			at = d.sess.lastAttr
 		}
 		for _, a := range p.AddSessionAttributes {
-			r.after[at] = append(r.after[at], "a="+a)
+			r.insertAttr(at, a)
 		}
 	}
 	for i := range d.sects {
@@ -154,39 +218,40 @@ func (r *rewrite) insertions() {
 			if sec.info >= 0 {
 				at = sec.info
 			}
-			r.after[at] = append(r.after[at], "c="+connValue(addr))
+			from := len(r.gen)
+			r.gen = appendConn(append(r.gen, "c="...), addr)
+			r.insert(at, from)
 		}
-		var add []string
+		at := sec.last
+		if sec.lastAttr >= 0 {
+			at = sec.lastAttr
+		}
 		if mp.Direction != "" && !r.hasAttr(sec, isDirection) {
-			add = append(add, "a="+mp.Direction)
+			r.insertAttr(at, mp.Direction)
 		}
 		if !mp.Reject && !mp.RTCP.Omit && mp.RTCP.Port > 0 && sec.rtcp < 0 {
-			add = append(add, r.rtcpLine(i, mp.RTCP.Full, netip.Addr{}))
+			from := len(r.gen)
+			r.rtcpLine(i, mp.RTCP.Full, netip.Addr{})
+			r.insert(at, from)
 		}
 		if !mp.Reject && mp.RTCPMux && !r.hasAttr(sec, func(a string) bool { return a == "rtcp-mux" }) {
-			add = append(add, "a=rtcp-mux")
+			r.insertAttr(at, "rtcp-mux")
 		}
 		for _, a := range mp.AddAttributes {
-			add = append(add, "a="+a)
+			r.insertAttr(at, a)
 		}
 		if ice := mp.ICE; ice != nil && !mp.Reject {
-			add = append(add, "a=ice-ufrag:"+ice.Ufrag, "a=ice-pwd:"+ice.Pwd)
+			r.insertAttr(at, "ice-ufrag:", ice.Ufrag)
+			r.insertAttr(at, "ice-pwd:", ice.Pwd)
 			if ice.Trickle {
-				add = append(add, "a=ice-options:trickle")
+				r.insertAttr(at, "ice-options:trickle")
 			}
 			for _, c := range ice.Candidates {
-				add = append(add, "a="+c)
+				r.insertAttr(at, c)
 			}
 			if ice.EndOfCandidates {
-				add = append(add, "a=end-of-candidates")
+				r.insertAttr(at, "end-of-candidates")
 			}
-		}
-		if len(add) > 0 {
-			at := sec.last
-			if sec.lastAttr >= 0 {
-				at = sec.lastAttr
-			}
-			r.after[at] = append(r.after[at], add...)
 		}
 	}
 }
@@ -212,78 +277,114 @@ func (r *rewrite) rtcpAddr(i int, orig netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func (r *rewrite) rtcpLine(i int, full bool, orig netip.Addr) string {
-	s := "a=rtcp:" + strconv.Itoa(r.p.Media[i].RTCP.Port)
+// rtcpLine generates the a=rtcp line of media i.
+func (r *rewrite) rtcpLine(i int, full bool, orig netip.Addr) {
+	r.gen = append(r.gen, "a=rtcp:"...)
+	r.gen = strconv.AppendInt(r.gen, int64(r.p.Media[i].RTCP.Port), 10)
 	if full {
 		if a, ok := r.rtcpAddr(i, orig); ok {
-			s += " " + connValue(a)
+			r.gen = appendConn(append(r.gen, ' '), a)
 		}
 	}
-	return s
 }
 
-func (r *rewrite) sessionLine(ln *line) (string, bool) {
+func (r *rewrite) sessionLine(ln *line) {
 	p := r.p
 	switch ln.typ {
 	case 'o':
-		return r.originLine(ln), true
+		r.originLine(ln)
+		return
 	case 's':
 		if p.SessionName != "" {
-			return "s=" + p.SessionName, true
+			from := len(r.gen)
+			r.gen = append(r.gen, "s="...)
+			r.gen = append(r.gen, p.SessionName...)
+			r.emit(ln, from)
+			return
 		}
 	case 'c':
 		if r.sessAddr != ln.conn.Addr {
-			return "c=" + connValue(r.sessAddr), true
+			from := len(r.gen)
+			r.gen = appendConn(append(r.gen, "c="...), r.sessAddr)
+			r.emit(ln, from)
+			return
 		}
 	case 'a':
 		if r.stripSessICE && isICE(ln.attr) || slices.Contains(p.RemoveSessionAttributes, ln.attr) {
-			return "", false
+			return
 		}
 	}
-	return ln.text, true
+	r.keep(ln)
 }
 
-func (r *rewrite) originLine(ln *line) string {
+func (r *rewrite) originLine(ln *line) {
 	o, f := r.p.Origin, r.d.oFields
 	for k, v := range []string{o.Username, o.SessionID, o.Version} {
 		if v != "" {
 			f[k] = v
 		}
 	}
+	// The new address is printed into a stack buffer and only compared
+	// with the old one as long as nothing else changed.
+	var buf [64]byte
+	var addr []byte
 	if o.Addr.IsValid() {
-		f[4], f[5] = "IP4", o.Addr.String()
+		f[4] = "IP4"
 		if !o.Addr.Is4() {
 			f[4] = "IP6"
 		}
+		if addr = appendAddr(buf[:0], o.Addr); string(addr) == f[5] {
+			addr = nil
+		}
 	}
-	if f == r.d.oFields {
-		return ln.text
+	if f == r.d.oFields && addr == nil {
+		r.keep(ln)
+		return
 	}
-	return "o=" + strings.Join(f[:], " ")
+	from := len(r.gen)
+	r.gen = append(r.gen, "o="...)
+	for k, v := range f {
+		if k > 0 {
+			r.gen = append(r.gen, ' ')
+		}
+		if k == 5 && addr != nil {
+			r.gen = append(r.gen, addr...)
+		} else {
+			r.gen = append(r.gen, v...)
+		}
+	}
+	r.emit(ln, from)
 }
 
-func (r *rewrite) mediaLine(ln *line, dirSeen *bool) (string, bool) {
+func (r *rewrite) mediaLine(ln *line, dirSeen *bool) {
 	i := ln.sect
 	mp := &r.p.Media[i]
 	switch ln.typ {
 	case 'm':
-		return r.mLine(i, ln), true
+		r.mLine(i, ln)
+		return
 	case 'c':
 		if a := r.mediaAddr[i]; a.IsValid() && a != ln.conn.Addr {
-			return "c=" + connValue(a), true
+			from := len(r.gen)
+			r.gen = appendConn(append(r.gen, "c="...), a)
+			r.emit(ln, from)
+			return
 		}
-		return ln.text, true
+		r.keep(ln)
+		return
 	case 'a':
 	default:
-		return ln.text, true
+		r.keep(ln)
+		return
 	}
 	switch attr := ln.attr; {
 	case attr == "rtcp":
 		if mp.Reject || mp.RTCP.Omit {
-			return "", false
+			return
 		}
 		if mp.RTCP.Port == 0 {
-			return ln.text, true
+			r.keep(ln)
+			return
 		}
 		full := mp.RTCP.Full || ln.hasConn
 		var orig netip.Addr
@@ -293,40 +394,55 @@ func (r *rewrite) mediaLine(ln *line, dirSeen *bool) (string, bool) {
 		a, hasAddr := r.rtcpAddr(i, orig)
 		full = full && hasAddr
 		if mp.RTCP.Port == ln.port && full == ln.hasConn && (!full || a == ln.conn.Addr) {
-			return ln.text, true
+			r.keep(ln)
+			return
 		}
-		return r.rtcpLine(i, full, orig), true
+		from := len(r.gen)
+		r.rtcpLine(i, full, orig)
+		r.emit(ln, from)
+		return
 	case attr == "rtcp-mux":
-		return ln.text, !mp.Reject && mp.RTCPMux
+		if !mp.Reject && mp.RTCPMux {
+			r.keep(ln)
+		}
+		return
 	case isICE(attr):
-		return ln.text, !mp.Reject && !r.p.RemoveICE && mp.ICE == nil
+		if !mp.Reject && !r.p.RemoveICE && mp.ICE == nil {
+			r.keep(ln)
+		}
+		return
 	case isDirection(attr):
 		if mp.Direction == "" {
-			return ln.text, true
+			r.keep(ln)
+			return
 		}
 		if *dirSeen {
-			return "", false
+			return
 		}
 		*dirSeen = true
 		if attr == mp.Direction {
-			return ln.text, true
+			r.keep(ln)
+			return
 		}
-		return "a=" + mp.Direction, true
+		from := len(r.gen)
+		r.gen = append(append(r.gen, "a="...), mp.Direction...)
+		r.emit(ln, from)
+		return
 	case attr == "rtpmap" || attr == "fmtp" || attr == "rtcp-fb":
 		if len(mp.RemoveFormats) > 0 {
 			pt, _, _ := strings.Cut(ln.aval, " ")
 			if slices.Contains(mp.RemoveFormats, pt) {
-				return "", false
+				return
 			}
 		}
 	}
 	if slices.Contains(mp.RemoveAttributes, ln.attr) && !managed(ln.attr) {
-		return "", false
+		return
 	}
-	return ln.text, true
+	r.keep(ln)
 }
 
-func (r *rewrite) mLine(i int, ln *line) string {
+func (r *rewrite) mLine(i int, ln *line) {
 	m, mp := &r.d.sects[i].m, &r.p.Media[i]
 	port := mp.Port
 	if mp.Reject {
@@ -336,46 +452,60 @@ func (r *rewrite) mLine(i int, ln *line) string {
 	if mp.Proto != "" {
 		proto = mp.Proto
 	}
-	formats := m.formats
+	removed := 0
 	if len(mp.RemoveFormats) > 0 {
-		formats = slices.DeleteFunc(slices.Clone(formats), func(f string) bool {
-			return slices.Contains(mp.RemoveFormats, f)
-		})
+		for _, f := range m.formats {
+			if slices.Contains(mp.RemoveFormats, f) {
+				removed++
+			}
+		}
 	}
-	if port == m.port && proto == m.proto && len(formats) == len(m.formats) {
-		return ln.text
+	if port == m.port && proto == m.proto && removed == 0 {
+		r.keep(ln)
+		return
 	}
-	var b strings.Builder
-	b.WriteString("m=" + m.typ + " " + strconv.Itoa(port))
+	from := len(r.gen)
+	r.gen = append(r.gen, "m="...)
+	r.gen = append(r.gen, m.typ...)
+	r.gen = append(r.gen, ' ')
+	r.gen = strconv.AppendInt(r.gen, int64(port), 10)
 	if m.hasNum {
-		b.WriteString("/" + strconv.Itoa(m.num))
+		r.gen = append(r.gen, '/')
+		r.gen = strconv.AppendInt(r.gen, int64(m.num), 10)
 	}
-	b.WriteString(" " + proto)
-	for _, f := range formats {
-		b.WriteString(" " + f)
+	r.gen = append(r.gen, ' ')
+	r.gen = append(r.gen, proto...)
+	for _, f := range m.formats {
+		if removed > 0 && slices.Contains(mp.RemoveFormats, f) {
+			continue
+		}
+		r.gen = append(r.gen, ' ')
+		r.gen = append(r.gen, f...)
 	}
-	return b.String()
+	r.emit(ln, from)
 }
 
 // bytes joins the output lines. A line without a line ending (the input's
 // last line) that is no longer last gets the document's usual one.
 func (r *rewrite) bytes() []byte {
-	var b bytes.Buffer
 	n := len(r.d.tail)
 	for _, ol := range r.out {
-		n += len(ol.text) + len(ol.eol) + len(r.d.eol)
+		n += len(ol.text) + ol.to - ol.from + len(ol.eol) + len(r.d.eol)
 	}
-	b.Grow(n)
+	b := make([]byte, 0, n)
 	for k, ol := range r.out {
-		b.WriteString(ol.text)
-		if k < len(r.out)-1 && !strings.HasSuffix(ol.eol, "\n") {
-			b.WriteString(r.d.eol)
+		if ol.text != "" {
+			b = append(b, ol.text...)
 		} else {
-			b.WriteString(ol.eol)
+			b = append(b, r.gen[ol.from:ol.to]...)
+		}
+		if k < len(r.out)-1 && !strings.HasSuffix(ol.eol, "\n") {
+			b = append(b, r.d.eol...)
+		} else {
+			b = append(b, ol.eol...)
 		}
 	}
-	b.WriteString(r.d.tail)
-	return b.Bytes()
+	return append(b, r.d.tail...)
 }
 
 // EqualIgnoringOrigin reports whether two SDP bodies are byte-identical except

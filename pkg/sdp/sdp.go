@@ -41,6 +41,8 @@ type Description struct {
 	sname   int // index of the s= line, -1 if absent
 	sessDir string
 	sessICE bool
+
+	sessConn Connection // what Connection points to
 }
 
 // Origin is the o= line.
@@ -68,6 +70,14 @@ type Media struct {
 	ICE        bool        // media has a=ice-ufrag, a=ice-pwd or a=candidate
 	RTPMaps    map[uint8]RTPMap
 	Mid        string
+}
+
+// mediaStore holds a Media and what its pointers point to, so that all
+// media of a description take one allocation.
+type mediaStore struct {
+	media          Media
+	conn, rtcpConn Connection
+	rtcp           RTCPAttr
 }
 
 // RTCPAttr is an a=rtcp attribute (RFC 3605).
@@ -135,6 +145,11 @@ func Parse(b []byte) (*Description, error) {
 	}
 	s := string(b)
 	d := &Description{origin: -1, sname: -1, sess: newSection(0)}
+	// Counting first sizes the line and media tables exactly.
+	d.lines = make([]line, 0, strings.Count(s, "\n")+1)
+	if nm := strings.Count(s, "\nm="); nm > 0 {
+		d.sects = make([]section, 0, min(nm, MaxMedia))
+	}
 	blankAt, blankLine := -1, 0
 	n := 0
 	for pos := 0; pos < len(s); {
@@ -229,11 +244,9 @@ func (d *Description) addLine(text, eol string, n int) error {
 		if ln.sect >= 0 || d.origin >= 0 {
 			return parseErr(n, "unexpected o= line")
 		}
-		f := fields(val)
-		if len(f) != len(d.oFields) {
-			return parseErr(n, "o= has %d fields, want 6: %q", len(f), clip(val))
+		if nf := splitFields(val, d.oFields[:]); nf != len(d.oFields) {
+			return parseErr(n, "o= has %d fields, want 6: %q", nf, clip(val))
 		}
-		copy(d.oFields[:], f)
 		d.origin = idx
 	case 's':
 		if ln.sect >= 0 || d.sname >= 0 {
@@ -284,23 +297,39 @@ func (d *Description) fillView() {
 		d.SessionName = d.lines[d.sname].text[2:]
 	}
 	if d.sess.conn >= 0 {
-		c := d.lines[d.sess.conn].conn
-		d.Connection = &c
+		d.sessConn = d.lines[d.sess.conn].conn
+		d.Connection = &d.sessConn
 	}
+	// The view's Formats are copies (the session layer may edit them), all
+	// in one block; the media in another.
+	nf, nrtpmap := 0, make([]int, len(d.sects))
+	for i := range d.sects {
+		nf += len(d.sects[i].m.formats)
+	}
+	for _, ln := range d.lines {
+		if ln.sect >= 0 && ln.attr == "rtpmap" {
+			nrtpmap[ln.sect]++
+		}
+	}
+	formats := make([]string, nf)
+	store := make([]mediaStore, len(d.sects))
 	d.Media = make([]*Media, len(d.sects))
 	for i := range d.sects {
 		sec := &d.sects[i]
-		m := &Media{
+		m := &store[i].media
+		*m = Media{
 			Type:     sec.m.typ,
 			Port:     sec.m.port,
 			NumPorts: sec.m.num,
 			Proto:    sec.m.proto,
-			Formats:  append([]string(nil), sec.m.formats...),
-			RTPMaps:  make(map[uint8]RTPMap),
+			Formats:  formats[:len(sec.m.formats):len(sec.m.formats)],
+			RTPMaps:  make(map[uint8]RTPMap, nrtpmap[i]),
 		}
+		copy(m.Formats, sec.m.formats)
+		formats = formats[len(sec.m.formats):]
 		if sec.conn >= 0 {
-			c := d.lines[sec.conn].conn
-			m.Connection = &c
+			store[i].conn = d.lines[sec.conn].conn
+			m.Connection = &store[i].conn
 		}
 		d.Media[i] = m
 	}
@@ -317,15 +346,15 @@ func (d *Description) fillView() {
 			}
 			continue
 		}
-		m := d.Media[ln.sect]
+		m, ms := d.Media[ln.sect], &store[ln.sect]
 		switch {
 		case ln.attr == "rtcp":
-			r := &RTCPAttr{Port: ln.port}
+			ms.rtcp = RTCPAttr{Port: ln.port}
 			if ln.hasConn {
-				c := ln.conn
-				r.Connection = &c
+				ms.rtcpConn = ln.conn
+				ms.rtcp.Connection = &ms.rtcpConn
 			}
-			m.RTCP = r
+			m.RTCP = &ms.rtcp
 		case ln.attr == "rtcp-mux":
 			m.RTCPMux = true
 		case isDirection(ln.attr):
@@ -426,10 +455,29 @@ func isDigits(s string) bool {
 	return true
 }
 
-// fields splits on spaces and tabs only: SDP separates fields with a single
-// space, and unicode-aware splitting would treat odd bytes as separators.
-func fields(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' })
+// splitFields splits s on spaces and tabs only (SDP separates fields with a
+// single space, and unicode-aware splitting would treat odd bytes as
+// separators) into dst, and returns how many fields s has: when that is
+// more than len(dst), only the first len(dst) are stored.
+func splitFields(s string, dst []string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		start := i
+		for i < len(s) && s[i] != ' ' && s[i] != '\t' {
+			i++
+		}
+		if n < len(dst) {
+			dst[n] = s[start:i]
+		}
+		n++
+	}
+	return n
 }
 
 // parseUint parses a decimal number no larger than limit.
@@ -445,10 +493,12 @@ func parseUint(s string, limit int) (int, bool) {
 }
 
 func parseMLine(v string) (mline, error) {
-	f := fields(v)
-	if len(f) < 4 {
+	n := splitFields(v, nil)
+	if n < 4 {
 		return mline{}, fmt.Errorf("m= needs media, port, proto and formats: %q", clip(v))
 	}
+	f := make([]string, n)
+	splitFields(v, f)
 	m := mline{typ: f[0], proto: f[2], formats: f[3:], num: 1}
 	portStr, numStr, hasNum := strings.Cut(f[1], "/")
 	port, ok := parseUint(portStr, 65535)
@@ -467,8 +517,8 @@ func parseMLine(v string) (mline, error) {
 }
 
 func parseConnection(v string) (Connection, error) {
-	f := fields(v)
-	if len(f) != 3 || f[0] != "IN" {
+	var f [3]string
+	if n := splitFields(v, f[:]); n != 3 || f[0] != "IN" {
 		return Connection{}, fmt.Errorf("want \"IN IP4|IP6 <address>\", got %q", clip(v))
 	}
 	return parseAddr(f[1], f[2])
@@ -498,15 +548,16 @@ func parseAddr(addrType, s string) (Connection, error) {
 }
 
 func parseRTCP(v string) (port int, c Connection, hasConn bool, err error) {
-	f := fields(v)
-	if len(f) != 1 && len(f) != 4 {
+	var f [4]string
+	nf := splitFields(v, f[:])
+	if nf != 1 && nf != 4 {
 		return 0, Connection{}, false, fmt.Errorf("want \"<port> [IN IP4|IP6 <address>]\", got %q", clip(v))
 	}
 	port, ok := parseUint(f[0], 65535)
 	if !ok {
 		return 0, Connection{}, false, fmt.Errorf("port %q is not a number in 0-65535", clip(f[0]))
 	}
-	if len(f) == 4 {
+	if nf == 4 {
 		if f[1] != "IN" {
 			return 0, Connection{}, false, fmt.Errorf("unknown network type %q", clip(f[1]))
 		}
@@ -529,17 +580,18 @@ func parseRTPMap(v string) (uint8, RTPMap, bool) {
 	if !ok {
 		return 0, RTPMap{}, false
 	}
-	parts := strings.Split(strings.TrimSpace(rest), "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" {
+	enc, rest, _ := strings.Cut(strings.TrimSpace(rest), "/")
+	clockStr, chStr, hasCh := strings.Cut(rest, "/")
+	if enc == "" || strings.Contains(chStr, "/") {
 		return 0, RTPMap{}, false
 	}
-	clock, ok := parseUint(parts[1], 1<<31-1)
+	clock, ok := parseUint(clockStr, 1<<31-1)
 	if !ok {
 		return 0, RTPMap{}, false
 	}
-	rm := RTPMap{Encoding: parts[0], ClockRate: clock, Channels: 1}
-	if len(parts) == 3 {
-		ch, ok := parseUint(parts[2], 255)
+	rm := RTPMap{Encoding: enc, ClockRate: clock, Channels: 1}
+	if hasCh {
+		ch, ok := parseUint(chStr, 255)
 		if !ok {
 			return 0, RTPMap{}, false
 		}

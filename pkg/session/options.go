@@ -3,7 +3,10 @@
 package session
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Options are the per-request choices a SIP proxy makes for one offer, answer or
@@ -84,4 +87,37 @@ type Flags struct {
 	Unidirectional bool
 	Directional    bool
 	All            bool
+}
+
+// unhonoured lists what an offer or answer asked for that the relay accepts
+// but does not do (yet), for the reply's warning: a proxy must never believe
+// a flag took effect when it did not.
+func (o *Options) unhonoured() []string {
+	var w []string
+	for verb, list := range o.Codec {
+		if verb != "strip" && verb != "mask" && len(list) > 0 {
+			w = append(w, fmt.Sprintf("codec %s %v (transcoding is not available)", verb, list))
+		}
+	}
+	switch o.ICE {
+	case "force-relay", "optional":
+		w = append(w, "ICE="+o.ICE+" (treated as default)")
+	}
+	if rc := strings.ToLower(o.RecordCall); o.Flags.RecordCall || rc == "yes" || rc == "on" {
+		w = append(w, "record-call (recording is not available)")
+	}
+	if o.Flags.OriginalSendrecv {
+		w = append(w, "original-sendrecv")
+	}
+	if o.Flags.Reset {
+		w = append(w, "reset")
+	}
+	if o.ToLabel != "" {
+		w = append(w, "to-label")
+	}
+	slices.Sort(w)
+	if len(w) == 0 {
+		return nil
+	}
+	return []string{"not acted on: " + strings.Join(w, ", ")}
 }

@@ -305,7 +305,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 
 	// What each side's security is, and what the SDP to the receiver says
 	// about it; refused before anything of the call changes.
-	var warnings []string
+	warnings := opts.unhonoured()
 	secs := make([]secOut, len(desc.Media))
 	for i := range desc.Media {
 		if upd[i].rejected {
