@@ -85,7 +85,7 @@ func onCallEnd(n *notify.Notifier) func(session.CallEnd) {
 func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Control,
 	srv func() ngproto.ServerStats, fp *fastpath.FastPath) error {
 	if cfg.ListenHTTP.IsValid() {
-		src := metrics.Sources{Sessions: mgr.Statistics, Durations: mgr.DurationStats, Limits: mgr.Limits,
+		src := metrics.Sources{Sessions: mgr.Statistics, Durations: mgr.DurationStats, MOS: mgr.MOSStats, Limits: mgr.Limits,
 			Control: srv, Version: Version}
 		if fp != nil {
 			src.Kernel = fp.Reasons

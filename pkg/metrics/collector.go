@@ -26,6 +26,11 @@ var (
 	descDurationAvg    = desc("rtpengine_call_duration_avg", "Average call duration")
 	descDurationTotal  = desc("rtpengine_call_duration_total", "Total calls duration")
 	descDuration2Total = desc("rtpengine_call_duration2_total", "Total calls duration squared")
+	descMOSTotal       = desc("rtpengine_mos_total", "Total of all MOS values sampled")
+	descMOS2Total      = desc("rtpengine_mos2_total", "Total of all MOS values sampled squared")
+	descMOSSamples     = desc("rtpengine_mos_samples_total", "Total number of MOS samples")
+	descSecurity       = desc("relayd_media_security_events_total",
+		"SRTP, DTLS and ICE events of every call by kind (refusals are the attacks and misconfigurations)", "event")
 	descRequests       = desc("rtpengine_requests_total", "Total ng requests by proxy and command", "proxy", "request")
 	descRequestSeconds = desc("rtpengine_request_seconds_total", "Total time spent on ng requests by proxy and command", "proxy", "request")
 	descErrors         = desc("rtpengine_errors_total", "Total ng requests answered with an error, by proxy", "proxy")
@@ -50,7 +55,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 var allDescs = []*prometheus.Desc{
 	descSessions, descTranscoded, descMediaStreams, descUptime, descSessionsTotal, descClosed,
 	descPackets, descPacketErrors, descBytes, descZeroStreams, descOneWay, descDurationAvg,
-	descDurationTotal, descDuration2Total, descRequests, descRequestSeconds, descErrors,
+	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
 	descNotices,
@@ -106,6 +111,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descZeroStreams, float64(s.ZeroWayStreams))
 		counter(descOneWay, float64(s.OneWayStreams))
 		gauge(descDurationAvg, s.AvgCallDuration.Seconds())
+		sec := s.Security
+		for _, e := range []struct {
+			name string
+			n    uint64
+		}{
+			{"srtp_auth_failed", sec.SRTPAuthFailed}, {"srtp_replayed", sec.SRTPReplayed},
+			{"srtp_no_keys", sec.SRTPNoKeys}, {"srtp_malformed", sec.SRTPMalformed},
+			{"srtp_protect_error", sec.SRTPProtectError}, {"stun_bad_integrity", sec.STUNBadIntegrity},
+			{"stun_bad_username", sec.STUNBadUsername}, {"stun_malformed", sec.STUNMalformed},
+			{"stun_answered", sec.STUNAnswered}, {"ice_nominations", sec.ICENominations},
+			{"dtls_dropped", sec.DTLSDropped}, {"dtls_handshakes", sec.DTLSHandshakes},
+			{"dtls_failures", sec.DTLSFailures},
+		} {
+			counter(descSecurity, float64(e.n), e.name)
+		}
 		for _, in := range s.Interfaces {
 			addr := in.Address.String()
 			// Statistics count RTP/RTCP slots; the incumbent counts ports.
@@ -118,6 +138,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		total, sq, _ := c.src.Durations()
 		counter(descDurationTotal, total.Seconds())
 		counter(descDuration2Total, sq)
+	}
+	if c.src.MOS != nil {
+		sum, sq, n := c.src.MOS()
+		counter(descMOSTotal, sum)
+		counter(descMOS2Total, sq)
+		counter(descMOSSamples, float64(n))
 	}
 	if c.src.Limits != nil {
 		gauge(descMaxSessions, float64(c.src.Limits().MaxSessions))

@@ -35,6 +35,7 @@ import (
 type Sources struct {
 	Sessions  func() session.Statistics
 	Durations func() (total time.Duration, sumSquares float64, ended uint64)
+	MOS       func() (sum, sumSquares float64, samples uint64)
 	Limits    func() session.Limits
 	Control   func() ngproto.ServerStats
 	Kernel    func() map[string]uint64

@@ -271,8 +271,8 @@ func TestIncumbentFamilies(t *testing.T) {
 	st := newStack(t, nil)
 	st.traffic(t)
 	got := shapes(scrape(t, st.metrics.Addr()))
-	// relayd does not measure MOS yet (issue 12 item 2).
-	notYet := []string{"rtpengine_mos_total", "rtpengine_mos2_total", "rtpengine_mos_samples_total"}
+	// Families relayd does not export yet (none left).
+	var notYet []string
 	for name, w := range want {
 		if slices.Contains(notYet, name) {
 			if _, ok := got[name]; ok {

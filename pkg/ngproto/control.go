@@ -176,9 +176,25 @@ func callReply(ci *session.CallInfo) Reply {
 			}
 		}
 	}
-	a := arena{block: make([]Field, 0, size+7*nssrc)}
+	// What the parties reported over RTCP, by the source reported on: the
+	// MOS of that source as its receiver heard it (the most sampled report
+	// when several streams saw the same source).
+	reports := map[uint32]reportOf{}
+	for _, t := range ci.Tags {
+		for _, md := range t.Medias {
+			for _, st := range md.Streams {
+				for _, r := range st.Reports {
+					if old, ok := reports[r.SSRC]; !ok || r.Samples > old.r.Samples {
+						reports[r.SSRC] = reportOf{r: r, sender: t.InDialogueWith}
+					}
+				}
+			}
+		}
+	}
+	a := arena{block: make([]Field, 0, size+7*nssrc+40*len(reports))}
 	tags := a.reserve(len(ci.Tags))
-	ssrcs := a.reserve(nssrc)[:0]
+	ssrcs := a.reserve(nssrc + len(reports))[:0]
+	seen := map[uint32]bool{}
 	untagged := 0
 	for ti, t := range ci.Tags {
 		key := t.Tag
@@ -192,20 +208,24 @@ func callReply(ci *session.CallInfo) Reply {
 			for si, st := range md.Streams {
 				streams[si].Value = streamTree(&a, &names, st)
 				for _, q := range st.SSRCs {
-					ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(q.SSRC), 10), a.dict(
+					seen[q.SSRC] = true
+					rep, ok := reports[q.SSRC]
+					ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(q.SSRC), 10), a.dict(append([]Field{
 						F("duplicates", Uint(q.Duplicates)),
 						F("jitter", Str(strconv.FormatFloat(q.JitterMs, 'f', 3, 64))),
 						F("packets", Uint(q.Packets)),
 						F("packets lost", Int(q.Lost)),
+						F("relay MOS", Int(int64(q.MOS*10+0.5))),
 						F("reordered", Uint(q.Reordered)),
 						F("tag", Str(t.Tag)),
-					)))
+					}, mosFields(&a, rep, ok)...)...)))
 				}
 			}
 			medias[mi].Value = a.dict(
 				F("flags", a.strings(md.Flags)),
 				F("index", Int(int64(md.Index))),
 				F("protocol", Str(md.Protocol)),
+				F("security", securityTree(&a, md.Security)),
 				F("streams", Value{kind: KindList, items: streams}),
 				F("type", Str(md.Type)),
 			)
@@ -223,6 +243,14 @@ func callReply(ci *session.CallInfo) Reply {
 			F("tag-aliases", aliases),
 			F("via-branch", optStr(t.ViaBranch)),
 		))
+	}
+	// Sources only reported on (kernel-forwarded: the relay kept no RTP
+	// statistics of its own for them).
+	for ssrc, rep := range reports {
+		if !seen[ssrc] {
+			ssrcs = append(ssrcs, F(strconv.FormatUint(uint64(ssrc), 10),
+				a.dict(append([]Field{F("tag", Str(rep.sender))}, mosFields(&a, rep, true)...)...)))
+		}
 	}
 	return NewReply(
 		F("SSRC", Value{kind: KindDict, items: sortFields(ssrcs)}),
@@ -281,6 +309,7 @@ func streamTree(a *arena, names *addrNames, st session.StreamInfo) Value {
 	}
 	return a.dict(
 		F("SSRC", ssrcs),
+		F("crypto suite", optStr(st.CryptoSuite)),
 		F("advertised address", advertised),
 		F("advertised endpoint", endpoint(a, names, st.AdvertisedEndpoint)),
 		F("endpoint", endpoint(a, names, st.Endpoint)),
@@ -294,6 +323,62 @@ func streamTree(a *arena, names *addrNames, st session.StreamInfo) Value {
 		F("local port", Int(int64(st.Local.Port()))),
 		F("stats", counters(a, st.In)),
 		F("stats_out", counters(a, st.Out)),
+	)
+}
+
+// reportOf is a party's RTCP report on a source and the tag of that
+// source's sender.
+type reportOf struct {
+	r      session.ReportInfo
+	sender string
+}
+
+// mosFields are the incumbent's MOS dictionaries of a source, as Kamailio
+// reads them: MOS ×10, loss in percent, jitter in ms, round trips in µs.
+func mosFields(a *arena, rep reportOf, ok bool) []Field {
+	if !ok || rep.r.Samples == 0 {
+		return nil
+	}
+	r := rep.r
+	one := func(mos float64) Value {
+		return a.dict(
+			F("MOS", Int(int64(mos*10+0.5))),
+			F("jitter", Int(int64(r.JitterMs+0.5))),
+			F("packet loss", Int(int64(r.FractionLost*100+0.5))),
+			F("reported at", Int(r.At.Unix())),
+			F("round-trip time", Int(int64(r.RTTLegMs*1000))),
+			F("round-trip time leg", Int(int64(r.RTTLegMs*1000))),
+			F("samples", Uint(r.Samples)),
+		)
+	}
+	return []Field{F("average MOS", one(r.MOSAvg)), F("highest MOS", one(r.MOSMax)), F("lowest MOS", one(r.MOSMin))}
+}
+
+// securityTree is a secure party's keying and what its stages refused; Null
+// (left out) for a plain party.
+func securityTree(a *arena, s *session.SecurityInfo) Value {
+	if s == nil {
+		return Value{}
+	}
+	c := s.Counters
+	return a.dict(
+		F("DTLS handshakes", Uint(c.DTLSHandshakes)),
+		F("DTLS handshakes failed", Uint(c.DTLSFailures)),
+		F("DTLS records dropped", Uint(c.DTLSDropped)),
+		F("DTLS role", optStr(s.DTLSRole)),
+		F("DTLS state", optStr(s.DTLSState)),
+		F("ICE nominations", Uint(c.ICENominations)),
+		F("SRTP auth failed", Uint(c.SRTPAuthFailed)),
+		F("SRTP malformed", Uint(c.SRTPMalformed)),
+		F("SRTP no keys", Uint(c.SRTPNoKeys)),
+		F("SRTP protect errors", Uint(c.SRTPProtectError)),
+		F("SRTP replayed", Uint(c.SRTPReplayed)),
+		F("STUN answered", Uint(c.STUNAnswered)),
+		F("STUN bad integrity", Uint(c.STUNBadIntegrity)),
+		F("STUN bad username", Uint(c.STUNBadUsername)),
+		F("STUN malformed", Uint(c.STUNMalformed)),
+		F("crypto suite", optStr(s.Suite)),
+		F("keying", optStr(s.Keying)),
 	)
 }
 

@@ -37,6 +37,9 @@ type admin struct {
 	mu     sync.Mutex
 	origin map[*Call]netip.AddrPort // ng source of the request that created the call
 	dur2   float64                  // sum of squared durations of ended calls, s²
+	// MOS of ended calls that had one: sum, sum of squares, how many.
+	mos, mos2  float64
+	mosSamples uint64
 }
 
 // limits is the configuration to judge expiry and delete delays by.
@@ -209,6 +212,15 @@ func (m *Manager) TerminateAll() int {
 	return len(calls)
 }
 
+// MOSStats are the ended calls' MOS: the sum, the sum of squares and how
+// many calls had one (the incumbent's mos_total, mos2_total and
+// mos_samples_total).
+func (m *Manager) MOSStats() (sum, sumSquares float64, samples uint64) {
+	m.adm.mu.Lock()
+	defer m.adm.mu.Unlock()
+	return m.adm.mos, m.adm.mos2, m.adm.mosSamples
+}
+
 // DurationStats are the ended calls' durations: the sum and the sum of
 // squares (the incumbent's call_duration_total and call_duration2_total).
 func (m *Manager) DurationStats() (total time.Duration, sumSquares float64, ended uint64) {
@@ -255,8 +267,8 @@ type CallEnd struct {
 	Origin                 netip.AddrPort
 	Packets, Bytes, Errors uint64 // received by relayd over the call's life
 	KernelPackets          uint64 // the part of Packets the fast path forwarded
-	// MOS is the call's quality score once the media plane measures it
-	// (HasMOS); the CDR line carries the field already.
+	// MOS is the call's quality score (CallInfo.MOS), when there is one
+	// (HasMOS).
 	MOS    float64
 	HasMOS bool
 }
@@ -275,7 +287,9 @@ func (c *Call) endRecord(reason endReason) CallEnd {
 	live := c.liveCounters()
 	e.Packets, e.Bytes, e.Errors, e.KernelPackets = live.packets, live.bytes, live.errors, live.kernelPackets
 	seen := map[[2]string]bool{}
-	for _, t := range c.info().Tags {
+	info := c.info()
+	e.MOS, e.HasMOS = info.MOS()
+	for _, t := range info.Tags {
 		if t.Tag == "" {
 			continue
 		}
@@ -305,12 +319,17 @@ func (m *Manager) ended(c *Call, e CallEnd) {
 		d := e.Duration().Seconds()
 		m.adm.dur2 += d * d
 	}
+	if e.HasMOS {
+		m.adm.mos += e.MOS
+		m.adm.mos2 += e.MOS * e.MOS
+		m.adm.mosSamples++
+	}
 	m.adm.mu.Unlock()
 	if e.Reason == "rejected" {
 		// Setup failed: the signalling reply already said why.
 		m.log.Debug("call setup failed", "call-id", e.CallID)
 	} else {
-		mos := "n/a" // measured by the media plane once it reports MOS
+		mos := "n/a" // no RTP measured and no RTCP report
 		if e.HasMOS {
 			mos = strconv.FormatFloat(e.MOS, 'f', 1, 64)
 		}

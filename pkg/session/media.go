@@ -213,7 +213,12 @@ func (st *streamState) info(md *media) StreamInfo {
 	}
 	for _, x := range s.SSRCs {
 		si.SSRCs = append(si.SSRCs, SSRCInfo{SSRC: x.SSRC, Packets: x.Packets, Lost: x.Lost,
-			Duplicates: x.Duplicates, Reordered: x.Reordered, JitterMs: x.JitterMs})
+			Duplicates: x.Duplicates, Reordered: x.Reordered, JitterMs: x.JitterMs, MOS: x.MOS})
+	}
+	for _, r := range s.Reports {
+		si.Reports = append(si.Reports, ReportInfo{SSRC: r.SSRC, FractionLost: r.FractionLost, JitterMs: r.JitterMs,
+			RTTLegMs: r.RTTLegMs, At: r.At, MOS: r.MOS, MOSAvg: r.MOSAvg, MOSMin: r.MOSMin, MOSMax: r.MOSMax,
+			Samples: r.Samples})
 	}
 	return si
 }

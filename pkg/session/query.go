@@ -64,6 +64,21 @@ type StreamInfo struct {
 	KernelPackets      uint64    // the part of In.Packets the kernel forwarded
 	In, Out            Counters  // received from / sent to the party
 	SSRCs              []SSRCInfo
+	// Reports are the party's RTCP receiver reports on what it receives,
+	// with their MOS (see media.ReportStats).
+	Reports []ReportInfo
+	// CryptoSuite is the SRTP suite on this socket's side, "" when plain.
+	CryptoSuite string
+}
+
+// ReportInfo is what a party reported about one source it receives.
+type ReportInfo struct {
+	SSRC                        uint32
+	FractionLost                float64
+	JitterMs, RTTLegMs          float64
+	At                          time.Time
+	MOS, MOSAvg, MOSMin, MOSMax float64
+	Samples                     uint64
 }
 
 // Counters are packet counters of one direction.
@@ -78,6 +93,47 @@ type SSRCInfo struct {
 	Lost                  int64
 	Duplicates, Reordered uint64
 	JitterMs              float64
+	// MOS is the relay's own estimate from the loss and jitter it measured.
+	MOS float64
+}
+
+// MOS is the call's quality score: the average of what the parties
+// reported over RTCP, else of the relay's own estimates for what it
+// received; false when there is neither.
+func (ci *CallInfo) MOS() (float64, bool) {
+	var sum float64
+	var n int
+	for _, t := range ci.Tags {
+		for _, md := range t.Medias {
+			for _, st := range md.Streams {
+				for _, r := range st.Reports {
+					if r.Samples > 0 {
+						sum += r.MOSAvg
+						n++
+					}
+				}
+			}
+		}
+	}
+	if n > 0 {
+		return sum / float64(n), true
+	}
+	for _, t := range ci.Tags {
+		for _, md := range t.Medias {
+			for _, st := range md.Streams {
+				for _, q := range st.SSRCs {
+					if q.Packets > 0 {
+						sum += q.MOS
+						n++
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return sum / float64(n), true
 }
 
 // Query reports the call; fromTag/toTag, when given, must name parties of it.
@@ -118,13 +174,24 @@ func (c *Call) info() *CallInfo {
 			if md.advertisedMux {
 				mi.Flags = append(mi.Flags, "rtcp-mux")
 			}
-			if md.ice {
+			if md.ice || md.advertisedICE {
 				mi.Flags = append(mi.Flags, "ICE")
 			}
 			mi.Security = md.securityInfo()
+			if sec := mi.Security; sec != nil {
+				switch sec.Keying {
+				case "DTLS":
+					mi.Flags = append(mi.Flags, "DTLS-SRTP")
+				case "SDES":
+					mi.Flags = append(mi.Flags, "SDES")
+				}
+			}
 			if md.cur != nil {
 				for _, st := range md.cur.streams {
 					si := st.info(md)
+					if mi.Security != nil {
+						si.CryptoSuite = mi.Security.Suite
+					}
 					mi.Streams = append(mi.Streams, si)
 					tot := &ci.RTP
 					if si.RTCP {
