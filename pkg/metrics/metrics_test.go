@@ -47,7 +47,7 @@ func newStack(t *testing.T, kernel func() map[string]uint64) *stack {
 	st := &stack{mgr: mgr}
 	var ngSrv *ngproto.Server
 	st.reg = New(Sources{
-		Sessions: mgr.Statistics, Durations: mgr.DurationStats, Limits: mgr.Limits,
+		Sessions: mgr.Statistics, Durations: mgr.DurationStats, MOS: mgr.MOSStats, Limits: mgr.Limits,
 		Control: func() ngproto.ServerStats { return ngSrv.Stats() }, Kernel: kernel, Version: "test",
 	})
 	ngSrv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, st.reg.InstrumentNG(ctrl))
