@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/ports"
+	"github.com/relayd/relayd/pkg/recording"
 )
 
 type endReason int
@@ -49,6 +50,11 @@ type Call struct {
 	// group keeps the call's sockets on one media worker, so that a packet
 	// leaves by its sink's socket where it was received.
 	group mplane.Group
+	// rec is the call's recording while one runs or is paused
+	// (recording.go); recMetadata the proxy's "metadata" for it.
+	rec              *recording.Recording
+	recMetadata      string
+	discardRecording bool // a delete said discard-recording
 }
 
 func newCall(m *Manager, id string) *Call {
@@ -97,7 +103,8 @@ type media struct {
 	rejected        bool
 	ice             bool
 	clockRates      map[uint8]uint32
-	demuxRequested  bool // offer asked to demux this party's rtcp-mux onward
+	codecs          []recording.Codec // for a recording's metadata
+	demuxRequested  bool              // offer asked to demux this party's rtcp-mux onward
 
 	// What relayd advertised to this party.
 	advertisedMux   bool
@@ -185,6 +192,7 @@ func (md *media) apply(u *media) {
 	}
 	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
 	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
+	md.codecs = u.codecs
 }
 
 // release closes every socket of the call.
@@ -209,6 +217,7 @@ func (c *Call) end(reason endReason) {
 	}
 	c.ended = true
 	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
+	c.finishRecording(reason)
 	c.collectTotals()
 	c.releaseAll()
 	c.mu.Unlock()

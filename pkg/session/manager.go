@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/ports"
+	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	// FingerprintHash is the hash of the a=fingerprint written ("" is
 	// sha-256).
 	FingerprintHash string
+	// Recorder records calls (recording-dir); nil: recording is off and
+	// record-call is answered with a warning.
+	Recorder *recording.Recorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown

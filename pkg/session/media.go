@@ -28,6 +28,10 @@ type streamState struct {
 	local netip.AddrPort
 	rtcp  bool
 	ms    *mplane.Stream // nil without a media plane
+	// cfg is the socket's configuration without recording taps, kept for
+	// when a recording starts or stops (recording.go).
+	cfg        mplane.StreamConfig
+	configured bool
 }
 
 // attach hands the set's sockets to the media plane, which closes them after
@@ -121,7 +125,7 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 	if md.rtcpMux && md.advertisedMux && len(sink) > 1 && !(other.rtcpMux && other.advertisedMux) {
 		rtp.RTCPSink = sink[1].ms
 	}
-	ps.streams[0].ms.Configure(rtp)
+	c.configureStream(ps.streams[0], rtp)
 	c.startDTLSClient(md, ps.streams[0].ms)
 	if len(ps.streams) < 2 {
 		return
@@ -139,7 +143,7 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 		rtcp.Peer = netip.AddrPort{}
 	}
 	rtcp.Handlers, rtcp.Egress = c.secureStages(md, ps.streams[1].ms, false)
-	ps.streams[1].ms.Configure(rtcp)
+	c.configureStream(ps.streams[1], rtcp)
 }
 
 // setTOS applies the call's TOS to every socket.

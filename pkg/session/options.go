@@ -56,6 +56,8 @@ type Options struct {
 	Supports []string
 	// RecordCall is the record-call key ("yes", "no", "on", "off") when given.
 	RecordCall string
+	// Metadata is free-form text for a recording's metadata file.
+	Metadata string
 	// Flags are the boolean flags of the "flags" list.
 	Flags Flags
 }
@@ -91,8 +93,9 @@ type Flags struct {
 
 // unhonoured lists what an offer or answer asked for that the relay accepts
 // but does not do (yet), for the reply's warning: a proxy must never believe
-// a flag took effect when it did not.
-func (o *Options) unhonoured() []string {
+// a flag took effect when it did not. recording tells whether recording is
+// configured.
+func (o *Options) unhonoured(recording bool) []string {
 	var w []string
 	for verb, list := range o.Codec {
 		if verb != "strip" && verb != "mask" && len(list) > 0 {
@@ -103,8 +106,8 @@ func (o *Options) unhonoured() []string {
 	case "force-relay", "optional":
 		w = append(w, "ICE="+o.ICE+" (treated as default)")
 	}
-	if rc := strings.ToLower(o.RecordCall); o.Flags.RecordCall || rc == "yes" || rc == "on" {
-		w = append(w, "record-call (recording is not available)")
+	if !recording && recordCall(o) > 0 {
+		w = append(w, "record-call (recording-dir is not set)")
 	}
 	if o.Flags.OriginalSendrecv {
 		w = append(w, "original-sendrecv")

@@ -16,6 +16,8 @@ type CallInfo struct {
 	LastSignal time.Time
 	Tags       []TagInfo
 	RTP, RTCP  Counters // totals over all streams, received side
+	// Recording is the call's recording, nil when none runs.
+	Recording *RecordingInfo
 }
 
 // TagInfo is one monologue.
@@ -154,7 +156,7 @@ func (m *Manager) Query(callID, fromTag, toTag string) (*CallInfo, error) {
 }
 
 func (c *Call) info() *CallInfo {
-	ci := &CallInfo{CallID: c.id, Created: c.created, LastSignal: c.lastSignal}
+	ci := &CallInfo{CallID: c.id, Created: c.created, LastSignal: c.lastSignal, Recording: c.recordingInfo()}
 	for _, ml := range c.monos {
 		ti := TagInfo{Tag: ml.tag, Label: ml.label, ViaBranch: ml.viaBranch, Aliases: ml.aliases, Created: ml.created}
 		if ml.peer != nil {
@@ -233,6 +235,9 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 	if (r.FromTag != "" && c.monologue(r.FromTag) == nil) || (r.ToTag != "" && c.monologue(r.ToTag) == nil) {
 		c.mu.Unlock()
 		return nil, ErrDialogue
+	}
+	if r.Options.Flags.DiscardRecording {
+		c.discardRecording = true // the recording ends with the call
 	}
 	var info *CallInfo
 	if !r.Options.Flags.Fast {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -31,6 +32,9 @@ type Statistics struct {
 	// Security sums what the SRTP, DTLS and ICE stages of every call, live
 	// and ended, refused and did.
 	Security webrtc.Snapshot
+	// Recording sums the recordings (recording.go); nil when recording is
+	// off.
+	Recording *recording.Stats
 
 	Interfaces []InterfaceStats
 }
@@ -86,6 +90,10 @@ func (m *Manager) Statistics() Statistics {
 	m.mu.Lock()
 	s.PacketRate, s.ByteRate, s.ErrorRate = m.rates.packets, m.rates.bytes, m.rates.errors
 	m.mu.Unlock()
+	if m.cfg.Recorder != nil {
+		rs := m.cfg.Recorder.Stats()
+		s.Recording = &rs
+	}
 	for _, ia := range m.order {
 		used, total := ia.pool.Stats()
 		s.Interfaces = append(s.Interfaces, InterfaceStats{Name: ia.name, Address: ia.local,
