@@ -629,7 +629,7 @@ func TestUnknownKeysWarnOncePerKey(t *testing.T) {
 log-facility = daemon
 table = 0
 log-facility = local0
-recording-dir = /var/spool
+redis = 127.0.0.1:6379/1
 table = -1
 config-file = /etc/other.conf
 [other]
@@ -642,7 +642,7 @@ not-ours = 1
 	want := []string{
 		`unknown key "log-facility" ignored`,
 		`unknown key "table" ignored`,
-		`unknown key "recording-dir" ignored`,
+		`unknown key "redis" ignored`,
 		`unknown key "config-file" ignored`,
 	}
 	if !reflect.DeepEqual(warnings, want) {

@@ -49,4 +49,7 @@ var fieldOf = map[string]func(*Config) any{
 	"listen-cli":        func(c *Config) any { return c.ListenCLI },
 	"b2b-url":           func(c *Config) any { return c.B2BURL },
 	"xmlrpc-format":     func(c *Config) any { return c.XMLRPCFormat },
+	"recording-dir":     func(c *Config) any { return c.RecordingDir },
+	"recording-method":  func(c *Config) any { return c.RecordingMethod },
+	"recording-format":  func(c *Config) any { return c.RecordingFormat },
 }

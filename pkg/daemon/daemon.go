@@ -82,12 +82,20 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		return fmt.Errorf("DTLS certificate: %w", err)
 	}
 	go identity.Run(ctx, log.With("component", "webrtc"))
+	recorder, err := newRecorder(cfg, log)
+	if err != nil {
+		return err
+	}
+	if recorder != nil {
+		defer recorder.Close() // after the manager has ended every call
+	}
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
+		Recorder: recorder,
 	})
 	if err != nil {
 		return fmt.Errorf("sessions: %w", err)
@@ -101,6 +109,11 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	var handler ngproto.Handler = ctrl
 	if o.registry != nil {
 		handler = o.registry.InstrumentNG(ctrl)
+		if recorder != nil {
+			if err := registerRecordingMetrics(o.registry, recorder); err != nil {
+				log.Warn("recording metrics not exported", "error", err)
+			}
+		}
 	}
 	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
 	if err != nil {
