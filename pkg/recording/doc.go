@@ -8,8 +8,9 @@
 //
 // A recording gives the session layer two media stages per stream: Ingress
 // copies what the party sends (after SRTP decryption: the SRTP handler runs
-// first) and Egress what the relay sends to the party (before SRTP
-// protection: it goes in front of the protecting stage). Both copy the
+// first; the tap goes before any other stage) and Egress what the relay
+// sends to the party (before SRTP protection: it goes right in front of the
+// protecting stage). Both copy the
 // datagram into the recording's queue, a byte ring of fixed size allocated
 // when the recording starts, and return Continue: forwarding never waits
 // for a disk. A full queue drops the copy and counts it; nothing per packet

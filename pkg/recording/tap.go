@@ -8,14 +8,15 @@ import (
 	"github.com/relayd/relayd/pkg/media"
 )
 
-// Ingress is the stage that records what a stream's party sends: put it in
-// the stream's StreamConfig.Stages, which run after the SRTP handler has
-// decrypted the packet. Packets appear in the file from the party's address
-// to the relay socket's.
+// Ingress is the stage that records what a stream's party sends: put it
+// first in the stream's StreamConfig.Stages, which run after the SRTP
+// handler has decrypted the packet, so that it sees the packet as the party
+// sent it. Packets appear in the file from the party's address to the relay
+// socket's.
 func (rec *Recording) Ingress() media.Stage { return ingressTap{rec} }
 
 // Egress is the stage that records what the relay sends a stream's party:
-// put it first in the stream's StreamConfig.Egress, before SRTP protection.
+// put it in the stream's StreamConfig.Egress right before SRTP protection.
 // Packets appear in the file from the relay socket's address to the party's.
 func (rec *Recording) Egress() media.Stage { return egressTap{rec} }
 

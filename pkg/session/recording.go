@@ -11,13 +11,14 @@ import (
 	mplane "github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/sdp"
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 // Call recording (recording-dir, pkg/recording). A recorded call has two
-// taps on every one of its streams: one among the stream's Stages, which
-// copies what the party sends after SRTP decryption, and one first among its
-// Egress stages, which copies what the relay sends the party before SRTP
-// protection. Taps keep a stream in userspace, so starting, pausing or
+// taps on every one of its streams: one first among the stream's Stages,
+// which copies what the party sends as it sent it, once SRTP is decrypted
+// (a Handler) and before any transform, and one among its Egress stages
+// right before SRTP protection, which copies what the relay sends the party. Taps keep a stream in userspace, so starting, pausing or
 // stopping a recording re-stages every stream (media.Stream.Reconfigure:
 // learned endpoints stay latched) and the fast path takes the streams out
 // of the kernel or back. A recording starts with record-call in an offer or
@@ -107,8 +108,14 @@ func (c *Call) tapped(cfg mplane.StreamConfig) mplane.StreamConfig {
 	if c.rec == nil || c.rec.Paused() {
 		return cfg
 	}
-	cfg.Stages = append(slices.Clip(cfg.Stages), c.rec.Ingress())
-	cfg.Egress = append([]mplane.Stage{c.rec.Egress()}, cfg.Egress...)
+	cfg.Stages = append([]mplane.Stage{c.rec.Ingress()}, cfg.Stages...)
+	at := len(cfg.Egress)
+	if at > 0 {
+		if _, ok := cfg.Egress[at-1].(*webrtc.Protect); ok {
+			at-- // the copy is taken before encryption
+		}
+	}
+	cfg.Egress = slices.Insert(slices.Clone(cfg.Egress), at, c.rec.Egress())
 	return cfg
 }
 

@@ -647,3 +647,45 @@ func TestRecordingLeavesAndReturnsToKernel(t *testing.T) {
 		t.Errorf("recorded %v packets, want 2 (A -> relay -> B)", meta["packets"])
 	}
 }
+
+// stageNamed is a do-nothing stage a test can find again.
+type stageNamed string
+
+func (stageNamed) Kernel() bool                         { return true }
+func (stageNamed) Handle(*mplane.Packet) mplane.Verdict { return mplane.Continue }
+
+// The ingress tap sees what the party sent (first among the Stages, after
+// the Handlers), the egress tap what goes to the party (right before SRTP
+// protection); the stored configuration is not touched.
+func TestTapPlacement(t *testing.T) {
+	m, _ := newRecordingManager(t, 0, nil)
+	c := newCall(m, "placement")
+	rec, err := m.cfg.Recorder.Start("placement")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Stop("test", true)
+	c.rec = rec
+	protect := webrtc.NewProtect(&webrtc.Counters{})
+	base := mplane.StreamConfig{Stages: []mplane.Stage{stageNamed("transform")},
+		Egress: []mplane.Stage{stageNamed("egress"), protect}}
+	got := c.tapped(base)
+	if len(got.Stages) != 2 || got.Stages[0] != rec.Ingress() || got.Stages[1] != stageNamed("transform") {
+		t.Errorf("stages %v", got.Stages)
+	}
+	if len(got.Egress) != 3 || got.Egress[0] != stageNamed("egress") || got.Egress[1] != rec.Egress() ||
+		got.Egress[2] != mplane.Stage(protect) {
+		t.Errorf("egress %v", got.Egress)
+	}
+	if len(base.Stages) != 1 || len(base.Egress) != 2 || base.Egress[1] != mplane.Stage(protect) {
+		t.Error("tapped changed the stored configuration")
+	}
+	plain := c.tapped(mplane.StreamConfig{})
+	if len(plain.Egress) != 1 || plain.Egress[0] != rec.Egress() {
+		t.Errorf("plain egress %v", plain.Egress)
+	}
+	rec.Pause()
+	if p := c.tapped(base); len(p.Stages) != 1 || len(p.Egress) != 2 {
+		t.Error("a paused recording still taps")
+	}
+}
