@@ -10,9 +10,10 @@ import (
 	"github.com/relayd/relayd/pkg/session"
 )
 
-// recordingCommand is what Kamailio's start_recording(), stop_recording()
-// and pause_recording() send: the command with the dialogue's call-id and
-// tags.
+// recordingCommand is shaped like what Kamailio's start_recording() and
+// stop_recording() send: the command with the dialogue's call-id and tags
+// (pause recording is the incumbent's command, which Kamailio 5.6 cannot
+// send; other clients send it the same way).
 func recordingCommand(cmd string) dict {
 	return dict{
 		{"supports", []string{"load limit"}},
@@ -54,7 +55,7 @@ func TestControlRecording(t *testing.T) {
 		{"stop recording", ""},
 		{"start recording", "recording"},
 	} {
-		// Kamailio's spelling with underscores is the same command.
+		// Spelled with underscores, it is the same command.
 		cmd := step.cmd
 		if step.state == "paused" {
 			cmd = strings.ReplaceAll(cmd, " ", "_")
