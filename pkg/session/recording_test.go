@@ -518,7 +518,7 @@ func TestRecordingOffWarns(t *testing.T) {
 // and every packet is still forwarded; what was counted as written is in the
 // file.
 func TestRecordingFloodDropsCopiesNotPackets(t *testing.T) {
-	m, rec := newRecordingManager(t, 4096, nil) // a queue of 4 KiB: ~17 packets
+	m, _ := newRecordingManager(t, 4096, nil) // a queue of 4 KiB: ~17 packets
 	a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
 	setupCall(t, m, "flood", a, b, Options{RecordCall: "yes"})
 	s := sockets(t, m, "flood")
@@ -547,7 +547,6 @@ func TestRecordingFloodDropsCopiesNotPackets(t *testing.T) {
 	if st == nil || float64(st.Dropped) != dropped || float64(st.Packets) != written {
 		t.Errorf("statistics: %+v", st)
 	}
-	_ = rec
 }
 
 // fakeFastPath accepts every rule and forwards nothing: what it shows is
