@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,9 +21,9 @@ import (
 // path below it is not on bpffs yet.
 const sysBPFFS = "/sys/fs/bpf"
 
-// preparePinDir makes sure base is on bpffs (mounting it when needed) and
-// returns the created base/PinVersion.
-func preparePinDir(base string, log *slog.Logger) (string, error) {
+// preparePinBase makes sure base is on bpffs (mounting it when needed) and
+// returns it as an absolute path.
+func preparePinBase(base string, log *slog.Logger) (string, error) {
 	base, err := filepath.Abs(base)
 	if err != nil {
 		return "", fmt.Errorf("pin path: %w", err)
@@ -29,11 +31,29 @@ func preparePinDir(base string, log *slog.Logger) (string, error) {
 	if err := ensureBPFFS(base, log); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(base, PinVersion)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create pin directory: %w", err)
+	return base, nil
+}
+
+// removeMapPins removes the pins of spec's maps from dir (links stay: the
+// next Attach adopts them and swaps in the new program) and lists those
+// it removed.
+func removeMapPins(dir string, spec *ebpf.CollectionSpec) ([]string, error) {
+	var removed []string
+	for name, m := range spec.Maps {
+		if m.Pinning != ebpf.PinByName {
+			continue
+		}
+		err := os.Remove(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, name)
 	}
-	return dir, nil
+	slices.Sort(removed)
+	return removed, nil
 }
 
 // ensureBPFFS mounts bpffs when base's nearest existing ancestor is not on
