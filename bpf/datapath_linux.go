@@ -138,6 +138,9 @@ func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath,
 				_ = d.pinLock.Close()
 			}
 		}()
+		if err := removeOtherLayouts(base, d.log); err != nil {
+			return nil, err
+		}
 		copts.Maps.PinPath = d.pinDir
 	} else {
 		for _, m := range spec.Maps {

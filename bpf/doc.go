@@ -27,9 +27,9 @@
 // ([MonotonicToTime]).
 //
 // State lives in bpffs when [Options.PinPath] is set (maps under
-// PinPath/v1, XDP links too with [Options.PinLinks]), so a restarted relayd
-// adopts the rules and counters of its predecessor; pins of another size
-// are replaced, never half used. One Datapath at a time
+// PinPath/v2, XDP links too with [Options.PinLinks]), so a restarted relayd
+// adopts the rules and counters of its predecessor; pins of another layout
+// version or size are removed, never half used. One Datapath at a time
 // holds the pin directory (an flock, released by Close or the process's
 // exit); another Open fails with [ErrPinDirBusy]. [Open] probes the kernel
 // first and fails with [ErrUnavailable] when the fast path cannot run; the

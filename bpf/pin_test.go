@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -236,6 +238,90 @@ func TestPinDirLock(t *testing.T) {
 	if _, err := lockPinDir(filepath.Join(base, "nonexistent")); err == nil || errors.Is(err, ErrPinDirBusy) {
 		t.Errorf("lock of a missing directory: %v, want an open error", err)
 	}
+}
+
+// TestOldLayoutRemoved: pins of another layout version (v1, from before
+// the streams array) are never half used: Open removes them — the old
+// program's pinned link detaches, the interface takes ours — and says so
+// in one line. While another process holds their lock, Open fails with
+// ErrPinDirBusy and leaves them alone.
+func TestOldLayoutRemoved(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	if err := ensureBPFFS(base, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(base, "v1")
+	ns := newNetNS(t)
+	const lo = 1
+	bare := loadBareTest(t)
+	makeOld := func() {
+		if err := os.MkdirAll(old, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "fwd", Type: ebpf.Hash, KeySize: 20, ValueSize: 76, MaxEntries: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if err := m.Pin(filepath.Join(old, "fwd")); err != nil {
+			t.Fatal(err)
+		}
+		inNetNS(t, ns, func() {
+			l, err := link.AttachXDP(link.XDPOptions{Program: bare.BarePass, Interface: lo, Flags: link.XDPGenericMode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.Pin(filepath.Join(old, "link_1")); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if xdpProgID(t, ns, lo) == 0 {
+			t.Fatal("the old layout's pinned link is not attached")
+		}
+	}
+
+	makeOld()
+	held, err := lockPinDir(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{PinPath: base, PinLinks: true}); !errors.Is(err, ErrPinDirBusy) || !strings.Contains(err.Error(), "v1") {
+		t.Errorf("Open while another process holds the v1 pins: %v, want ErrPinDirBusy naming v1", err)
+	}
+	held.Close()
+	if _, err := os.Stat(filepath.Join(old, "link_1")); err != nil {
+		t.Errorf("v1 pins touched while locked: %v", err)
+	}
+
+	var logs bytes.Buffer
+	d, err := Open(Options{PinPath: base, PinLinks: true, MaxStreams: 64, MaxShared: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open over v1 pins: %+v", err)
+	}
+	defer d.Close()
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("v1 pin directory still there: %v", err)
+	}
+	if got := xdpProgID(t, ns, lo); got != 0 {
+		t.Errorf("the old program (%d) is still attached", got)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "older layout") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], old) || !strings.Contains(lines[0], "link_1") {
+		t.Errorf("log lines about the old layout = %q, want one naming %s and its pins", lines, old)
+	}
+	inNetNS(t, ns, func() {
+		if err := d.Attach(lo, ModeGeneric); err != nil {
+			t.Errorf("Attach after the old link went: %v", err)
+		}
+	})
 }
 
 // TestPinnedMapsReplaced: pinned maps of another size, or planes of other

@@ -15,9 +15,10 @@ const (
 	// DefaultPinPath is the bpffs directory relayd pins under by default.
 	DefaultPinPath = "/sys/fs/bpf/relayd"
 	// PinVersion names the subdirectory of Options.PinPath that holds the
-	// pins of this map layout. A layout change bumps it, so a new relayd
+	// pins of this map layout. A layout change bumps it; Open removes the
+	// pins of other versions (after taking their lock), so a new relayd
 	// never adopts maps it cannot read.
-	PinVersion = "v1"
+	PinVersion = "v2"
 
 	// DefaultMaxStreams is the stream capacity when Options.MaxStreams is
 	// 0: one entry per stream direction (RTP and RTCP separately), ~100k
