@@ -14,16 +14,15 @@ import (
 )
 
 // BenchmarkProgram measures the program's cost per packet with
-// BPF_PROG_TEST_RUN, next to 200,000 other rules (100,000 in the two
-// planes, 100,000 in the shared table). Repeated runs reuse the output
+// BPF_PROG_TEST_RUN, next to 200,000 other rules (100,000 on the two
+// planes, 100,000 in the shared region). Repeated runs reuse the output
 // buffer, so the forwarding cases use a mirror rule (the rewrite
 // reproduces the input frame exactly) and every run does the full work;
 // the bare cases are the ceiling: the same rewrite with no lookup, no
 // checks, no stats. Read the ns/pkt metric. Every run hits the same rule,
 // so caches are hot; BenchmarkProgramStreams rotates over many.
 func BenchmarkProgram(b *testing.B) {
-	d := openTest(b, Options{MaxStreams: DefaultMaxStreams, MaxShared: DefaultMaxShared,
-		LocalAddrs: []netip.Addr{eps4.relayIn.Addr(), eps6.relayIn.Addr()}})
+	d := openTest(b, Options{MaxShared: DefaultMaxShared, LocalAddrs: []netip.Addr{eps4.relayIn.Addr(), eps6.relayIn.Addr()}})
 	var bare bareObjects
 	if err := loadBareObjects(&bare, nil); err != nil {
 		b.Fatal(err)
@@ -111,7 +110,7 @@ func BenchmarkProgramStreams(b *testing.B) {
 	for _, n := range []int{1000, 20000} {
 		for _, layout := range []string{"plane", "shared"} {
 			b.Run(fmt.Sprintf("%s/%d", layout, n), func(b *testing.B) {
-				opts := Options{MaxStreams: DefaultMaxStreams, MaxShared: DefaultMaxShared}
+				opts := Options{MaxShared: DefaultMaxShared}
 				local := netip.MustParseAddr("192.0.2.200")
 				if layout == "plane" {
 					local = eps4.relayIn.Addr()
@@ -151,10 +150,10 @@ func BenchmarkProgramStreams(b *testing.B) {
 	}
 }
 
-// BenchmarkUpsertRules installs 100,000 rules per op (shared table: memory
-// writes plus batch updates of its keys; the target is < 200 ms).
+// BenchmarkUpsertRules installs 100,000 rules per op (shared region: memory
+// writes plus batch updates of the hash; the target is < 200 ms).
 func BenchmarkUpsertRules(b *testing.B) {
-	d := openTest(b, Options{MaxStreams: DefaultMaxStreams, MaxShared: DefaultMaxShared})
+	d := openTest(b, Options{MaxShared: DefaultMaxShared})
 	rules := manyRules(100000)
 	locals := make([]netip.AddrPort, len(rules))
 	for i, r := range rules {
@@ -176,7 +175,7 @@ func BenchmarkUpsertRules(b *testing.B) {
 // memory writes only.
 func BenchmarkUpsertRulesPlane(b *testing.B) {
 	a4, a6 := eps4.relayIn.Addr(), eps6.relayIn.Addr()
-	d := openTest(b, Options{MaxStreams: DefaultMaxStreams, LocalAddrs: []netip.Addr{a4, a6}})
+	d := openTest(b, Options{LocalAddrs: []netip.Addr{a4, a6}})
 	rules := planeRules(50000, a4, a6)
 	locals := make([]netip.AddrPort, len(rules))
 	for i, r := range rules {
@@ -196,7 +195,7 @@ func BenchmarkUpsertRulesPlane(b *testing.B) {
 
 // BenchmarkRules lists 100,000 rules.
 func BenchmarkRules(b *testing.B) {
-	d := openTest(b, Options{MaxStreams: DefaultMaxStreams, MaxShared: DefaultMaxShared})
+	d := openTest(b, Options{MaxShared: DefaultMaxShared})
 	if _, err := d.UpsertRules(manyRules(100000)); err != nil {
 		b.Fatal(err)
 	}

@@ -28,13 +28,13 @@ import (
 // Attach made. Its methods are safe for concurrent use; rules of one stream
 // pair should still be changed from one goroutine (fastpath.md §2.8).
 type Datapath struct {
-	log        *slog.Logger
-	pinDir     string   // "" without pinning
-	pinLock    *os.File // holds the flock on pinDir until Close
-	pinLinks   bool
-	maxStreams uint32
-	maxShared  uint32
-	planes     []netip.Addr // by plane; fixed for the Datapath's life
+	log       *slog.Logger
+	pinDir    string   // "" without pinning
+	pinLock   *os.File // holds the flock on pinDir until Close
+	pinLinks  bool
+	maxShared uint32
+	planes    []netip.Addr // by plane; fixed for the Datapath's life
+	shared    uint32       // first entry of the shared region
 
 	// life guards closing: every method that writes holds it shared, Close
 	// exclusively. StreamStats takes no lock: it reads through tab.
@@ -45,7 +45,7 @@ type Datapath struct {
 
 	mu      sync.Mutex        // links, entries, rule writes
 	links   map[int]link.Link // by ifindex
-	entries slotAllocator     // entries this Datapath holds or saw taken
+	entries slotAllocator     // shared-region entries held or seen taken, from d.shared
 	// index maps a local address and port (unmapped) to its entry. Written
 	// under mu; its Load takes no lock (sync.Map's hash trie), so stream
 	// counters are read without contending with rule writes.
@@ -65,17 +65,13 @@ func Open(opts Options) (*Datapath, error) {
 		return nil, fmt.Errorf("%w: PinLinks needs PinPath", ErrInvalidOptions)
 	}
 	d := &Datapath{
-		log:        opts.Logger,
-		pinLinks:   opts.PinLinks,
-		maxStreams: opts.MaxStreams,
-		maxShared:  opts.MaxShared,
-		links:      make(map[int]link.Link),
+		log:       opts.Logger,
+		pinLinks:  opts.PinLinks,
+		maxShared: opts.MaxShared,
+		links:     make(map[int]link.Link),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
-	}
-	if d.maxStreams == 0 {
-		d.maxStreams = DefaultMaxStreams
 	}
 	if d.maxShared == 0 {
 		d.maxShared = DefaultMaxShared
@@ -89,6 +85,7 @@ func Open(opts Options) (*Datapath, error) {
 			d.planes = append(d.planes, a)
 		}
 	}
+	d.shared = uint32(len(d.planes)) * planePorts
 	if err := probe(); err != nil {
 		return nil, err
 	}
@@ -106,9 +103,8 @@ func Open(opts Options) (*Datapath, error) {
 
 // load loads spec (the embedded program, or a broken one in tests) into d.
 func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath, err error) {
-	spec.Maps[relayMapStreams].MaxEntries = d.maxStreams
+	spec.Maps[relayMapStreams].MaxEntries = d.shared + d.maxShared
 	spec.Maps[relayMapFwd].MaxEntries = d.maxShared
-	spec.Maps[relayMapPorts].MaxEntries = uint32(max(1, len(d.planes))) * planePorts
 	if v, ok := spec.Variables[relayVarLoadsOrdered]; ok {
 		if err := v.Set(loadsOrdered); err != nil {
 			return nil, fmt.Errorf("%w: set loads_ordered: %w", ErrUnavailable, err)
@@ -150,13 +146,13 @@ func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath,
 	if err := d.loadObjects(spec, &copts); err != nil {
 		return nil, err
 	}
-	tab, err := mapTable(d.objs.Streams, d.objs.Ports)
+	tab, err := mapTable(d.objs.Streams)
 	if err != nil {
 		d.objs.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	d.tab.Store(tab)
-	d.entries = newSlotAllocator(d.maxStreams)
+	d.entries = newSlotAllocator(d.maxShared)
 	if d.pinDir != "" {
 		d.adopt(tab)
 	}
@@ -165,9 +161,9 @@ func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath,
 
 // loadObjects loads the collection and makes sure the planes map lists
 // d.planes. Pinned maps of another size, or whose planes name other
-// addresses, are replaced (their port tables would send packets to
-// another address's entries): a relayd adopts its predecessor's state
-// only when it can use all of it.
+// addresses (their entries are keyed by another address's ports), are
+// replaced: a relayd adopts its predecessor's state only when it can use
+// all of it.
 func (d *Datapath) loadObjects(spec *ebpf.CollectionSpec, copts *ebpf.CollectionOptions) error {
 	want := d.planesValue()
 	for attempt := 0; ; attempt++ {
@@ -183,8 +179,8 @@ func (d *Datapath) loadObjects(spec *ebpf.CollectionSpec, copts *ebpf.Collection
 			case got == want:
 				return nil
 			case got.Count == 0:
-				// Fresh maps, or pinned ones that never had a plane
-				// (their port tables are empty).
+				// Fresh maps (pinned ones without planes would have
+				// matched, and other plane counts differ in size).
 				if err := d.objs.Planes.Put(uint32(0), &want); err != nil {
 					d.objs.Close()
 					return fmt.Errorf("%w: write planes: %w", ErrUnavailable, err)
@@ -239,14 +235,18 @@ func (d *Datapath) adopt(tab *table) {
 		if fam == 0 {
 			continue
 		}
-		d.entries.mark(slot)
+		if slot >= d.shared {
+			d.entries.mark(slot - d.shared)
+		}
 		im := read(tab.entry(slot))
 		local := im.local(fam)
 		if _, dup := d.index.LoadOrStore(local, slot); dup {
 			// Two entries claimed for one local (two writers, one of
 			// which died before publishing its own): one is enough.
 			tab.release(slot)
-			d.entries.free(slot)
+			if slot >= d.shared {
+				d.entries.free(slot - d.shared)
+			}
 			continue
 		}
 		d.held++
@@ -345,7 +345,7 @@ func (d *Datapath) Unpin() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Streams, d.objs.Ports, d.objs.Planes, d.objs.Fwd, d.objs.Counters, d.objs.TxPorts} {
+	for _, m := range []*ebpf.Map{d.objs.Streams, d.objs.Planes, d.objs.Fwd, d.objs.Counters, d.objs.TxPorts} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

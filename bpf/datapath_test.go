@@ -70,14 +70,11 @@ func TestLayoutsMatchProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := spec.Maps[relayMapStreams].MaxEntries; got != DefaultMaxStreams {
-		t.Errorf("streams max entries %d, DefaultMaxStreams %d", got, DefaultMaxStreams)
+	if got := spec.Maps[relayMapStreams].MaxEntries; got != DefaultMaxShared {
+		t.Errorf("streams max entries %d (without planes), DefaultMaxShared %d", got, DefaultMaxShared)
 	}
 	if got := spec.Maps[relayMapFwd].MaxEntries; got != DefaultMaxShared {
 		t.Errorf("fwd max entries %d, DefaultMaxShared %d", got, DefaultMaxShared)
-	}
-	if got := spec.Maps[relayMapPorts].MaxEntries; got != planePorts {
-		t.Errorf("ports max entries %d, one plane is %d", got, planePorts)
 	}
 	if got := spec.Maps[relayMapTxPorts].MaxEntries; got != MaxTxPorts {
 		t.Errorf("tx_ports max entries %d, MaxTxPorts %d", got, MaxTxPorts)
@@ -203,7 +200,7 @@ func TestRuleRoundTrip(t *testing.T) {
 
 func TestUpsertRulesBatch(t *testing.T) {
 	a4, a6 := eps4.relayIn.Addr(), eps6.relayIn.Addr()
-	d := openTest(t, Options{MaxStreams: 40000, MaxShared: 20000, LocalAddrs: []netip.Addr{a4, a6}})
+	d := openTest(t, Options{MaxShared: 20000, LocalAddrs: []netip.Addr{a4, a6}})
 	rules := append(manyRules(10000), planeRules(10000, a4, a6)...)
 	n, err := d.UpsertRules(rules)
 	if err != nil || n != len(rules) {
@@ -270,22 +267,33 @@ func planeRules(n int, addrs ...netip.Addr) []Rule {
 	return rules
 }
 
-// TestStreamEntries: entries are handed out lowest free first (packed), a
-// full array or shared table refuses the rule and keeps nothing of it.
+// TestStreamEntries: a plane's entry is its port's; shared entries are
+// handed out lowest free first (packed), and a full shared region refuses
+// the rule and keeps nothing of it.
 func TestStreamEntries(t *testing.T) {
-	d := openTest(t, Options{MaxStreams: 130, MaxShared: 64, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
-	rules := planeRules(130, eps4.relayIn.Addr())
+	a4 := eps4.relayIn.Addr()
+	d := openTest(t, Options{MaxShared: 130, LocalAddrs: []netip.Addr{a4}})
+	for _, r := range planeRules(3, a4) {
+		mustUpsert(t, d, r)
+		if slot, _ := d.slotOf(r.Local); slot != uint32(r.Local.Port()) {
+			t.Errorf("%v got entry %d, want its port's", r.Local, slot)
+		}
+	}
+	rules := manyRules(130)
 	if n, err := d.UpsertRules(rules); n != 130 || err != nil {
 		t.Fatalf("UpsertRules of 130 = %d, %v", n, err)
 	}
 	for i, r := range rules {
-		if slot, _ := d.slotOf(r.Local); slot != uint32(i) {
-			t.Fatalf("rule %d got entry %d: want lowest free first", i, slot)
+		if slot, _ := d.slotOf(r.Local); slot != d.shared+uint32(i) {
+			t.Fatalf("shared rule %d got entry %d: want %d, lowest free first", i, slot, d.shared+uint32(i))
 		}
 	}
-	extra := planeRules(131, eps4.relayIn.Addr())[130]
+	extra := manyRules(131)[130]
 	if err := d.UpsertRule(extra); !errors.Is(err, ErrStreamsExhausted) {
 		t.Errorf("UpsertRule when full: %v, want ErrStreamsExhausted", err)
+	}
+	if _, err := d.LookupRule(extra.Local); !errors.Is(err, ErrNoRule) {
+		t.Errorf("LookupRule of the refused rule: %v, want ErrNoRule", err)
 	}
 	if err := d.ReleaseStream(rules[70].Local); err != nil {
 		t.Fatal(err)
@@ -293,23 +301,11 @@ func TestStreamEntries(t *testing.T) {
 	if err := d.UpsertRule(extra); err != nil {
 		t.Fatal(err)
 	}
-	if slot, _ := d.slotOf(extra.Local); slot != 70 {
-		t.Errorf("after releasing entry 70 the next rule got %d", slot)
+	if slot, _ := d.slotOf(extra.Local); slot != d.shared+70 {
+		t.Errorf("after releasing shared entry 70 the next rule got %d", slot-d.shared)
 	}
-	if in, capacity := d.StreamsInUse(); in != 130 || capacity != 130 {
-		t.Errorf("StreamsInUse = %d/%d, want 130/130", in, capacity)
-	}
-
-	// A full shared table: the rule is refused and its entry given back.
-	d2 := openTest(t, Options{MaxStreams: 100, MaxShared: 4})
-	if n, err := d2.UpsertRules(manyRules(5)); n != 4 || err == nil {
-		t.Errorf("UpsertRules of 5 into a shared table of 4 = %d, %v; want 4 and an error", n, err)
-	}
-	if in, _ := d2.StreamsInUse(); in != 4 {
-		t.Errorf("%d entries held after the refused rule, want 4", in)
-	}
-	if _, err := d2.LookupRule(manyRules(5)[4].Local); !errors.Is(err, ErrNoRule) {
-		t.Errorf("LookupRule of the refused rule: %v, want ErrNoRule", err)
+	if in, capacity := d.StreamsInUse(); in != 133 || capacity != 65536+130 {
+		t.Errorf("StreamsInUse = %d/%d, want 133/%d", in, capacity, 65536+130)
 	}
 }
 
@@ -577,7 +573,7 @@ func TestVerifierErrorLogged(t *testing.T) {
 		asm.Return(),
 	}
 	var logs bytes.Buffer
-	d := &Datapath{log: slog.New(slog.NewTextHandler(&logs, nil)), maxStreams: 16, maxShared: 16, links: map[int]link.Link{}}
+	d := &Datapath{log: slog.New(slog.NewTextHandler(&logs, nil)), maxShared: 16, links: map[int]link.Link{}}
 	_, err = d.load(spec, "")
 	var ve *ebpf.VerifierError
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ve) {

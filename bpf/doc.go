@@ -21,9 +21,9 @@
 // removal never resets the counters. Rules are written and counters read
 // through the mapping, without syscalls; a seqcount keeps the program from
 // ever using a rule half rewritten. Each of the relay's media addresses
-// ([Options.LocalAddrs]) gets a port table that finds a packet's entry with
-// one array read; other addresses go through a hash (relay.c explains the
-// layout). Timestamps are CLOCK_MONOTONIC_COARSE nanoseconds
+// ([Options.LocalAddrs]) owns one entry per UDP port, so the program
+// computes a packet's entry instead of looking it up; other addresses go
+// through a hash (relay.c explains the layout). Timestamps are CLOCK_MONOTONIC_COARSE nanoseconds
 // ([MonotonicToTime]).
 //
 // State lives in bpffs when [Options.PinPath] is set (maps under

@@ -32,9 +32,6 @@ func privileged(tb testing.TB) {
 func openTest(tb testing.TB, opts Options) *Datapath {
 	tb.Helper()
 	privileged(tb)
-	if opts.MaxStreams == 0 {
-		opts.MaxStreams = 1024
-	}
 	if opts.MaxShared == 0 {
 		opts.MaxShared = 1024
 	}

@@ -111,10 +111,11 @@ func TestSamePortTwoAddresses(t *testing.T) {
 	}
 }
 
-// TestStaleIndexNeverForwards: however a packet reaches an entry — a port
-// table slot or shared-table value pointing at another local's entry (a
-// reassignment seen half way), or past the array — the program forwards
-// only with a rule naming the packet's own local address and port.
+// TestStaleIndexNeverForwards: however a packet reaches an entry — a plane
+// entry holding another port's rule, a shared-table value pointing at
+// another local's entry (a reassignment seen half way), or past the array
+// — the program forwards only with a rule naming the packet's own local
+// address and port.
 func TestStaleIndexNeverForwards(t *testing.T) {
 	a4 := eps4.relayIn.Addr()
 	d := openTest(t, Options{LocalAddrs: []netip.Addr{a4}})
@@ -126,8 +127,12 @@ func TestStaleIndexNeverForwards(t *testing.T) {
 	slot, _ := d.slotOf(rule.Local)
 	tab := d.tab.Load()
 
-	// Port 40002 of the plane points at 40000's entry.
-	atomic.StoreUint32(tab.port(0, 40002), slot+1)
+	// The entry of port 40002 holds 40000's rule.
+	if !tab.claim(40002, rule.Local, 4) {
+		t.Fatal("claim")
+	}
+	im := read(tab.entry(slot))
+	write(tab.entry(40002), &im)
 	// A shared-table key points at it too, another past the array.
 	for key, v := range map[netip.AddrPort]uint32{
 		netip.MustParseAddrPort("192.0.2.200:40000"): slot,

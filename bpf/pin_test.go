@@ -60,7 +60,7 @@ func TestPinning(t *testing.T) {
 	privileged(t)
 	base := filepath.Join(t.TempDir(), "bpffs")
 	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
-	opts := Options{PinPath: base, PinLinks: true, MaxStreams: 1024, MaxShared: 1024, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}}
+	opts := Options{PinPath: base, PinLinks: true, MaxShared: 1024, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}}
 	ns := newNetNS(t)
 	const lo = 1
 
@@ -111,7 +111,7 @@ func TestPinning(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{"counters", "fwd", "link_1", "planes", "ports", "streams", "tx_ports"}; !slices.Equal(names, want) {
+	if want := []string{"counters", "fwd", "link_1", "planes", "streams", "tx_ports"}; !slices.Equal(names, want) {
 		t.Errorf("pins after Close = %v, want %v", names, want)
 	}
 	if got := xdpProgID(t, ns, lo); got != id1 {
@@ -189,7 +189,7 @@ func TestPinDirLock(t *testing.T) {
 	privileged(t)
 	base := filepath.Join(t.TempDir(), "bpffs")
 	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
-	opts := Options{PinPath: base, MaxStreams: 1024, MaxShared: 1024}
+	opts := Options{PinPath: base, MaxShared: 1024}
 	dir := filepath.Join(base, PinVersion)
 
 	d1, err := Open(opts)
@@ -297,7 +297,7 @@ func TestOldLayoutRemoved(t *testing.T) {
 	}
 
 	var logs bytes.Buffer
-	d, err := Open(Options{PinPath: base, PinLinks: true, MaxStreams: 64, MaxShared: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	d, err := Open(Options{PinPath: base, PinLinks: true, MaxShared: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatalf("Open over v1 pins: %+v", err)
 	}
@@ -338,17 +338,17 @@ func TestPinnedMapsReplaced(t *testing.T) {
 		opts     Options
 		replaced bool
 	}{
-		{"first", Options{MaxStreams: 1024, LocalAddrs: []netip.Addr{a}}, false},
-		{"same", Options{MaxStreams: 1024, LocalAddrs: []netip.Addr{a}}, false},
-		{"other_address", Options{MaxStreams: 1024, LocalAddrs: []netip.Addr{b}}, true},
-		{"more_addresses", Options{MaxStreams: 1024, LocalAddrs: []netip.Addr{b, a}}, true},
-		{"bigger", Options{MaxStreams: 2048, LocalAddrs: []netip.Addr{b, a}}, true},
-		{"no_planes", Options{MaxStreams: 2048}, true},
+		{"first", Options{MaxShared: 64, LocalAddrs: []netip.Addr{a}}, false},
+		{"same", Options{MaxShared: 64, LocalAddrs: []netip.Addr{a}}, false},
+		{"other_address", Options{MaxShared: 64, LocalAddrs: []netip.Addr{b}}, true},
+		{"more_addresses", Options{MaxShared: 64, LocalAddrs: []netip.Addr{b, a}}, true},
+		{"bigger", Options{MaxShared: 128, LocalAddrs: []netip.Addr{b, a}}, true},
+		{"no_planes", Options{MaxShared: 128}, true},
 	}
 	for i, st := range steps {
 		var logs bytes.Buffer
 		opts := st.opts
-		opts.PinPath, opts.MaxShared = base, 64
+		opts.PinPath = base
 		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		d, err := Open(opts)
 		if err != nil {

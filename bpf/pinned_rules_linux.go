@@ -18,16 +18,17 @@ import (
 // more installed rules than its calls create: filler rules for addresses no
 // packet is sent to make the table as large as a loaded relay's. It takes
 // no lock on the pin directory (the owner holds that) and never touches
-// the owner's rules: it claims free entries of the streams array with the
-// same compare-and-swap the owner uses (from the top of the array down,
-// the owner from the bottom up) and adds its keys to the shared table;
-// rules for the owner's media addresses (its planes) are refused. Removing
+// the owner's rules: it claims free entries of the shared region with the
+// same compare-and-swap the owner uses (from the top down, the owner from
+// the bottom up) and adds its keys to the shared table; rules for the
+// owner's media addresses (its planes) are refused. Removing
 // every filler it added is the caller's job.
 type PinnedRules struct {
 	streams, fwd *ebpf.Map
 	tab          *table
 	planes       []netip.Addr
 	mine         map[netip.AddrPort]uint32 // entries this PinnedRules claimed
+	shared       uint32                    // first entry of the shared region
 	next         uint32                    // claim cursor, downwards
 }
 
@@ -64,9 +65,14 @@ func OpenPinnedRules(pinBase string) (_ *PinnedRules, err error) {
 		fam := uint8(pl.Plane[i].Family)
 		p.planes = append(p.planes, wordsAddr(pl.Plane[i].Addr, fam))
 	}
-	if p.tab, err = mapTable(p.streams, nil); err != nil {
+	if p.tab, err = mapTable(p.streams); err != nil {
 		return nil, fmt.Errorf("pinned streams under %s: %w", dir, err)
 	}
+	if p.tab.nStreams < p.fwd.MaxEntries() {
+		return nil, fmt.Errorf("pinned streams under %s: %d entries, fewer than the shared table's %d: %w",
+			dir, p.tab.nStreams, p.fwd.MaxEntries(), ebpf.ErrMapIncompatible)
+	}
+	p.shared = p.tab.nStreams - p.fwd.MaxEntries()
 	p.next = p.tab.nStreams
 	return p, nil
 }
@@ -141,9 +147,9 @@ func (p *PinnedRules) Upsert(rules []Rule) (n int, err error) {
 	return n, errors.Join(err, kerr)
 }
 
-// claim takes a free entry from the top of the array down.
+// claim takes a free entry of the shared region from the top down.
 func (p *PinnedRules) claim(local netip.AddrPort, fam uint8) (uint32, bool) {
-	for p.next > 0 {
+	for p.next > p.shared {
 		p.next--
 		if p.tab.claim(p.next, local, fam) {
 			return p.next, true

@@ -37,7 +37,7 @@ func TestPinnedRules(t *testing.T) {
 	privileged(t)
 	base := filepath.Join(t.TempDir(), "bpffs")
 	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
-	owner, err := Open(Options{PinPath: base, MaxStreams: 8192, MaxShared: 4096, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
+	owner, err := Open(Options{PinPath: base, MaxShared: 8192, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
 	if err != nil {
 		t.Fatalf("Open: %+v", err)
 	}
@@ -58,17 +58,17 @@ func TestPinnedRules(t *testing.T) {
 		t.Fatalf("OpenPinnedRules: %v", err)
 	}
 	defer p.Close()
-	if p.Capacity() != 4096 {
-		t.Errorf("Capacity %d, want 4096", p.Capacity())
+	if p.Capacity() != 8192 {
+		t.Errorf("Capacity %d, want 8192", p.Capacity())
 	}
 	if _, err := p.Upsert([]Rule{rule}); !errors.Is(err, ErrInvalidRule) {
 		t.Errorf("a filler on the owner's media address: %v, want ErrInvalidRule", err)
 	}
 
-	// Both sides claim at once: 4,000 plane rules for the owner, 4,000
-	// fillers, in a table of 8,192.
+	// Both sides claim shared entries at once: 4,000 rules of the owner's
+	// (for addresses without a plane), 4,000 fillers, in a region of 8,192.
 	fill := fillerRules(4000)
-	own := planeRules(4000, eps4.relayIn.Addr())
+	own := manyRules(4000)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

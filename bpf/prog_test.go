@@ -64,7 +64,7 @@ var (
 const allChecks = FlagCheckSource | FlagRTPCheck
 
 // TestProgram runs every case twice: with the relay's addresses as planes
-// (port tables) and without (the shared table), the two ways a packet
+// (entries by port) and without (the shared table), the two ways a packet
 // finds its rule.
 func TestProgram(t *testing.T) {
 	for _, layout := range []struct {

@@ -20,9 +20,8 @@
 #include "bpf/bpf_helpers.h"
 #include "bpf/bpf_endian.h"
 
-#define MAX_STREAMS 262144
 #define MAX_SHARED 131072
-#define MAX_PLANES 16
+#define MAX_PLANES 8
 #define PLANE_PORTS 65536
 #define MAX_TX_PORTS 256
 
@@ -76,29 +75,30 @@ enum reason {
  * three scattered pages and about five cache lines per packet (a hash
  * bucket, the hash element, a separate stats slot). Here a packet's rule
  * and its stream's counters are one 192-byte `struct stream`, an entry of
- * the `streams` array, which user space hands out lowest free first: the
- * entries of the streams in use stay packed into as few pages as they can.
+ * the `streams` array, and a packet to one of the relay's media addresses
+ * finds its entry without reading anything else first:
+ *  - each media address is a "plane" (listed in `planes`, a hot line that
+ *    every packet reads) owning 65,536 entries, one per UDP port: the
+ *    entry of port P on plane N is streams[N << 16 | P]. The same port on
+ *    two media addresses is two planes, two entries: no collision. A
+ *    forwarded IPv4 packet touches the entry's first two lines (IPv6:
+ *    three), one page;
+ *  - entries after the planes form the shared region, for any other
+ *    local address (more addresses than MAX_PLANES, tests, the bench's
+ *    filler rules): the `fwd` hash maps {address, port, family} to one,
+ *    which user space hands out lowest free first.
+ * Measured live (BENCHMARKS.md), a port table holding entry numbers in
+ * front of densely packed entries cost one more dependent cache miss per
+ * packet than it saved in pages: reading the entry first is cheaper.
  *
- * A packet finds its entry in one of two ways:
- *  - its destination is one of the relay's media addresses (a "plane",
- *    listed in `planes`): `ports[plane << 16 | port]` holds entry + 1, a
- *    plain array read (0: no stream on that port). Such a packet touches
- *    one line of the port table and the entry's first two lines (IPv6:
- *    three), no hash. Rules stored at [port] directly would save the port
- *    table's line but scatter the live entries over the port range, one
- *    page each for ports picked at random;
- *  - any other address (more addresses than MAX_PLANES, tests, the
- *    bench's filler rules): the `fwd` hash maps {address, port, family} to
- *    the entry.
- * The same port on two media addresses is two planes, two entries: no
- * collision. Whatever the path, the entry names its own local address and
- * port, and the program forwards only when they are the packet's: an
- * index read while user space reassigns it (a released stream's entry
- * taken by another) never forwards with the wrong rule.
+ * Whatever the path, the entry names its own local address and port, and
+ * the program forwards only when they are the packet's: an index read
+ * while user space reassigns it (a released stream's shared entry taken
+ * by another) never forwards with the wrong rule.
  *
  * Counters live next to the rule, outside the words user space rewrites,
  * so a rule change never resets them; user space zeroes an entry when it
- * hands it to a new stream, before publishing it.
+ * hands it to a new stream, before the stream's first rule.
  */
 struct stream {
 	/* Line 0: the rule as every packet reads it (all of it for IPv4)
@@ -202,24 +202,15 @@ union ports {
  * with fully ordered atomics. */
 volatile const __u8 loads_ordered = 0;
 
+/* planes * PLANE_PORTS entries, then MAX_SHARED; sized by user space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_STREAMS);
+	__uint(max_entries, MAX_SHARED);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct stream);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } streams SEC(".maps");
-
-/* plane << 16 | port -> entry + 1; sized planes * PLANE_PORTS by user space. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PLANE_PORTS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -387,8 +378,8 @@ static __always_inline void account(struct stream *st,
 
 /* The entry for the packet's local address and port (key), NULL when there
  * is none (*why says whether that is no rule or a corrupt shared-table
- * entry). A plane's port table is one array read; only addresses without
- * a plane pay a hash lookup. */
+ * value). A media address's entry is computed, not looked up; only
+ * addresses without a plane pay a hash lookup first. */
 static __always_inline struct stream *find_stream(const struct fwd_key *key,
 						  enum reason *why)
 {
@@ -411,11 +402,6 @@ static __always_inline struct stream *find_stream(const struct fwd_key *key,
 			    p->addr[3] != key->addr[3])
 				continue;
 			idx = i << 16 | bpf_ntohs(key->port);
-			__u32 *slot = bpf_map_lookup_elem(&ports, &idx);
-
-			if (!slot || *slot == 0)
-				return NULL;
-			idx = *slot - 1;
 			goto found;
 		}
 	}

@@ -24,7 +24,7 @@ type relayFwdKey struct {
 type relayPlanes struct {
 	_     structs.HostLayout
 	Count uint32
-	Plane [16]struct {
+	Plane [8]struct {
 		_      structs.HostLayout
 		Addr   [4]uint32
 		Family uint32
@@ -99,7 +99,6 @@ const (
 	relayMapCounters     = "counters"
 	relayMapFwd          = "fwd"
 	relayMapPlanes       = "planes"
-	relayMapPorts        = "ports"
 	relayMapStreams      = "streams"
 	relayMapTxPorts      = "tx_ports"
 	relayProgRelayXdp    = "relay_xdp"
@@ -158,7 +157,6 @@ type relayMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Fwd      *ebpf.MapSpec `ebpf:"fwd"`
 	Planes   *ebpf.MapSpec `ebpf:"planes"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
 	Streams  *ebpf.MapSpec `ebpf:"streams"`
 	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 }
@@ -193,7 +191,6 @@ type relayMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Fwd      *ebpf.Map `ebpf:"fwd"`
 	Planes   *ebpf.Map `ebpf:"planes"`
-	Ports    *ebpf.Map `ebpf:"ports"`
 	Streams  *ebpf.Map `ebpf:"streams"`
 	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 }
@@ -203,7 +200,6 @@ func (m *relayMaps) Close() error {
 		m.Counters,
 		m.Fwd,
 		m.Planes,
-		m.Ports,
 		m.Streams,
 		m.TxPorts,
 	)

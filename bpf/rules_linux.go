@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 )
@@ -67,18 +66,15 @@ func (d *Datapath) UpsertRules(rules []Rule) (n int, err error) {
 			if slot, err = d.claim(tab, e.local, e.fam); err != nil {
 				break
 			}
-			if p := d.planeOf(e.local.Addr()); p < 0 {
+			if d.planeOf(e.local.Addr()) < 0 {
 				keys = append(keys, encodeKey(e.local, e.fam))
 				slots = append(slots, slot)
 				fresh = append(fresh, e.local)
 			}
 		}
-		// The rule first, then (for a new plane entry) its port: nothing
-		// finds the entry before it is complete.
+		// A shared entry's key goes into the hash after its rule is
+		// complete (below): nothing finds it before.
 		write(tab.entry(slot), &e.im)
-		if p := d.planeOf(e.local.Addr()); p >= 0 {
-			storePort(tab, p, e.local.Port(), slot+1)
-		}
 		n++
 	}
 	if len(keys) > 0 {
@@ -103,16 +99,29 @@ func (d *Datapath) slotOf(local netip.AddrPort) (uint32, bool) {
 	return v.(uint32), true
 }
 
-// claim takes the lowest free entry for local; d.mu is held. Entries
-// another process took (the bench's filler rules) are skipped, and stay
-// marked until this Datapath's next Open.
+// claim takes local's entry: its port's on its plane, or the lowest free
+// one of the shared region; d.mu is held. Shared entries another process
+// took (the bench's filler rules) are skipped, and stay marked until this
+// Datapath's next Open.
 func (d *Datapath) claim(tab *table, local netip.AddrPort, fam uint8) (uint32, error) {
-	for {
-		slot, ok := d.entries.alloc()
-		if !ok {
-			return 0, fmt.Errorf("%w (%d in use)", ErrStreamsExhausted, d.maxStreams)
+	if p := d.planeOf(local.Addr()); p >= 0 {
+		slot := uint32(p)*planePorts + uint32(local.Port())
+		if !tab.claim(slot, local, fam) {
+			// Only after a crash between claiming and indexing, or
+			// another process writing planes it must not: refuse
+			// rather than share the entry.
+			return 0, fmt.Errorf("plane entry of %v held by another writer", local)
 		}
-		if tab.claim(slot, local, fam) {
+		d.index.Store(local, slot)
+		d.held++
+		return slot, nil
+	}
+	for {
+		i, ok := d.entries.alloc()
+		if !ok {
+			return 0, fmt.Errorf("%w (%d shared entries in use)", ErrStreamsExhausted, d.maxShared)
+		}
+		if slot := d.shared + i; tab.claim(slot, local, fam) {
 			d.index.Store(local, slot)
 			d.held++
 			return slot, nil
@@ -127,14 +136,10 @@ func (d *Datapath) forget(tab *table, local netip.AddrPort) {
 	if !ok {
 		return
 	}
-	if p := d.planeOf(local.Addr()); p >= 0 {
-		port := tab.port(p, local.Port())
-		if atomic.LoadUint32(port) == slot+1 {
-			storePort(tab, p, local.Port(), 0)
-		}
-	}
 	tab.release(slot)
-	d.entries.free(slot)
+	if slot >= d.shared {
+		d.entries.free(slot - d.shared)
+	}
 	d.index.Delete(local)
 	d.held--
 }
@@ -233,9 +238,8 @@ func (d *Datapath) ReleaseStreams(locals []netip.AddrPort) (int, error) {
 			keys = append(keys, encodeKey(l, family(l.Addr())))
 		}
 	}
-	// Unpublished first (the plane ports in forget): a packet that still
-	// finds the entry finds it without a rule, or owned by its next
-	// stream, and passes.
+	// Shared keys first: a packet that still finds the entry finds it
+	// without a rule, or owned by its next stream, and passes.
 	if _, err := batchDelete(d.objs.Fwd, keys); err != nil {
 		return 0, err
 	}
@@ -299,11 +303,11 @@ func (d *Datapath) Streams() ([]netip.AddrPort, error) {
 }
 
 // StreamsInUse is the number of entries this Datapath holds; capacity is
-// MaxStreams.
+// 65,536 per plane plus MaxShared.
 func (d *Datapath) StreamsInUse() (inUse, capacity int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.held, int(d.maxStreams)
+	return d.held, int(d.shared + d.maxShared)
 }
 
 // batchUpsert installs keys/vals in chunks; n counts those installed
@@ -336,11 +340,6 @@ func batchDelete(m *ebpf.Map, keys []relayFwdKey) (int, error) {
 		}
 	}
 	return deleted, nil
-}
-
-// storePort publishes (or, with 0, withdraws) entry+1 for a plane's port.
-func storePort(tab *table, plane int, port uint16, v uint32) {
-	atomic.StoreUint32(tab.port(plane, port), v)
 }
 
 func encodeKey(local netip.AddrPort, fam uint8) relayFwdKey {

@@ -21,11 +21,11 @@ import (
 const (
 	// streamSize is sizeof(struct stream): three cache lines.
 	streamSize = 192
-	// planePorts is the number of port-table entries of one plane.
+	// planePorts is the number of entries of one plane: one per port.
 	planePorts = 1 << 16
 )
 
-// table is the streams array and the planes' port tables, memory-mapped:
+// table is the streams array, memory-mapped:
 // rules are written and counters read with plain memory accesses, no
 // syscall (relay.c describes the layout and the seqcount that keeps a rule
 // rewrite from being seen half done).
@@ -39,8 +39,6 @@ const (
 type table struct {
 	streams  unsafe.Pointer
 	nStreams uint32
-	ports    unsafe.Pointer // nil with no planes
-	nPorts   uint32
 	regions  []region
 }
 
@@ -49,8 +47,8 @@ type region struct {
 	size uintptr
 }
 
-// mapTable maps streams (and ports, when not nil) read-write.
-func mapTable(streams, ports *ebpf.Map) (*table, error) {
+// mapTable maps streams read-write.
+func mapTable(streams *ebpf.Map) (*table, error) {
 	if streams.ValueSize() != streamSize {
 		return nil, fmt.Errorf("streams map has %d-byte values, this build %d: %w", streams.ValueSize(), streamSize, ebpf.ErrMapIncompatible)
 	}
@@ -61,15 +59,6 @@ func mapTable(streams, ports *ebpf.Map) (*table, error) {
 	}
 	t.streams = r.addr
 	t.regions = append(t.regions, r)
-	if ports != nil {
-		r, err := mmapMap(ports, 4)
-		if err != nil {
-			t.close()
-			return nil, fmt.Errorf("map port tables: %w", err)
-		}
-		t.ports, t.nPorts = r.addr, ports.MaxEntries()
-		t.regions = append(t.regions, r)
-	}
 	regions := t.regions
 	runtime.AddCleanup(t, func(rs []region) {
 		for _, r := range rs {
@@ -80,8 +69,7 @@ func mapTable(streams, ports *ebpf.Map) (*table, error) {
 }
 
 // mmapMap maps an mmapable array of valueSize-byte values. The kernel
-// lays array values out 8 bytes apart at least (a 4-byte port-table value
-// takes 8).
+// lays array values out 8 bytes apart at least.
 func mmapMap(m *ebpf.Map, valueSize uint32) (region, error) {
 	if m.ValueSize() != valueSize {
 		return region{}, fmt.Errorf("%d-byte values, want %d: %w", m.ValueSize(), valueSize, ebpf.ErrMapIncompatible)
@@ -109,12 +97,6 @@ func (t *table) close() {
 // entry is stream entry slot; slot < nStreams.
 func (t *table) entry(slot uint32) *relayStream {
 	return (*relayStream)(unsafe.Add(t.streams, uintptr(slot)*streamSize))
-}
-
-// port is the port-table entry of plane p, port n (entry + 1, 0 = none):
-// a __u32 value, 8 bytes apart (see mmapMap).
-func (t *table) port(p int, n uint16) *uint32 {
-	return (*uint32)(unsafe.Add(t.ports, (uintptr(p)<<16|uintptr(n))*8))
 }
 
 // image is a rule as the words user space writes into an entry (the rule
@@ -290,7 +272,7 @@ func (im *image) rule() Rule {
 // compare-and-swap on its owner word, which is what makes an entry one
 // writer's, across processes too (the bench's PinnedRules claims entries
 // of a running relayd's table). The entry then holds local's key, no rule,
-// zero counters; nothing finds it until the caller publishes it.
+// zero counters.
 func (t *table) claim(slot uint32, local netip.AddrPort, fam uint8) bool {
 	e := t.entry(slot)
 	if !atomic.CompareAndSwapUint32(&e.Owner, 0, uint32(fam)) {

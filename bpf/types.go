@@ -20,15 +20,11 @@ const (
 	// never adopts maps it cannot read.
 	PinVersion = "v2"
 
-	// DefaultMaxStreams is the stream capacity when Options.MaxStreams is
-	// 0: one entry per stream direction (RTP and RTCP separately), ~100k
-	// streams.
-	DefaultMaxStreams = 262144
-	// DefaultMaxShared is the capacity of the shared table (local addresses
-	// without a plane) when Options.MaxShared is 0.
+	// DefaultMaxShared is the number of streams of local addresses without
+	// a plane when Options.MaxShared is 0.
 	DefaultMaxShared = 131072
-	// MaxPlanes is how many local addresses get a port table of their own.
-	MaxPlanes = 16
+	// MaxPlanes is how many local addresses get a plane of their own.
+	MaxPlanes = 8
 	// MaxTxPorts is how many interfaces can be attached at once.
 	MaxTxPorts = 256
 	// RelayTTL is the IPv4 TTL and IPv6 hop limit of forwarded packets.
@@ -49,15 +45,15 @@ type Options struct {
 	// same interface adopts the link (an atomic program swap). Needs PinPath.
 	PinLinks bool
 	// LocalAddrs are the relay's media addresses. Each (up to MaxPlanes)
-	// gets a plane: a table indexed by port (65,536 entries, 512 KiB)
-	// that finds a packet's stream with one array read. Rules for other
-	// local addresses go to the shared table, a hash (one lookup more).
+	// gets a plane: 65,536 stream entries (rule and counters, 192 bytes
+	// each: 12 MiB), one per UDP port, where a packet finds its stream
+	// without a lookup. Rules for other local addresses go to the shared
+	// region, found through a hash.
 	LocalAddrs []netip.Addr
-	// MaxStreams sizes the streams array (rules and their counters, 192
-	// bytes each) and MaxShared the shared table; 0 means DefaultMaxStreams
-	// / DefaultMaxShared. Pinned maps of another size or address set are
+	// MaxShared is how many streams the shared region holds (0:
+	// DefaultMaxShared). Pinned maps of another size or address set are
 	// replaced (logged), never half used.
-	MaxStreams, MaxShared uint32
+	MaxShared uint32
 	// Logger gets the few lines the package logs (load failures with the
 	// whole verifier log, bpffs mounts, adopted or replaced state). Nil
 	// discards them.

@@ -89,9 +89,17 @@ func Open(cfg Config) (*FastPath, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "fastpath")
-	// Every media address gets a port table of its own in the kernel
-	// (a plane): its streams are found with one array read per packet.
-	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", LocalAddrs: cfg.Addrs, Logger: log})
+	// Every media address gets its own plane of kernel stream entries,
+	// one per port (12 MiB): the program finds a packet's stream without
+	// a lookup. Loopback addresses get none in auto mode, where they are
+	// never attached.
+	var planes []netip.Addr
+	for _, a := range cfg.Addrs {
+		if cfg.Mode != ModeAuto || !a.Unmap().IsLoopback() {
+			planes = append(planes, a)
+		}
+	}
+	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", LocalAddrs: planes, Logger: log})
 	if err != nil {
 		return nil, err
 	}
