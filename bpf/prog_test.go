@@ -238,7 +238,7 @@ func testProgram(t *testing.T, d *Datapath) {
 					wantSt.WrongSource = 1
 				}
 				if st != wantSt {
-					t.Errorf("stats slot = %+v, want %+v", st, wantSt)
+					t.Errorf("stream stats = %+v, want %+v", st, wantSt)
 				}
 			})
 		}

@@ -30,9 +30,10 @@ func (d *Datapath) UpsertRule(r Rule) error {
 
 // UpsertRules installs or replaces many rules: memory writes, plus batch
 // syscalls for the shared-table keys of locals seen for the first time
-// (100,000 in about 0.1 s). Nothing is installed when one is invalid. n
-// counts the rules installed; an error can only come from the kernel
-// refusing shared-table keys (full), and those rules are not installed.
+// (100,000 in about 0.1 s). Nothing is installed when one is invalid.
+// Replacing installed rules cannot fail. A new local can: a full shared
+// region stops the batch there, and keys the kernel refuses leave their
+// rules out; n counts the rules installed.
 func (d *Datapath) UpsertRules(rules []Rule) (n int, err error) {
 	type enc struct {
 		local netip.AddrPort
