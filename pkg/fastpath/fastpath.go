@@ -69,7 +69,6 @@ type FastPath struct {
 	done     chan struct{} // nil until the refresh goroutine runs
 
 	mu     sync.Mutex
-	slots  map[netip.AddrPort]uint32
 	rules  map[netip.AddrPort]bpf.Rule
 	byDest map[netip.Addr]map[netip.AddrPort]struct{} // rules by destination address
 	hops   *hopTable
@@ -90,12 +89,22 @@ func Open(cfg Config) (*FastPath, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "fastpath")
-	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", Logger: log})
+	// Every media address gets its own plane of kernel stream entries,
+	// one per port (12 MiB): the program finds a packet's stream without
+	// a lookup. Loopback addresses get none in auto mode, where they are
+	// never attached.
+	var planes []netip.Addr
+	for _, a := range cfg.Addrs {
+		if cfg.Mode != ModeAuto || !a.Unmap().IsLoopback() {
+			planes = append(planes, a)
+		}
+	}
+	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", LocalAddrs: planes, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, upsert: dp.UpsertRules, stop: make(chan struct{}),
-		slots: map[netip.AddrPort]uint32{}, rules: map[netip.AddrPort]bpf.Rule{},
+		rules:  map[netip.AddrPort]bpf.Rule{},
 		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}}
 	if err := f.clearStale(); err != nil {
 		dp.Close()
@@ -203,27 +212,21 @@ func interfaceOf(addr netip.Addr) (*net.Interface, error) {
 	return nil, fmt.Errorf("no interface holds %s", addr)
 }
 
-// clearStale removes rules and slots a previous run left in pinned maps:
-// their calls are gone with that process.
+// clearStale removes the rules and stream entries (counters) a previous
+// run left in pinned maps: their calls are gone with that process.
 func (f *FastPath) clearStale() error {
-	rules, err := f.dp.Rules()
+	locals, err := f.dp.Streams()
 	if err != nil {
-		return fmt.Errorf("list stale rules: %w", err)
+		return fmt.Errorf("list stale streams: %w", err)
 	}
-	if len(rules) == 0 {
+	if len(locals) == 0 {
 		return nil
 	}
-	locals := make([]netip.AddrPort, len(rules))
-	for i, r := range rules {
-		locals[i] = r.Local
+	n, err := f.dp.ReleaseStreams(locals)
+	if err != nil {
+		return fmt.Errorf("remove stale streams: %w", err)
 	}
-	if _, err := f.dp.RemoveRules(locals); err != nil {
-		return fmt.Errorf("remove stale rules: %w", err)
-	}
-	for _, r := range rules {
-		_ = f.dp.FreeSlot(r.Slot)
-	}
-	f.log.Info("removed rules left by a previous run", "rules", len(rules))
+	f.log.Info("removed rules left by a previous run", "streams", n)
 	return nil
 }
 
@@ -249,16 +252,8 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 		f.forgetUnused(dst)
 		return fmt.Errorf("egress ifindex %d for %s: %w", nh.Ifindex, r.Dest, ErrNotAttached)
 	}
-	slot, ok := f.slots[r.Local]
-	if !ok {
-		if slot, err = f.dp.AllocSlot(); err != nil {
-			f.forgetUnused(dst)
-			return fmt.Errorf("stats slot: %w", err)
-		}
-		f.slots[r.Local] = slot
-	}
 	rule := bpf.Rule{Local: r.Local, Peer: r.Source, Source: r.Egress, Dest: r.Dest, NextHop: nh,
-		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck, Slot: slot}
+		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck}
 	if r.TOS >= 0 {
 		rule.TOS, rule.Flags = uint8(r.TOS), rule.Flags|bpf.FlagSetTOS
 	}
@@ -270,7 +265,7 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 	return nil
 }
 
-// Withdraw removes local's rule.
+// Withdraw removes local's rule; its counters stay until Release.
 func (f *FastPath) Withdraw(local netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -325,15 +320,13 @@ func (f *FastPath) forgetUnused(dst netip.Addr) {
 	f.hops.forget(dst)
 }
 
-// Counters reads local's stats slot.
+// Counters reads local's kernel counters straight from the memory-mapped
+// streams array (bpf.Datapath.StreamStats): no syscall and no lock — not
+// f.mu, which rule writes hold — so the session layer may ask on every
+// query, liveness check and total. The values are live, not a periodic
+// snapshot: a query right after a burst sees all of it.
 func (f *FastPath) Counters(local netip.AddrPort) (media.KernelCounters, bool) {
-	f.mu.Lock()
-	slot, ok := f.slots[local]
-	f.mu.Unlock()
-	if !ok {
-		return media.KernelCounters{}, false
-	}
-	st, err := f.dp.StreamStats(slot)
+	st, err := f.dp.StreamStats(local)
 	if err != nil {
 		return media.KernelCounters{}, false
 	}
@@ -344,13 +337,13 @@ func (f *FastPath) Counters(local netip.AddrPort) (media.KernelCounters, bool) {
 	return kc, true
 }
 
-// Release frees local's stats slot.
+// Release frees local's stream entry (its rule, if any, and counters).
 func (f *FastPath) Release(local netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if slot, ok := f.slots[local]; ok {
-		_ = f.dp.FreeSlot(slot)
-		delete(f.slots, local)
+	f.untrack(local)
+	if err := f.dp.ReleaseStream(local); err != nil && !errors.Is(err, bpf.ErrNoStream) {
+		f.log.Warn("release fast path stream", "local", local, "error", err)
 	}
 }
 
