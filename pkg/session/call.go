@@ -213,5 +213,6 @@ func (c *Call) end(reason endReason) {
 	c.releaseAll()
 	c.mu.Unlock()
 	c.m.forget(c, reason)
+	c.m.changed(c.id)
 	c.m.ended(c, rec) // admin.go: the call's one log line (CDR) and the OnCallEnd hook
 }

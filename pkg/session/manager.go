@@ -51,6 +51,10 @@ type Config struct {
 	// notices). It is called from the expiry loop and from signalling, so it
 	// must not block.
 	OnCallEnd func(CallEnd)
+	// OnChange, when set, is told the call-id of every call whose state
+	// changed by signalling (offer, answer, delete) or that ended, so that
+	// a state store can save it. Called with no lock held; must not block.
+	OnChange func(callID string)
 }
 
 // ifaceAddr is one bindable address of a logical interface with its pool.
@@ -284,6 +288,13 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	for _, c := range calls {
 		c.end(endForced)
+	}
+}
+
+// changed tells the state store that call id changed.
+func (m *Manager) changed(id string) {
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(id)
 	}
 }
 

@@ -72,7 +72,9 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 	c.mu.Unlock()
 	if err != nil && created && empty {
 		c.end(endRejected)
+		return out, err
 	}
+	m.changed(c.id)
 	return out, err
 }
 
@@ -87,12 +89,15 @@ func (m *Manager) AnswerOutcome(s Signal) (Outcome, error) {
 		return Outcome{}, ErrUnknownCall
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.ended {
+		c.mu.Unlock()
 		return Outcome{}, ErrUnknownCall
 	}
-	defer c.reschedule()
-	return c.answer(s, desc)
+	out, err := c.answer(s, desc)
+	c.reschedule()
+	c.mu.Unlock()
+	m.changed(c.id)
+	return out, err
 }
 
 func parseSDP(b []byte) (*sdp.Description, error) {
