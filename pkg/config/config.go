@@ -71,6 +71,10 @@ type Config struct {
 	// ("sha-256" …).
 	DTLSSignature string
 
+	// StateDir keeps every call's state for the next relayd ("" = off):
+	// with it, stopping hands the calls over instead of ending them.
+	StateDir string
+
 	// ListenHTTP serves /metrics (Prometheus) and ListenCLI the operator's
 	// text protocol (rtpengine-ctl); the zero value is off.
 	ListenHTTP, ListenCLI netip.AddrPort

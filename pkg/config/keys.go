@@ -145,6 +145,9 @@ func keyDefs() []keyDef {
 				}
 				return fmt.Errorf("want SHA-1, SHA-224, SHA-256, SHA-384 or SHA-512")
 			}},
+		{name: "state-dir", argName: "PATH",
+			help: "directory where every call's state is kept so that a restarted or upgraded relayd continues its calls; empty = off (default off)",
+			set:  func(c *Config, v string) error { c.StateDir = v; return nil }},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
 			set: func(c *Config, v string) error {

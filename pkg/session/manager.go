@@ -85,6 +85,9 @@ type Manager struct {
 	rates, prev struct{ packets, bytes, errors uint64 }
 
 	adm admin // run-time limits, call origins, duration stats (admin.go)
+	// handingOver is set when this relayd stops and leaves its calls to
+	// the next (HandOver): nothing ends them any more.
+	handingOver bool
 }
 
 type totals struct {
@@ -278,9 +281,24 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// Close ends every call and releases its ports.
+// HandOver stops the manager without ending its calls: another relayd
+// continues them from their saved state (and the kernel keeps forwarding
+// them meanwhile). Expiry stops; Close and the end of Run leave the calls
+// be — their sockets close with the media plane or the process. Snapshots
+// keep working, for the last write of every call.
+func (m *Manager) HandOver() {
+	m.mu.Lock()
+	m.handingOver = true
+	m.mu.Unlock()
+}
+
+// Close ends every call and releases its ports (nothing after HandOver).
 func (m *Manager) Close() {
 	m.mu.Lock()
+	if m.handingOver {
+		m.mu.Unlock()
+		return
+	}
 	calls := make([]*Call, 0, len(m.calls))
 	for _, c := range m.calls {
 		calls = append(calls, c)

@@ -278,6 +278,22 @@ func (md *media) state() MediaState {
 	return st
 }
 
+// Locals lists the local addresses of every socket of the call: what a
+// relayd that adopts its predecessor's kernel rules keeps.
+func (cs *CallState) Locals() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, ml := range cs.Monologues {
+		for _, md := range ml.Medias {
+			for _, set := range md.Sets {
+				for i := range set.Sockets {
+					out = append(out, netip.AddrPortFrom(set.Local, uint16(set.Port+i)))
+				}
+			}
+		}
+	}
+	return out
+}
+
 // ErrStateVersion means a saved call state from a relay whose state format
 // this one cannot read.
 var ErrStateVersion = errors.New("call state of another version")

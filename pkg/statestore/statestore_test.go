@@ -155,7 +155,8 @@ func TestWriterSavesAndRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := w.Stats()
-	if st.Writes < 6 || st.Deletes < 1 || st.Failures != 0 || !st.Healthy || st.Pending != 0 {
+	// Three calls written (offer and answer may coalesce), two flushed.
+	if st.Writes < 5 || st.Deletes < 1 || st.Failures != 0 || !st.Healthy || st.Pending != 0 {
 		t.Errorf("stats = %+v", st)
 	}
 	// The old relay stops without ending its calls' records (it hands
