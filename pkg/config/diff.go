@@ -50,4 +50,5 @@ var fieldOf = map[string]func(*Config) any{
 	"b2b-url":           func(c *Config) any { return c.B2BURL },
 	"xmlrpc-format":     func(c *Config) any { return c.XMLRPCFormat },
 	"state-dir":         func(c *Config) any { return c.StateDir },
+	"xdp-pin-path":      func(c *Config) any { return c.XDPPinPath },
 }

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
@@ -201,7 +200,7 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 	for _, in := range cfg.Interfaces {
 		addrs = append(addrs, in.Addr)
 	}
-	fp, err := fastpath.Open(fastpath.Config{Mode: cfg.XDP, Addrs: addrs, PinPath: bpf.DefaultPinPath, Adopt: adopt, Logger: log})
+	fp, err := fastpath.Open(fastpath.Config{Mode: cfg.XDP, Addrs: addrs, PinPath: cfg.XDPPinPath, Adopt: adopt, Logger: log})
 	if err != nil {
 		if cfg.XDP != config.XDPAuto {
 			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)
