@@ -84,6 +84,11 @@ type MediaPlan struct {
 	// has none): the codecs the relay adds, e.g. "rtpmap:96
 	// telephone-event/8000" and "fmtp:96 0-15".
 	FormatAttributes []string
+	// OwnFormatLines drops every a=rtpmap, a=fmtp and a=rtcp-fb line of the
+	// input: FormatAttributes are the media's only ones (an answer whose
+	// codecs are the relay's choice, not the answerer's, whose payload
+	// types may mean other codecs).
+	OwnFormatLines bool
 	// PTime, when non-zero, rewrites a=ptime (appending it if absent).
 	PTime int
 	// RemoveAttributes names further attributes of this media to drop, e.g.

@@ -445,6 +445,9 @@ func (r *rewrite) mediaLine(ln *line, dirSeen *bool) {
 		r.emit(ln, from)
 		return
 	case attr == "rtpmap" || attr == "fmtp" || attr == "rtcp-fb":
+		if mp.OwnFormatLines {
+			return
+		}
 		if len(mp.RemoveFormats) > 0 || mp.Formats != nil {
 			pt, _, _ := strings.Cut(ln.aval, " ")
 			if mp.drops(pt) {

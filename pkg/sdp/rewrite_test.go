@@ -221,6 +221,17 @@ func TestRewriteRules(t *testing.T) {
 				"a=ptime:30\r\na=sendrecv\r\n",
 		},
 		{
+			name: "own format lines replace the input's",
+			in:   "v=0\r\nm=audio 1000 RTP/AVP 0 111\r\na=rtpmap:111 G7221/16000\r\na=fmtp:111 bitrate=24000\r\na=sendrecv\r\n",
+			plan: func(p *Plan) {
+				p.Media[0].Formats = []string{"111", "110"}
+				p.Media[0].OwnFormatLines = true
+				p.Media[0].FormatAttributes = []string{"rtpmap:111 opus/48000/2", "rtpmap:110 telephone-event/48000"}
+			},
+			// Where the input had its own.
+			want: "v=0\r\nm=audio 1000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\na=sendrecv\r\n",
+		},
+		{
 			name: "ptime added when absent",
 			in:   "v=0\r\nm=audio 1000 RTP/AVP 0\r\na=sendrecv\r\n",
 			plan: func(p *Plan) { p.Media[0].PTime = 20 },

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// FingerprintHash is the hash of the a=fingerprint written ("" is
 	// sha-256).
 	FingerprintHash string
+	// Codecs says which codecs the relay can transcode; nil transcodes
+	// none (codec options that need it are answered with a warning).
+	Codecs codecs.Capability
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown

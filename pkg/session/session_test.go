@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/relayd/relayd/pkg/webrtc"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/pkg/codecs"
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -233,7 +235,10 @@ func TestGoldenSDP(t *testing.T) {
 		}},
 		{"codec-strip", []step{
 			{from: "A", sdp: "desk-phone-behind-nat-offer.sdp", opts: func(o *Options) {
-				o.Codec = map[string][]string{"strip": {"G729", "PCMU"}}
+				for _, c := range []string{"G729", "PCMU"} {
+					sp, _ := codecs.ParseSpec(c)
+					o.Codec.Strip = append(o.Codec.Strip, sp)
+				}
 			}},
 		}},
 		{"sdp-version", []step{
