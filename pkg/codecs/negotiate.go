@@ -205,6 +205,12 @@ func Negotiate(offered []Format, opt Options, audio bool, can Capability) Offer 
 			to = append(to, f)
 		}
 	}
+	if len(to) != len(o.From) || len(added) > 0 {
+		// A telephone-event whose codec left goes with it.
+		to = slices.DeleteFunc(to, func(f Format) bool {
+			return f.IsDTMF() && !slices.ContainsFunc(to, func(m Format) bool { return !m.Supplementary() && m.Rate == f.Rate })
+		})
+	}
 	if !slices.ContainsFunc(to, func(f Format) bool { return !f.Supplementary() }) {
 		if opt.AllowNoCodec {
 			o.Reject = true
