@@ -56,7 +56,7 @@ deb: build ## $(DEB_DIR)/relayd_<version>_<arch>.deb: binary, systemd unit, defa
 		--config $(DEB_DIR)/nfpm.yaml --target $(DEB_DIR)/
 
 run: build ## build and start relayd in the foreground (loopback default config)
-	./$(BIN) --config-file=$(CONFIG) --foreground
+	./$(BIN) --config-file=$(CONFIG) --foreground --state-dir=$(CURDIR)/run/state
 
 deps: ## install the Debian packages the tests need (root), when missing
 	@missing=$$(for p in $$(grep -v '^#' scripts/test-deps.txt); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
