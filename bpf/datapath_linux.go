@@ -8,9 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -24,49 +28,64 @@ import (
 // Attach made. Its methods are safe for concurrent use; rules of one stream
 // pair should still be changed from one goroutine (fastpath.md §2.8).
 type Datapath struct {
-	log      *slog.Logger
-	pinDir   string   // "" without pinning
-	pinLock  *os.File // holds the flock on pinDir until Close
-	pinLinks bool
-	maxRules uint32
-	maxSlots uint32
+	log       *slog.Logger
+	pinDir    string   // "" without pinning
+	pinLock   *os.File // holds the flock on pinDir until Close
+	pinLinks  bool
+	maxShared uint32
+	planes    []netip.Addr // by plane; fixed for the Datapath's life
+	shared    uint32       // first entry of the shared region
 
-	// life guards closing: every method holds it shared, Close exclusively.
+	// life guards closing: every method that writes holds it shared, Close
+	// exclusively. StreamStats takes no lock: it reads through tab.
 	life   sync.RWMutex
 	closed bool
 	objs   relayObjects
-	stats  *ebpf.Memory // stream_stats, mmapped
+	tab    atomic.Pointer[table] // nil once closed
 
-	mu    sync.Mutex        // links and slots
-	links map[int]link.Link // by ifindex
-	slots slotAllocator
+	mu      sync.Mutex        // links, entries, rule writes
+	links   map[int]link.Link // by ifindex
+	entries slotAllocator     // shared-region entries held or seen taken, from d.shared
+	// index maps a local address and port (unmapped) to its entry. Written
+	// under mu; its Load takes no lock (sync.Map's hash trie), so stream
+	// counters are read without contending with rule writes.
+	index sync.Map
+	held  int // entries in index
 }
 
 // Open probes the kernel, loads the program and its maps (adopting pinned
-// maps under opts.PinPath/PinVersion) and returns the Datapath, attached
-// nowhere yet. With pinning it holds an exclusive lock on the pin directory
-// until Close; while another process holds it, Open fails with
-// ErrPinDirBusy. Every failure but bad options wraps ErrUnavailable.
+// maps under opts.PinPath/PinVersion when they have this layout, sizes and
+// planes; replacing them, and removing pins of other layout versions, when
+// not) and returns the Datapath, attached nowhere yet. With pinning it
+// holds an exclusive lock on the pin directory until Close; while another
+// process holds it, Open fails with ErrPinDirBusy. Every failure but bad
+// options wraps ErrUnavailable.
 func Open(opts Options) (*Datapath, error) {
 	if opts.PinLinks && opts.PinPath == "" {
 		return nil, fmt.Errorf("%w: PinLinks needs PinPath", ErrInvalidOptions)
 	}
 	d := &Datapath{
-		log:      opts.Logger,
-		pinLinks: opts.PinLinks,
-		maxRules: opts.MaxRules,
-		maxSlots: opts.MaxSlots,
-		links:    make(map[int]link.Link),
+		log:       opts.Logger,
+		pinLinks:  opts.PinLinks,
+		maxShared: opts.MaxShared,
+		links:     make(map[int]link.Link),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	if d.maxRules == 0 {
-		d.maxRules = DefaultMaxRules
+	if d.maxShared == 0 {
+		d.maxShared = DefaultMaxShared
 	}
-	if d.maxSlots == 0 {
-		d.maxSlots = DefaultMaxSlots
+	for _, a := range opts.LocalAddrs {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsUnspecified() {
+			return nil, fmt.Errorf("%w: local address %v", ErrInvalidOptions, a)
+		}
+		if !slices.Contains(d.planes, a) && len(d.planes) < MaxPlanes {
+			d.planes = append(d.planes, a)
+		}
 	}
+	d.shared = uint32(len(d.planes)) * planePorts
 	if err := probe(); err != nil {
 		return nil, err
 	}
@@ -84,13 +103,23 @@ func Open(opts Options) (*Datapath, error) {
 
 // load loads spec (the embedded program, or a broken one in tests) into d.
 func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath, err error) {
-	spec.Maps[relayMapFwd].MaxEntries = d.maxRules
-	spec.Maps[relayMapStreamStats].MaxEntries = d.maxSlots
+	spec.Maps[relayMapStreams].MaxEntries = d.shared + d.maxShared
+	spec.Maps[relayMapFwd].MaxEntries = d.maxShared
+	if v, ok := spec.Variables[relayVarLoadsOrdered]; ok {
+		if err := v.Set(loadsOrdered); err != nil {
+			return nil, fmt.Errorf("%w: set loads_ordered: %w", ErrUnavailable, err)
+		}
+	}
 	var copts ebpf.CollectionOptions
 	if pinPath != "" {
-		d.pinDir, err = preparePinDir(pinPath, d.log)
+		var base string
+		base, err = preparePinBase(pinPath, d.log)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		d.pinDir = filepath.Join(base, PinVersion)
+		if err := os.MkdirAll(d.pinDir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: create pin directory: %w", ErrUnavailable, err)
 		}
 		// Locked before the pins are opened: the holder may be changing them.
 		d.pinLock, err = lockPinDir(d.pinDir)
@@ -105,53 +134,136 @@ func (d *Datapath) load(spec *ebpf.CollectionSpec, pinPath string) (_ *Datapath,
 				_ = d.pinLock.Close()
 			}
 		}()
+		if err := removeOtherLayouts(base, d.log); err != nil {
+			return nil, err
+		}
 		copts.Maps.PinPath = d.pinDir
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	if err := spec.LoadAndAssign(&d.objs, &copts); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			d.log.Error("xdp program rejected by the verifier", "log", fmt.Sprintf("%+v", ve))
-		}
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			err = fmt.Errorf("%w (pinned by another build under %s: remove it to start afresh)", err, d.pinDir)
-		}
-		return nil, fmt.Errorf("%w: load: %w", ErrUnavailable, err)
+	if err := d.loadObjects(spec, &copts); err != nil {
+		return nil, err
 	}
-	d.stats, err = d.objs.StreamStats.Memory()
+	tab, err := mapTable(d.objs.Streams)
 	if err != nil {
 		d.objs.Close()
-		return nil, fmt.Errorf("%w: map stream stats: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	d.slots = newSlotAllocator(d.maxSlots)
+	d.tab.Store(tab)
+	d.entries = newSlotAllocator(d.maxShared)
 	if d.pinDir != "" {
-		if err := d.adoptSlots(); err != nil {
-			d.objs.Close()
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
+		d.adopt(tab)
 	}
 	return d, nil
 }
 
-// adoptSlots marks the slots of pinned rules as allocated.
-func (d *Datapath) adoptSlots() error {
-	rules, err := d.rules()
-	if err != nil {
-		return fmt.Errorf("read pinned rules: %w", err)
+// loadObjects loads the collection and makes sure the planes map lists
+// d.planes. Pinned maps of another size, or whose planes name other
+// addresses (their entries are keyed by another address's ports), are
+// replaced: a relayd adopts its predecessor's state only when it can use
+// all of it.
+func (d *Datapath) loadObjects(spec *ebpf.CollectionSpec, copts *ebpf.CollectionOptions) error {
+	want := d.planesValue()
+	for attempt := 0; ; attempt++ {
+		err := spec.LoadAndAssign(&d.objs, copts)
+		reason := ""
+		if err == nil {
+			var got relayPlanes
+			if err := d.objs.Planes.Lookup(uint32(0), &got); err != nil {
+				d.objs.Close()
+				return fmt.Errorf("%w: read planes: %w", ErrUnavailable, err)
+			}
+			switch {
+			case got == want:
+				return nil
+			case got.Count == 0:
+				// Fresh maps (pinned ones without planes would have
+				// matched, and other plane counts differ in size).
+				if err := d.objs.Planes.Put(uint32(0), &want); err != nil {
+					d.objs.Close()
+					return fmt.Errorf("%w: write planes: %w", ErrUnavailable, err)
+				}
+				return nil
+			}
+			d.objs.Close()
+			reason = "pinned for other media addresses"
+		} else {
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				d.log.Error("xdp program rejected by the verifier", "log", fmt.Sprintf("%+v", ve))
+			}
+			if !errors.Is(err, ebpf.ErrMapIncompatible) {
+				return fmt.Errorf("%w: load: %w", ErrUnavailable, err)
+			}
+			reason = err.Error()
+		}
+		if d.pinDir == "" || attempt > 0 {
+			return fmt.Errorf("%w: load: %s", ErrUnavailable, reason)
+		}
+		removed, err := removeMapPins(d.pinDir, spec)
+		if err != nil {
+			return fmt.Errorf("%w: replace pinned maps: %w", ErrUnavailable, err)
+		}
+		d.log.Warn("replaced pinned fast path maps that do not fit this relayd (their rules and counters are dropped)",
+			"dir", d.pinDir, "maps", removed, "reason", reason)
 	}
-	for _, r := range rules {
-		if r.Slot < d.maxSlots {
-			d.slots.mark(r.Slot)
+}
+
+// planesValue is the planes map's value for d.planes.
+func (d *Datapath) planesValue() relayPlanes {
+	var v relayPlanes
+	v.Count = uint32(len(d.planes))
+	for i, a := range d.planes {
+		v.Plane[i].Addr = addrWords(a)
+		v.Plane[i].Family = 6
+		if a.Is4() {
+			v.Plane[i].Family = 4
 		}
 	}
-	if len(rules) > 0 {
-		d.log.Info("adopted pinned fast path rules", "rules", len(rules), "slots", d.slots.inUse, "dir", d.pinDir)
-	}
-	return nil
+	return v
 }
+
+// adopt takes over the entries found taken in pinned maps: their locals
+// become this Datapath's (fastpath clears a previous run's).
+func (d *Datapath) adopt(tab *table) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for slot := range tab.nStreams {
+		fam := tab.owner(slot)
+		if fam == 0 {
+			continue
+		}
+		if slot >= d.shared {
+			d.entries.mark(slot - d.shared)
+		}
+		im := read(tab.entry(slot))
+		local := im.local(fam)
+		if _, dup := d.index.LoadOrStore(local, slot); dup {
+			// Two entries claimed for one local (two writers, one of
+			// which died before publishing its own): one is enough.
+			tab.release(slot)
+			if slot >= d.shared {
+				d.entries.free(slot - d.shared)
+			}
+			continue
+		}
+		d.held++
+	}
+	if d.held > 0 {
+		d.log.Info("adopted pinned fast path streams", "streams", d.held, "dir", d.pinDir)
+	}
+}
+
+// loadsOrdered tells the program whether this CPU keeps loads in program
+// order (x86-TSO), so that its seqcount needs no atomics (relay.c).
+var loadsOrdered = func() uint8 {
+	if runtime.GOARCH == "amd64" || runtime.GOARCH == "386" {
+		return 1
+	}
+	return 0
+}()
 
 // probe checks every kernel feature the program needs, so that a missing
 // one is one clear error instead of a verifier log.
@@ -163,6 +275,7 @@ func probe() error {
 		{"XDP programs", func() error { return features.HaveProgramType(ebpf.XDP) }},
 		{"BPF v3 instruction set", features.HaveV3ISA},
 		{"hash maps", func() error { return features.HaveMapType(ebpf.Hash) }},
+		{"arrays", func() error { return features.HaveMapType(ebpf.Array) }},
 		{"per-CPU arrays", func() error { return features.HaveMapType(ebpf.PerCPUArray) }},
 		{"DEVMAP_HASH maps", func() error { return features.HaveMapType(ebpf.DevMapHash) }},
 		{"mmapable arrays", func() error { return features.HaveMapFlag(features.BPF_F_MMAPABLE) }},
@@ -204,7 +317,9 @@ func (d *Datapath) Close() error {
 		delete(d.links, ifindex)
 	}
 	d.mu.Unlock()
-	d.stats = nil
+	if tab := d.tab.Swap(nil); tab != nil {
+		tab.close()
+	}
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -230,7 +345,7 @@ func (d *Datapath) Unpin() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Fwd, d.objs.StreamStats, d.objs.Counters, d.objs.TxPorts} {
+	for _, m := range []*ebpf.Map{d.objs.Streams, d.objs.Planes, d.objs.Fwd, d.objs.Counters, d.objs.TxPorts} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

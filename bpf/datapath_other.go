@@ -36,6 +36,9 @@ func (*Datapath) Detach(int) error { return errPlatform }
 // Attached is empty.
 func (*Datapath) Attached() []int { return nil }
 
+// Pinned is false.
+func (*Datapath) Pinned() bool { return false }
+
 // PinnedLinks is empty.
 func (*Datapath) PinnedLinks() ([]int, error) { return nil, nil }
 
@@ -51,28 +54,26 @@ func (*Datapath) RemoveRule(netip.AddrPort) error { return errPlatform }
 // RemoveRules fails with ErrUnavailable.
 func (*Datapath) RemoveRules([]netip.AddrPort) (int, error) { return 0, errPlatform }
 
+// ReleaseStream fails with ErrUnavailable.
+func (*Datapath) ReleaseStream(netip.AddrPort) error { return errPlatform }
+
+// ReleaseStreams fails with ErrUnavailable.
+func (*Datapath) ReleaseStreams([]netip.AddrPort) (int, error) { return 0, errPlatform }
+
 // LookupRule fails with ErrUnavailable.
 func (*Datapath) LookupRule(netip.AddrPort) (Rule, error) { return Rule{}, errPlatform }
 
 // Rules fails with ErrUnavailable.
 func (*Datapath) Rules() ([]Rule, error) { return nil, errPlatform }
 
-// AllocSlot fails with ErrUnavailable.
-func (*Datapath) AllocSlot() (uint32, error) { return 0, errPlatform }
+// Streams fails with ErrUnavailable.
+func (*Datapath) Streams() ([]netip.AddrPort, error) { return nil, errPlatform }
 
-// FreeSlot fails with ErrUnavailable.
-func (*Datapath) FreeSlot(uint32) error { return errPlatform }
-
-// SlotsInUse is zero.
-func (*Datapath) SlotsInUse() (inUse, capacity int) { return 0, 0 }
+// StreamsInUse is zero.
+func (*Datapath) StreamsInUse() (inUse, capacity int) { return 0, 0 }
 
 // StreamStats fails with ErrUnavailable.
-func (*Datapath) StreamStats(uint32) (StreamStats, error) { return StreamStats{}, errPlatform }
-
-// ReadAllStreamStats fails with ErrUnavailable.
-func (*Datapath) ReadAllStreamStats(dst []StreamStats) ([]StreamStats, error) {
-	return dst, errPlatform
-}
+func (*Datapath) StreamStats(netip.AddrPort) (StreamStats, error) { return StreamStats{}, errPlatform }
 
 // Counters fails with ErrUnavailable.
 func (*Datapath) Counters() (map[Reason]uint64, error) { return nil, errPlatform }

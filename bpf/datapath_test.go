@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,29 +25,38 @@ import (
 // The hand-written Go mirrors of the program's layouts and constants must
 // match what bpf2go read from the object's BTF.
 func TestLayoutsMatchProgram(t *testing.T) {
-	if got := binary.Size(relayStreamStats{}); got != statsSize {
-		t.Errorf("sizeof(struct stream_stats) = %d, Go decodes %d", got, statsSize)
+	if got := binary.Size(relayStream{}); got != streamSize {
+		t.Errorf("sizeof(struct stream) = %d, Go maps %d", got, streamSize)
 	}
 	if got := binary.Size(relayFwdKey{}); got != 20 {
 		t.Errorf("sizeof(struct fwd_key) = %d, want 20", got)
 	}
-	// Offsets decodeStats relies on.
-	st := reflect.TypeOf(relayStreamStats{})
+	// Offsets the program's comment promises: the rule and the counters
+	// every packet writes share line 0, the RTP state is line 1, the
+	// IPv6 address words line 2.
+	st := reflect.TypeOf(relayStream{})
 	for name, off := range map[string]uintptr{
-		"Packets": 0, "Bytes": 8, "LastSeenNs": 16, "WrongSource": 24, "RtcpPackets": 32,
-		"Ssrc": 36, "RtpPackets": 40, "BaseSeq": 44, "MaxSeq": 48, "Jitter": 52, "Transit": 56, "Resets": 60,
+		"Seq": 0, "Family": 4, "Flags": 5, "Tos": 6, "LocalPort": 8, "PeerPort": 10, "SrcPort": 12, "DstPort": 14,
+		"LocalAddr": 16, "PeerAddr": 20, "SrcAddr": 24, "DstAddr": 28, "Ifindex": 32, "ClockRate": 36,
+		"Packets": 40, "Bytes": 48, "LastSeenNs": 56,
+		"Smac": 64, "Dmac": 70, "Owner": 76, "WrongSource": 80, "RtcpPackets": 88, "Ssrc": 92, "RtpPackets": 96,
+		"BaseSeq": 100, "MaxSeq": 104, "Jitter": 108, "Transit": 112, "Resets": 116,
+		"LocalAddr6": 128, "PeerAddr6": 140, "SrcAddr6": 152, "DstAddr6": 164,
 	} {
 		f, ok := st.FieldByName(name)
 		if !ok || f.Offset != off {
-			t.Errorf("stream_stats.%s at offset %d (found %v), Go decodes it at %d", name, f.Offset, ok, off)
+			t.Errorf("stream.%s at offset %d (found %v), want %d", name, f.Offset, ok, off)
 		}
+	}
+	if got := binary.Size(relayPlanes{}); got != 4+MaxPlanes*20 {
+		t.Errorf("sizeof(struct planes) = %d for %d planes", got, MaxPlanes)
 	}
 	generated := []relayReason{
 		relayReasonREASON_TX, relayReasonREASON_REDIRECT, relayReasonREASON_NOT_IP,
 		relayReasonREASON_NOT_UDP, relayReasonREASON_NO_RULE, relayReasonREASON_WRONG_SOURCE,
 		relayReasonREASON_NOT_RTP, relayReasonREASON_IP_OPTIONS, relayReasonREASON_FRAGMENT,
 		relayReasonREASON_IPV6EXT, relayReasonREASON_NO_NEXTHOP, relayReasonREASON_TRUNCATED,
-		relayReasonREASON_BAD_RULE, relayReasonREASON_ZERO_CSUM6,
+		relayReasonREASON_BAD_RULE, relayReasonREASON_ZERO_CSUM6, relayReasonREASON_RULE_CHANGING,
 	}
 	if len(generated) != int(reasonCount) || relayReasonREASON_MAX != relayReason(reasonCount) {
 		t.Fatalf("program has %d reasons, Go %d", relayReasonREASON_MAX, reasonCount)
@@ -60,11 +70,11 @@ func TestLayoutsMatchProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := spec.Maps[relayMapFwd].MaxEntries; got != DefaultMaxRules {
-		t.Errorf("fwd max entries %d, DefaultMaxRules %d", got, DefaultMaxRules)
+	if got := spec.Maps[relayMapStreams].MaxEntries; got != DefaultMaxShared {
+		t.Errorf("streams max entries %d (without planes), DefaultMaxShared %d", got, DefaultMaxShared)
 	}
-	if got := spec.Maps[relayMapStreamStats].MaxEntries; got != DefaultMaxSlots {
-		t.Errorf("stream_stats max entries %d, DefaultMaxSlots %d", got, DefaultMaxSlots)
+	if got := spec.Maps[relayMapFwd].MaxEntries; got != DefaultMaxShared {
+		t.Errorf("fwd max entries %d, DefaultMaxShared %d", got, DefaultMaxShared)
 	}
 	if got := spec.Maps[relayMapTxPorts].MaxEntries; got != MaxTxPorts {
 		t.Errorf("tx_ports max entries %d, MaxTxPorts %d", got, MaxTxPorts)
@@ -74,7 +84,7 @@ func TestLayoutsMatchProgram(t *testing.T) {
 func TestRuleValidation(t *testing.T) {
 	good := Rule{
 		Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
-		NextHop: NextHop{Ifindex: 2, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: 3,
+		NextHop: NextHop{Ifindex: 2, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks,
 	}
 	mapped := netip.AddrPortFrom(netip.AddrFrom16(eps4.bob.Addr().As16()), eps4.bob.Port())
 	tests := []struct {
@@ -97,13 +107,12 @@ func TestRuleValidation(t *testing.T) {
 		{"unknown_flag", func(r *Rule) { r.Flags |= 0x80 }, ErrInvalidRule},
 		{"short_mac", func(r *Rule) { r.NextHop.DstMAC = macBob[:4] }, ErrInvalidRule},
 		{"negative_ifindex", func(r *Rule) { r.NextHop.Ifindex = -1 }, ErrInvalidRule},
-		{"slot_out_of_range", func(r *Rule) { r.Slot = 16 }, ErrBadSlot},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := good
 			tt.edit(&r)
-			got, fam, err := r.normalize(16)
+			got, fam, err := r.normalize()
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
 				t.Fatalf("normalize() error = %v, want %v", err, tt.wantErr)
 			}
@@ -114,19 +123,21 @@ func TestRuleValidation(t *testing.T) {
 	}
 }
 
+// TestRuleRoundTrip: rules come back as installed from either table (the
+// IPv4 local is a plane, the IPv6 one is not); removing a rule keeps the
+// stream's entry and counters, releasing frees them.
 func TestRuleRoundTrip(t *testing.T) {
-	d := openTest(t, Options{})
+	d := openTest(t, Options{LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
 	var rules []Rule
 	for i, eps := range []endpoints{eps4, eps6} {
-		slot := mustSlot(t, d)
 		rules = append(rules,
 			Rule{
 				Local: eps.relayIn, Peer: eps.alice, Source: eps.relayOut, Dest: eps.bob,
 				NextHop: NextHop{Ifindex: 5 + i, SrcMAC: macOut, DstMAC: macBob},
-				TOS:     184, Flags: allChecks | FlagSetTOS, Slot: slot, ClockRate: 8000,
+				TOS:     184, Flags: allChecks | FlagSetTOS, ClockRate: 8000,
 			},
 			// No peer, no next hop: the zero values come back as such.
-			Rule{Local: netip.AddrPortFrom(eps.relayIn.Addr(), 40001), Source: eps.relayOut, Dest: eps.bob, Slot: slot},
+			Rule{Local: netip.AddrPortFrom(eps.relayIn.Addr(), 40001), Source: eps.relayOut, Dest: eps.bob},
 		)
 	}
 	for _, r := range rules {
@@ -145,6 +156,11 @@ func TestRuleRoundTrip(t *testing.T) {
 	if err != nil || len(all) != len(rules) {
 		t.Fatalf("Rules() = %d rules, %v; want %d", len(all), err, len(rules))
 	}
+	// A v4-mapped local is the same stream.
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(rules[0].Local.Addr().As16()), rules[0].Local.Port())
+	if got, err := d.LookupRule(mapped); err != nil || got.Local != rules[0].Local {
+		t.Errorf("LookupRule(%v) = %v, %v; want the rule of %v", mapped, got.Local, err, rules[0].Local)
+	}
 	if err := d.RemoveRule(rules[0].Local); err != nil {
 		t.Fatalf("RemoveRule: %v", err)
 	}
@@ -154,6 +170,9 @@ func TestRuleRoundTrip(t *testing.T) {
 	if err := d.RemoveRule(rules[0].Local); !errors.Is(err, ErrNoRule) {
 		t.Errorf("second RemoveRule: %v, want ErrNoRule", err)
 	}
+	if _, err := d.StreamStats(rules[0].Local); err != nil {
+		t.Errorf("StreamStats after RemoveRule: %v, want the entry kept", err)
+	}
 	// Batch removal skips what is already gone.
 	locals := []netip.AddrPort{rules[0].Local, rules[1].Local, rules[2].Local, rules[0].Local, rules[3].Local}
 	if n, err := d.RemoveRules(locals); err != nil || n != 3 {
@@ -162,18 +181,27 @@ func TestRuleRoundTrip(t *testing.T) {
 	if all, err := d.Rules(); err != nil || len(all) != 0 {
 		t.Errorf("Rules() after removal = %v, %v; want none", all, err)
 	}
-	// A slot that was never allocated is refused.
-	bad := rules[0]
-	bad.Slot = 1000
-	if err := d.UpsertRule(bad); !errors.Is(err, ErrBadSlot) {
-		t.Errorf("UpsertRule with a free slot: %v, want ErrBadSlot", err)
+	if streams, err := d.Streams(); err != nil || len(streams) != 4 {
+		t.Errorf("Streams() after removing the rules = %v, %v; want the 4 entries kept", streams, err)
+	}
+	if n, err := d.ReleaseStreams(locals); err != nil || n != 4 {
+		t.Errorf("ReleaseStreams = %d, %v; want 4", n, err)
+	}
+	if streams, err := d.Streams(); err != nil || len(streams) != 0 {
+		t.Errorf("Streams() after release = %v, %v; want none", streams, err)
+	}
+	if _, err := d.StreamStats(rules[0].Local); !errors.Is(err, ErrNoStream) {
+		t.Errorf("StreamStats after release: %v, want ErrNoStream", err)
+	}
+	if err := d.ReleaseStream(rules[0].Local); !errors.Is(err, ErrNoStream) {
+		t.Errorf("second ReleaseStream: %v, want ErrNoStream", err)
 	}
 }
 
 func TestUpsertRulesBatch(t *testing.T) {
-	d := openTest(t, Options{MaxRules: 20000})
-	slot := mustSlot(t, d)
-	rules := manyRules(10000, slot)
+	a4, a6 := eps4.relayIn.Addr(), eps6.relayIn.Addr()
+	d := openTest(t, Options{MaxShared: 20000, LocalAddrs: []netip.Addr{a4, a6}})
+	rules := append(manyRules(10000), planeRules(10000, a4, a6)...)
 	n, err := d.UpsertRules(rules)
 	if err != nil || n != len(rules) {
 		t.Fatalf("UpsertRules = %d, %v; want %d", n, err, len(rules))
@@ -182,8 +210,8 @@ func TestUpsertRulesBatch(t *testing.T) {
 	if err != nil || len(got) != len(rules) {
 		t.Fatalf("Rules() = %d, %v; want %d", len(got), err, len(rules))
 	}
-	// One bad rule refuses the batch before anything reaches the kernel.
-	bad := manyRules(10, slot)
+	// One bad rule refuses the batch before anything is written.
+	bad := manyRules(10)
 	bad[5].Dest = eps6.bob
 	if n, err := d.UpsertRules(bad); !errors.Is(err, ErrInvalidRule) || n != 0 {
 		t.Errorf("UpsertRules with a bad rule = %d, %v; want 0, ErrInvalidRule", n, err)
@@ -195,99 +223,155 @@ func TestUpsertRulesBatch(t *testing.T) {
 	if n, err := d.RemoveRules(locals); err != nil || n != len(rules) {
 		t.Errorf("RemoveRules = %d, %v; want %d", n, err, len(rules))
 	}
+	if n, err := d.ReleaseStreams(locals); err != nil || n != len(rules) {
+		t.Errorf("ReleaseStreams = %d, %v; want %d", n, err, len(rules))
+	}
 }
 
-// manyRules makes n distinct IPv4 rules (local 10.x.y.z:40000+i%2).
-func manyRules(n int, slot uint32) []Rule {
+// manyRules makes n distinct IPv4 rules for the shared table (local
+// 10.x.y.z:40000+i%2, no plane).
+func manyRules(n int) []Rule {
 	rules := make([]Rule, n)
 	for i := range rules {
 		local := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		rules[i] = Rule{
 			Local: netip.AddrPortFrom(local, uint16(40000+i%2)), Peer: eps4.alice,
-			Source: eps4.relayOut, Dest: eps4.bob, Flags: allChecks, Slot: slot,
+			Source: eps4.relayOut, Dest: eps4.bob, Flags: allChecks,
 			NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob},
 		}
 	}
 	return rules
 }
 
-func TestSlots(t *testing.T) {
-	d := openTest(t, Options{MaxSlots: 130})
-	var got []uint32
-	for range 130 {
-		got = append(got, mustSlot(t, d))
-	}
-	for i, s := range got {
-		if s != uint32(i) {
-			t.Fatalf("slot %d allocated as %d: want lowest free first", i, s)
+// planeRules makes n rules on each of addrs (ports from 1024 up, skipping
+// 40000-41999, which the tests' own rules use), of each address's family.
+func planeRules(n int, addrs ...netip.Addr) []Rule {
+	var rules []Rule
+	for _, a := range addrs {
+		eps := eps4
+		if a.Is6() {
+			eps = eps6
+		}
+		for i := range n {
+			port := 1024 + i
+			if port >= 40000 {
+				port += 2000
+			}
+			rules = append(rules, Rule{
+				Local: netip.AddrPortFrom(a, uint16(port)), Peer: eps.alice,
+				Source: eps.relayOut, Dest: eps.bob, Flags: allChecks,
+				NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob},
+			})
 		}
 	}
-	if _, err := d.AllocSlot(); !errors.Is(err, ErrSlotsExhausted) {
-		t.Errorf("AllocSlot when full: %v, want ErrSlotsExhausted", err)
+	return rules
+}
+
+// TestStreamEntries: a plane's entry is its port's; shared entries are
+// handed out lowest free first (packed), and a full shared region refuses
+// the rule and keeps nothing of it.
+func TestStreamEntries(t *testing.T) {
+	a4 := eps4.relayIn.Addr()
+	d := openTest(t, Options{MaxShared: 130, LocalAddrs: []netip.Addr{a4}})
+	for _, r := range planeRules(3, a4) {
+		mustUpsert(t, d, r)
+		if slot, _ := d.slotOf(r.Local); slot != uint32(r.Local.Port()) {
+			t.Errorf("%v got entry %d, want its port's", r.Local, slot)
+		}
 	}
-	if err := d.FreeSlot(70); err != nil {
+	rules := manyRules(130)
+	if n, err := d.UpsertRules(rules); n != 130 || err != nil {
+		t.Fatalf("UpsertRules of 130 = %d, %v", n, err)
+	}
+	for i, r := range rules {
+		if slot, _ := d.slotOf(r.Local); slot != d.shared+uint32(i) {
+			t.Fatalf("shared rule %d got entry %d: want %d, lowest free first", i, slot, d.shared+uint32(i))
+		}
+	}
+	extra := manyRules(131)[130]
+	if err := d.UpsertRule(extra); !errors.Is(err, ErrStreamsExhausted) {
+		t.Errorf("UpsertRule when full: %v, want ErrStreamsExhausted", err)
+	}
+	if _, err := d.LookupRule(extra.Local); !errors.Is(err, ErrNoRule) {
+		t.Errorf("LookupRule of the refused rule: %v, want ErrNoRule", err)
+	}
+	if err := d.ReleaseStream(rules[70].Local); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.FreeSlot(70); !errors.Is(err, ErrBadSlot) {
-		t.Errorf("double FreeSlot: %v, want ErrBadSlot", err)
+	if err := d.UpsertRule(extra); err != nil {
+		t.Fatal(err)
 	}
-	if err := d.FreeSlot(500); !errors.Is(err, ErrBadSlot) {
-		t.Errorf("FreeSlot out of range: %v, want ErrBadSlot", err)
+	if slot, _ := d.slotOf(extra.Local); slot != d.shared+70 {
+		t.Errorf("after releasing shared entry 70 the next rule got %d", slot-d.shared)
 	}
-	if s := mustSlot(t, d); s != 70 {
-		t.Errorf("after freeing 70, AllocSlot = %d", s)
-	}
-	if in, capacity := d.SlotsInUse(); in != 130 || capacity != 130 {
-		t.Errorf("SlotsInUse = %d/%d, want 130/130", in, capacity)
-	}
-	if _, err := d.StreamStats(130); !errors.Is(err, ErrBadSlot) {
-		t.Errorf("StreamStats out of range: %v, want ErrBadSlot", err)
+	if in, capacity := d.StreamsInUse(); in != 133 || capacity != 65536+130 {
+		t.Errorf("StreamsInUse = %d/%d, want 133/%d", in, capacity, 65536+130)
 	}
 }
 
-// A rule replaced (a re-learned peer) keeps counting into its slot; a
-// reallocated slot starts from zero.
+// TestStatsSurviveRuleChange: a rule replaced (a re-learned peer), or
+// removed and installed again (an offer/answer), keeps counting into the
+// same counters; a released stream's next owner starts from zero.
 func TestStatsSurviveRuleChange(t *testing.T) {
-	d := openTest(t, Options{})
-	slot := mustSlot(t, d)
-	rule := Rule{
-		Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
-		NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: slot,
-	}
-	if err := d.UpsertRule(rule); err != nil {
-		t.Fatal(err)
-	}
-	send := func(src netip.AddrPort, seq uint16) uint32 {
-		f := frame{srcMAC: macAlice, dstMAC: macRelay, src: src, dst: eps4.relayIn, payload: rtpPacket(8, seq, uint32(seq)*160, 7, 160)}
-		a, _ := run(t, d.objs.RelayXdp, f.build())
-		return a
-	}
-	if a := send(eps4.alice, 1); a != xdpTX {
-		t.Fatalf("first packet: %s", actionNames[a])
-	}
-	moved := netip.MustParseAddrPort("192.0.2.99:31000")
-	if a := send(moved, 2); a != xdpPass {
-		t.Fatalf("packet from the new source before the rule change: %s", actionNames[a])
-	}
-	rule.Peer = moved
-	if err := d.UpsertRule(rule); err != nil {
-		t.Fatal(err)
-	}
-	if a := send(moved, 3); a != xdpTX {
-		t.Fatalf("packet from the new source after the rule change: %s", actionNames[a])
-	}
-	st := mustStats(t, d, slot)
-	if st.Packets != 2 || st.WrongSource != 1 || st.RTP.Packets != 2 || st.RTP.HighestSeq != 3 || st.RTP.Lost() != 1 {
-		t.Errorf("stats after the change = %+v; want 2 packets, 1 wrong source, RTP 2 packets up to seq 3, 1 lost", st)
-	}
-	if err := d.RemoveRule(rule.Local); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.FreeSlot(slot); err != nil {
-		t.Fatal(err)
-	}
-	if again := mustSlot(t, d); again != slot || mustStats(t, d, again) != (StreamStats{}) {
-		t.Errorf("reallocated slot %d (want %d) = %+v, want zeroed", again, slot, mustStats(t, d, again))
+	for _, planes := range [][]netip.Addr{{eps4.relayIn.Addr()}, nil} {
+		t.Run(fmt.Sprintf("planes=%d", len(planes)), func(t *testing.T) {
+			d := openTest(t, Options{LocalAddrs: planes})
+			rule := Rule{
+				Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
+				NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks,
+			}
+			if err := d.UpsertRule(rule); err != nil {
+				t.Fatal(err)
+			}
+			send := func(src netip.AddrPort, seq uint16) uint32 {
+				f := frame{srcMAC: macAlice, dstMAC: macRelay, src: src, dst: eps4.relayIn, payload: rtpPacket(8, seq, uint32(seq)*160, 7, 160)}
+				a, _ := run(t, d.objs.RelayXdp, f.build())
+				return a
+			}
+			if a := send(eps4.alice, 1); a != xdpTX {
+				t.Fatalf("first packet: %s", actionNames[a])
+			}
+			moved := netip.MustParseAddrPort("192.0.2.99:31000")
+			if a := send(moved, 2); a != xdpPass {
+				t.Fatalf("packet from the new source before the rule change: %s", actionNames[a])
+			}
+			rule.Peer = moved
+			if err := d.UpsertRule(rule); err != nil {
+				t.Fatal(err)
+			}
+			if a := send(moved, 3); a != xdpTX {
+				t.Fatalf("packet from the new source after the rule change: %s", actionNames[a])
+			}
+			st := mustStats(t, d, rule.Local)
+			if st.Packets != 2 || st.WrongSource != 1 || st.RTP.Packets != 2 || st.RTP.HighestSeq != 3 || st.RTP.Lost() != 1 {
+				t.Errorf("stats after the change = %+v; want 2 packets, 1 wrong source, RTP 2 packets up to seq 3, 1 lost", st)
+			}
+			// Out and back in, as an offer/answer does.
+			if err := d.RemoveRule(rule.Local); err != nil {
+				t.Fatal(err)
+			}
+			if a := send(moved, 4); a != xdpPass {
+				t.Fatalf("packet without the rule: %s", actionNames[a])
+			}
+			if err := d.UpsertRule(rule); err != nil {
+				t.Fatal(err)
+			}
+			if a := send(moved, 5); a != xdpTX {
+				t.Fatalf("packet after the rule came back: %s", actionNames[a])
+			}
+			if st := mustStats(t, d, rule.Local); st.Packets != 3 || st.RTP.HighestSeq != 5 {
+				t.Errorf("stats after remove and upsert = %+v; want 3 packets up to seq 5", st)
+			}
+			if err := d.ReleaseStream(rule.Local); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.UpsertRule(rule); err != nil {
+				t.Fatal(err)
+			}
+			if st := mustStats(t, d, rule.Local); st != (StreamStats{}) {
+				t.Errorf("stats of the stream after a release = %+v, want zero", st)
+			}
+		})
 	}
 }
 
@@ -319,22 +403,18 @@ func TestRTPAccounting(t *testing.T) {
 	d := openTest(t, Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			slot := mustSlot(t, d)
-			t.Cleanup(func() { _ = d.FreeSlot(slot) })
 			rule := Rule{
 				Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
-				NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: slot,
+				NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks,
 			}
-			if err := d.UpsertRule(rule); err != nil {
-				t.Fatal(err)
-			}
+			mustUpsert(t, d, rule)
 			for _, p := range tt.pkts {
 				f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps4.alice, dst: eps4.relayIn, payload: rtpPacket(0, p.seq, uint32(p.seq)*160, p.ssrc, 20)}
 				if a, _ := run(t, d.objs.RelayXdp, f.build()); a != xdpTX {
 					t.Fatalf("seq %d: %s", p.seq, actionNames[a])
 				}
 			}
-			if got := mustStats(t, d, slot).RTP; got != tt.want {
+			if got := mustStats(t, d, rule.Local).RTP; got != tt.want {
 				t.Errorf("RTP stats = %+v, want %+v (lost %d)", got, tt.want, tt.want.Lost())
 			}
 		})
@@ -348,20 +428,17 @@ func TestJitter(t *testing.T) {
 	d := openTest(t, Options{})
 	for _, rate := range []uint32{0, 8000} {
 		t.Run(fmt.Sprint(rate), func(t *testing.T) {
-			slot := mustSlot(t, d)
 			rule := Rule{
 				Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
 				NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob},
-				Flags:   allChecks, Slot: slot, ClockRate: rate,
+				Flags:   allChecks, ClockRate: rate,
 			}
-			if err := d.UpsertRule(rule); err != nil {
-				t.Fatal(err)
-			}
+			mustUpsert(t, d, rule)
 			for i := range 50 {
 				f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps4.alice, dst: eps4.relayIn, payload: rtpPacket(0, uint16(i), uint32(i)*160, 5, 20)}
 				run(t, d.objs.RelayXdp, f.build())
 			}
-			j := mustStats(t, d, slot).RTP.Jitter
+			j := mustStats(t, d, rule.Local).RTP.Jitter
 			if rate == 0 && j != 0 {
 				t.Errorf("jitter without a clock rate = %d, want 0", j)
 			}
@@ -373,41 +450,58 @@ func TestJitter(t *testing.T) {
 	}
 }
 
-func TestReadAllStreamStats(t *testing.T) {
-	d := openTest(t, Options{MaxSlots: 3000})
-	var slots []uint32
-	for range 2500 {
-		slots = append(slots, mustSlot(t, d))
-	}
-	rule := Rule{
-		Local: eps6.relayIn, Peer: eps6.alice, Source: eps6.relayOut, Dest: eps6.bob,
-		NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: slots[2100],
-	}
-	if err := d.UpsertRule(rule); err != nil {
+// TestStreamStatsDuringClose: StreamStats takes no lock, so readers may
+// still be reading the mapped memory while Close runs; they must get a
+// value or ErrClosed/ErrNoStream, never a fault, and ErrClosed after.
+func TestStreamStatsDuringClose(t *testing.T) {
+	d := openTest(t, Options{LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
+	rules := planeRules(100, eps4.relayIn.Addr())
+	if _, err := d.UpsertRules(rules); err != nil {
 		t.Fatal(err)
 	}
-	f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps6.alice, dst: eps6.relayIn, payload: rtpPacket(0, 1, 1, 1, 100)}
+	f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps4.alice, dst: rules[7].Local, payload: rtpPacket(0, 1, 1, 1, 100)}
 	for range 3 {
 		run(t, d.objs.RelayXdp, f.build())
 	}
-	all, err := d.ReadAllStreamStats(nil)
-	if err != nil || len(all) != 3000 {
-		t.Fatalf("ReadAllStreamStats = %d slots, %v", len(all), err)
+	if st := mustStats(t, d, rules[7].Local); st.Packets != 3 || st.Bytes != 3*112 {
+		t.Fatalf("stats = %+v, want 3 packets of 112 bytes", st)
 	}
-	for i, s := range all {
-		want := uint64(0)
-		if i == 2100 {
-			want = 3
-		}
-		if s.Packets != want {
-			t.Errorf("slot %d: %d packets, want %d", i, s.Packets, want)
-		}
-	}
-	if one := mustStats(t, d, 2100); one != all[2100] {
-		t.Errorf("StreamStats(2100) = %+v, ReadAllStreamStats has %+v", one, all[2100])
-	}
-	if ts := all[2100].LastSeenTime(); time.Since(ts) < -10*time.Millisecond || time.Since(ts) > 5*time.Second {
+	if ts := mustStats(t, d, rules[7].Local).LastSeenTime(); time.Since(ts) < -10*time.Millisecond || time.Since(ts) > 5*time.Second {
 		t.Errorf("LastSeenTime = %v, %v ago; want just now", ts, time.Since(ts))
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, err := d.StreamStats(rules[i%len(rules)].Local)
+				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNoStream) {
+					t.Errorf("StreamStats during Close: %v", err)
+					return
+				}
+				if err == nil && i%len(rules) == 7 && st.Packets != 3 {
+					t.Errorf("StreamStats during Close = %+v, want 3 packets", st)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if _, err := d.StreamStats(rules[7].Local); !errors.Is(err, ErrClosed) {
+		t.Errorf("StreamStats after Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -438,13 +532,13 @@ func TestClosed(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 	checks := map[string]error{
-		"UpsertRule": d.UpsertRule(Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob}),
-		"RemoveRule": d.RemoveRule(eps4.relayIn),
-		"Attach":     d.Attach(1, ModeGeneric),
-		"FreeSlot":   d.FreeSlot(0),
+		"UpsertRule":    d.UpsertRule(Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob}),
+		"RemoveRule":    d.RemoveRule(eps4.relayIn),
+		"ReleaseStream": d.ReleaseStream(eps4.relayIn),
+		"Attach":        d.Attach(1, ModeGeneric),
 	}
-	_, checks["AllocSlot"] = d.AllocSlot()
-	_, checks["StreamStats"] = d.StreamStats(0)
+	_, checks["StreamStats"] = d.StreamStats(eps4.relayIn)
+	_, checks["Streams"] = d.Streams()
 	_, checks["Counters"] = d.Counters()
 	_, checks["Rules"] = d.Rules()
 	for name, err := range checks {
@@ -479,7 +573,7 @@ func TestVerifierErrorLogged(t *testing.T) {
 		asm.Return(),
 	}
 	var logs bytes.Buffer
-	d := &Datapath{log: slog.New(slog.NewTextHandler(&logs, nil)), maxRules: 16, maxSlots: 16, links: map[int]link.Link{}}
+	d := &Datapath{log: slog.New(slog.NewTextHandler(&logs, nil)), maxShared: 16, links: map[int]link.Link{}}
 	_, err = d.load(spec, "")
 	var ve *ebpf.VerifierError
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ve) {

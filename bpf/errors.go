@@ -38,14 +38,16 @@ var (
 	// (the message names the field).
 	ErrInvalidRule = errors.New("invalid fast path rule")
 
-	// ErrNoRule means no rule exists for the local address and port.
+	// ErrNoRule means no rule is installed for the local address and port.
 	ErrNoRule = errors.New("no fast path rule")
 
-	// ErrSlotsExhausted means every stream stats slot is allocated.
-	ErrSlotsExhausted = errors.New("no free stream stats slot")
+	// ErrStreamsExhausted means every entry of the streams array (or of
+	// the shared table) is taken.
+	ErrStreamsExhausted = errors.New("no free fast path stream entry")
 
-	// ErrBadSlot means a slot outside the stats array or not allocated.
-	ErrBadSlot = errors.New("stream stats slot out of range or not allocated")
+	// ErrNoStream means no stream entry exists for the local address and
+	// port (no rule was ever installed for it, or it was released).
+	ErrNoStream = errors.New("no fast path stream")
 
 	// ErrNoRoute means the kernel has no usable route to a destination.
 	ErrNoRoute = errors.New("no route to destination")

@@ -45,17 +45,18 @@ func fuzzSeeds() [][]byte {
 // checksum, and a valid UDP checksum whenever the input's was valid (a zero
 // IPv4 one stays zero); nothing else changes.
 func FuzzProgram(f *testing.F) {
-	d := openTest(f, Options{})
+	// The IPv4 rules are found through a plane, the IPv6 ones through the
+	// shared table.
+	d := openTest(f, Options{LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}})
 	if err := d.objs.TxPorts.Put(uint32(testTxPort), uint32(1)); err != nil {
 		f.Fatal(err)
 	}
 	rules := map[netip.AddrPort]Rule{}
 	for _, eps := range []endpoints{eps4, eps6} {
-		slot := mustSlot(f, d)
 		r := Rule{
 			Local: eps.relayIn, Peer: eps.alice, Source: eps.relayOut, Dest: eps.bob,
 			NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob},
-			TOS:     184, Flags: allChecks | FlagSetTOS, Slot: slot, ClockRate: 8000,
+			TOS:     184, Flags: allChecks | FlagSetTOS, ClockRate: 8000,
 		}
 		r2 := r
 		r2.Local = netip.AddrPortFrom(r.Local.Addr(), 40001)

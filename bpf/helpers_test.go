@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"testing"
 
@@ -31,11 +32,8 @@ func privileged(tb testing.TB) {
 func openTest(tb testing.TB, opts Options) *Datapath {
 	tb.Helper()
 	privileged(tb)
-	if opts.MaxRules == 0 {
-		opts.MaxRules = 1024
-	}
-	if opts.MaxSlots == 0 {
-		opts.MaxSlots = 1024
+	if opts.MaxShared == 0 {
+		opts.MaxShared = 1024
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, nil))
@@ -106,20 +104,21 @@ func run(tb testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {
 	return ret, opts.DataOut
 }
 
-func mustSlot(tb testing.TB, d *Datapath) uint32 {
+// mustStats reads local's counters.
+func mustStats(tb testing.TB, d *Datapath, local netip.AddrPort) StreamStats {
 	tb.Helper()
-	s, err := d.AllocSlot()
+	s, err := d.StreamStats(local)
 	if err != nil {
-		tb.Fatalf("AllocSlot: %v", err)
+		tb.Fatalf("StreamStats(%v): %v", local, err)
 	}
 	return s
 }
 
-func mustStats(tb testing.TB, d *Datapath, slot uint32) StreamStats {
+// mustUpsert installs r and releases its stream at cleanup.
+func mustUpsert(tb testing.TB, d *Datapath, r Rule) {
 	tb.Helper()
-	s, err := d.StreamStats(slot)
-	if err != nil {
-		tb.Fatalf("StreamStats(%d): %v", slot, err)
+	if err := d.UpsertRule(r); err != nil {
+		tb.Fatalf("UpsertRule(%v): %v", r.Local, err)
 	}
-	return s
+	tb.Cleanup(func() { _ = d.ReleaseStream(r.Local) })
 }

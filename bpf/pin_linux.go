@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,9 +21,9 @@ import (
 // path below it is not on bpffs yet.
 const sysBPFFS = "/sys/fs/bpf"
 
-// preparePinDir makes sure base is on bpffs (mounting it when needed) and
-// returns the created base/PinVersion.
-func preparePinDir(base string, log *slog.Logger) (string, error) {
+// preparePinBase makes sure base is on bpffs (mounting it when needed) and
+// returns it as an absolute path.
+func preparePinBase(base string, log *slog.Logger) (string, error) {
 	base, err := filepath.Abs(base)
 	if err != nil {
 		return "", fmt.Errorf("pin path: %w", err)
@@ -29,11 +31,88 @@ func preparePinDir(base string, log *slog.Logger) (string, error) {
 	if err := ensureBPFFS(base, log); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(base, PinVersion)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create pin directory: %w", err)
+	return base, nil
+}
+
+// removeOtherLayouts removes the pin directories of other layout versions
+// under base (base/v1 after the v2 layout came): a relayd never adopts maps
+// it cannot read, nor leaves an old program attached through a pinned link
+// (its interface would refuse ours). Each is locked first; one still held
+// by a running relayd fails with ErrPinDirBusy and is left alone. It logs
+// one line per directory removed.
+func removeOtherLayouts(base string, log *slog.Logger) error {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return fmt.Errorf("%w: list pin directory: %w", ErrUnavailable, err)
 	}
-	return dir, nil
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == PinVersion || !isLayoutVersion(name) {
+			continue
+		}
+		dir := filepath.Join(base, name)
+		lock, err := lockPinDir(dir)
+		if errors.Is(err, ErrPinDirBusy) {
+			return fmt.Errorf("%w (pins of the older layout %s, in use: stop that relayd first)", err, name)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		pins, err := os.ReadDir(dir)
+		var names []string
+		for _, p := range pins {
+			if rerr := os.Remove(filepath.Join(dir, p.Name())); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+			names = append(names, p.Name())
+		}
+		if rerr := os.Remove(dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		_ = lock.Close()
+		if err != nil {
+			return fmt.Errorf("%w: remove pins of the older layout %s: %w", ErrUnavailable, dir, err)
+		}
+		log.Warn("removed fast path pins of an older layout: its rules and counters are dropped, its program detached",
+			"dir", dir, "pins", names, "layout", PinVersion)
+	}
+	return nil
+}
+
+// isLayoutVersion tells whether name is a layout version directory (v1,
+// v2, ...).
+func isLayoutVersion(name string) bool {
+	if len(name) < 2 || name[0] != 'v' {
+		return false
+	}
+	for _, c := range name[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// removeMapPins removes the pins of spec's maps from dir (links stay: the
+// next Attach adopts them and swaps in the new program) and lists those
+// it removed.
+func removeMapPins(dir string, spec *ebpf.CollectionSpec) ([]string, error) {
+	var removed []string
+	for name, m := range spec.Maps {
+		if m.Pinning != ebpf.PinByName {
+			continue
+		}
+		err := os.Remove(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, name)
+	}
+	slices.Sort(removed)
+	return removed, nil
 }
 
 // ensureBPFFS mounts bpffs when base's nearest existing ancestor is not on

@@ -5,8 +5,11 @@
 package bpf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -56,7 +60,7 @@ func TestPinning(t *testing.T) {
 	privileged(t)
 	base := filepath.Join(t.TempDir(), "bpffs")
 	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
-	opts := Options{PinPath: base, PinLinks: true, MaxRules: 1024, MaxSlots: 1024}
+	opts := Options{PinPath: base, PinLinks: true, MaxShared: 1024, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}}
 	ns := newNetNS(t)
 	const lo = 1
 
@@ -68,17 +72,21 @@ func TestPinning(t *testing.T) {
 	if ok, err := isBPFFS(base); !ok || err != nil {
 		t.Fatalf("%s is not on bpffs after Open (%v)", base, err)
 	}
-	slot := mustSlot(t, d1)
 	rule := Rule{
 		Local: eps4.relayIn, Peer: eps4.alice, Source: eps4.relayOut, Dest: eps4.bob,
-		NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks, Slot: slot,
+		NextHop: NextHop{Ifindex: ingressIfindex, SrcMAC: macOut, DstMAC: macBob}, Flags: allChecks,
 	}
-	if err := d1.UpsertRule(rule); err != nil {
-		t.Fatal(err)
-	}
-	f := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps4.alice, dst: eps4.relayIn, payload: rtpPacket(0, 1, 1, 1, 40)}
-	if a, _ := run(t, d1.objs.RelayXdp, f.build()); a != xdpTX {
-		t.Fatalf("action %s", actionNames[a])
+	shared := rule
+	shared.Local = eps6.relayIn // no plane: the shared table
+	shared.Peer, shared.Source, shared.Dest = eps6.alice, eps6.relayOut, eps6.bob
+	for _, r := range []Rule{rule, shared} {
+		if err := d1.UpsertRule(r); err != nil {
+			t.Fatal(err)
+		}
+		f := frame{srcMAC: macAlice, dstMAC: macRelay, src: r.Peer, dst: r.Local, payload: rtpPacket(0, 1, 1, 1, 40)}
+		if a, _ := run(t, d1.objs.RelayXdp, f.build()); a != xdpTX {
+			t.Fatalf("action %s", actionNames[a])
+		}
 	}
 	inNetNS(t, ns, func() {
 		if err := d1.Attach(lo, ModeNative); !errors.Is(err, ErrNativeUnsupported) {
@@ -103,19 +111,11 @@ func TestPinning(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{"counters", "fwd", "link_1", "stream_stats", "tx_ports"}; !slices.Equal(names, want) {
+	if want := []string{"counters", "fwd", "link_1", "planes", "streams", "tx_ports"}; !slices.Equal(names, want) {
 		t.Errorf("pins after Close = %v, want %v", names, want)
 	}
 	if got := xdpProgID(t, ns, lo); got != id1 {
 		t.Errorf("after Close the interface runs program %d, want the pinned %d", got, id1)
-	}
-
-	// A layout of another size is refused, naming the cause, and leaves
-	// the pin directory unlocked.
-	other := opts
-	other.MaxRules = 2048
-	if _, err := Open(other); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ebpf.ErrMapIncompatible) {
-		t.Errorf("Open with another map size: %v, want ErrUnavailable wrapping ErrMapIncompatible", err)
 	}
 
 	d2, err := Open(opts)
@@ -126,17 +126,33 @@ func TestPinning(t *testing.T) {
 	if _, err := Open(opts); !errors.Is(err, ErrPinDirBusy) {
 		t.Errorf("Open while another Datapath holds the pins: %v, want ErrPinDirBusy", err)
 	}
-	if got, err := d2.LookupRule(rule.Local); err != nil || !reflect.DeepEqual(got, rule) {
-		t.Errorf("adopted rule = %+v, %v; want %+v", got, err, rule)
+	for _, r := range []Rule{rule, shared} {
+		if got, err := d2.LookupRule(r.Local); err != nil || !reflect.DeepEqual(got, r) {
+			t.Errorf("adopted rule = %+v, %v; want %+v", got, err, r)
+		}
+		if st := mustStats(t, d2, r.Local); st.Packets != 1 {
+			t.Errorf("adopted stats of %v = %+v, want 1 packet", r.Local, st)
+		}
+		// The adopted program path still finds them.
+		f := frame{srcMAC: macAlice, dstMAC: macRelay, src: r.Peer, dst: r.Local, payload: rtpPacket(0, 2, 1, 1, 40)}
+		if a, _ := run(t, d2.objs.RelayXdp, f.build()); a != xdpTX {
+			t.Errorf("adopted rule of %v: action %s", r.Local, actionNames[a])
+		}
 	}
-	if st := mustStats(t, d2, slot); st.Packets != 1 {
-		t.Errorf("adopted stats slot = %+v, want 1 packet", st)
+	if c := mustCounters(t, d2); c[ReasonTX] != 4 {
+		t.Errorf("adopted counters: tx = %d, want 4", c[ReasonTX])
 	}
-	if c := mustCounters(t, d2); c[ReasonTX] != 1 {
-		t.Errorf("adopted counters: tx = %d, want 1", c[ReasonTX])
+	// A new stream does not get an adopted one's entry.
+	other := rule
+	other.Local = netip.AddrPortFrom(rule.Local.Addr(), 40100)
+	if err := d2.UpsertRule(other); err != nil {
+		t.Fatal(err)
 	}
-	if s := mustSlot(t, d2); s == slot {
-		t.Errorf("AllocSlot returned %d, which an adopted rule uses", s)
+	if st := mustStats(t, d2, other.Local); st.Packets != 0 {
+		t.Errorf("new stream's stats = %+v, want zero", st)
+	}
+	if st := mustStats(t, d2, rule.Local); st.Packets != 2 {
+		t.Errorf("adopted stream's stats after a new stream = %+v, want 2 packets", st)
 	}
 	if got, err := d2.PinnedLinks(); err != nil || !slices.Equal(got, []int{lo}) {
 		t.Errorf("PinnedLinks = %v, %v; want [1]", got, err)
@@ -173,7 +189,7 @@ func TestPinDirLock(t *testing.T) {
 	privileged(t)
 	base := filepath.Join(t.TempDir(), "bpffs")
 	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
-	opts := Options{PinPath: base, MaxRules: 1024, MaxSlots: 1024}
+	opts := Options{PinPath: base, MaxShared: 1024}
 	dir := filepath.Join(base, PinVersion)
 
 	d1, err := Open(opts)
@@ -181,7 +197,7 @@ func TestPinDirLock(t *testing.T) {
 		t.Fatalf("Open: %+v", err)
 	}
 	defer d1.Close()
-	rule := Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob, Slot: mustSlot(t, d1)}
+	rule := Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob}
 	if err := d1.UpsertRule(rule); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +237,137 @@ func TestPinDirLock(t *testing.T) {
 	}
 	if _, err := lockPinDir(filepath.Join(base, "nonexistent")); err == nil || errors.Is(err, ErrPinDirBusy) {
 		t.Errorf("lock of a missing directory: %v, want an open error", err)
+	}
+}
+
+// TestOldLayoutRemoved: pins of another layout version (v1, from before
+// the streams array) are never half used: Open removes them — the old
+// program's pinned link detaches, the interface takes ours — and says so
+// in one line. While another process holds their lock, Open fails with
+// ErrPinDirBusy and leaves them alone.
+func TestOldLayoutRemoved(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	if err := ensureBPFFS(base, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(base, "v1")
+	ns := newNetNS(t)
+	const lo = 1
+	bare := loadBareTest(t)
+	makeOld := func() {
+		if err := os.MkdirAll(old, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "fwd", Type: ebpf.Hash, KeySize: 20, ValueSize: 76, MaxEntries: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if err := m.Pin(filepath.Join(old, "fwd")); err != nil {
+			t.Fatal(err)
+		}
+		inNetNS(t, ns, func() {
+			l, err := link.AttachXDP(link.XDPOptions{Program: bare.BarePass, Interface: lo, Flags: link.XDPGenericMode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := l.Pin(filepath.Join(old, "link_1")); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if xdpProgID(t, ns, lo) == 0 {
+			t.Fatal("the old layout's pinned link is not attached")
+		}
+	}
+
+	makeOld()
+	held, err := lockPinDir(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{PinPath: base, PinLinks: true}); !errors.Is(err, ErrPinDirBusy) || !strings.Contains(err.Error(), "v1") {
+		t.Errorf("Open while another process holds the v1 pins: %v, want ErrPinDirBusy naming v1", err)
+	}
+	held.Close()
+	if _, err := os.Stat(filepath.Join(old, "link_1")); err != nil {
+		t.Errorf("v1 pins touched while locked: %v", err)
+	}
+
+	var logs bytes.Buffer
+	d, err := Open(Options{PinPath: base, PinLinks: true, MaxShared: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open over v1 pins: %+v", err)
+	}
+	defer d.Close()
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("v1 pin directory still there: %v", err)
+	}
+	if got := xdpProgID(t, ns, lo); got != 0 {
+		t.Errorf("the old program (%d) is still attached", got)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "older layout") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], old) || !strings.Contains(lines[0], "link_1") {
+		t.Errorf("log lines about the old layout = %q, want one naming %s and its pins", lines, old)
+	}
+	inNetNS(t, ns, func() {
+		if err := d.Attach(lo, ModeGeneric); err != nil {
+			t.Errorf("Attach after the old link went: %v", err)
+		}
+	})
+}
+
+// TestPinnedMapsReplaced: pinned maps of another size, or planes of other
+// addresses, are replaced (one log line) rather than refused or half
+// used; the same layout is adopted.
+func TestPinnedMapsReplaced(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	a, b := eps4.relayIn.Addr(), netip.MustParseAddr("198.51.100.2")
+	rule := Rule{Local: eps4.relayIn, Source: eps4.relayOut, Dest: eps4.bob}
+	steps := []struct {
+		name     string
+		opts     Options
+		replaced bool
+	}{
+		{"first", Options{MaxShared: 64, LocalAddrs: []netip.Addr{a}}, false},
+		{"same", Options{MaxShared: 64, LocalAddrs: []netip.Addr{a}}, false},
+		{"other_address", Options{MaxShared: 64, LocalAddrs: []netip.Addr{b}}, true},
+		{"more_addresses", Options{MaxShared: 64, LocalAddrs: []netip.Addr{b, a}}, true},
+		{"bigger", Options{MaxShared: 128, LocalAddrs: []netip.Addr{b, a}}, true},
+		{"no_planes", Options{MaxShared: 128}, true},
+	}
+	for i, st := range steps {
+		var logs bytes.Buffer
+		opts := st.opts
+		opts.PinPath = base
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		d, err := Open(opts)
+		if err != nil {
+			t.Fatalf("%s: Open: %+v", st.name, err)
+		}
+		replaced := strings.Count(logs.String(), "replaced pinned fast path maps")
+		if (replaced == 1) != st.replaced || replaced > 1 {
+			t.Errorf("%s: %d replacement lines, want replaced=%v; log:\n%s", st.name, replaced, st.replaced, logs.String())
+		}
+		_, err = d.LookupRule(rule.Local)
+		if adopted := err == nil; adopted != (i > 0 && !st.replaced) {
+			t.Errorf("%s: rule adopted = %v (%v)", st.name, adopted, err)
+		}
+		if err := d.UpsertRule(rule); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -62,8 +63,22 @@ var (
 
 const allChecks = FlagCheckSource | FlagRTPCheck
 
+// TestProgram runs every case twice: with the relay's addresses as planes
+// (entries by port) and without (the shared table), the two ways a packet
+// finds its rule.
 func TestProgram(t *testing.T) {
-	d := openTest(t, Options{})
+	for _, layout := range []struct {
+		name   string
+		planes []netip.Addr
+	}{
+		{"plane", []netip.Addr{eps4.relayIn.Addr(), eps6.relayIn.Addr()}},
+		{"shared", nil},
+	} {
+		t.Run(layout.name, func(t *testing.T) { testProgram(t, openTest(t, Options{LocalAddrs: layout.planes})) })
+	}
+}
+
+func testProgram(t *testing.T, d *Datapath) {
 	if err := d.objs.TxPorts.Put(uint32(testTxPort), uint32(1)); err != nil {
 		t.Fatalf("devmap: %v", err)
 	}
@@ -138,8 +153,6 @@ func TestProgram(t *testing.T) {
 		for _, tt := range append(append([]tc(nil), tests...), fam.only...) {
 			t.Run(fam.name+"/"+tt.name, func(t *testing.T) {
 				eps := fam.eps
-				slot := mustSlot(t, d)
-				t.Cleanup(func() { _ = d.FreeSlot(slot) })
 				ifindex := tt.ifindex
 				switch ifindex {
 				case 0:
@@ -150,16 +163,13 @@ func TestProgram(t *testing.T) {
 				rule := Rule{
 					Local: eps.relayIn, Peer: eps.alice, Source: eps.relayOut, Dest: eps.bob,
 					NextHop: NextHop{Ifindex: ifindex, SrcMAC: macOut, DstMAC: macBob},
-					TOS:     tt.tos, Flags: tt.flags, Slot: slot,
+					TOS:     tt.tos, Flags: tt.flags,
 				}
 				if ifindex == 0 {
 					rule.NextHop = NextHop{}
 				}
 				if !tt.noRule {
-					if err := d.UpsertRule(rule); err != nil {
-						t.Fatalf("UpsertRule: %v", err)
-					}
-					t.Cleanup(func() { _ = d.RemoveRule(rule.Local) })
+					mustUpsert(t, d, rule)
 				}
 
 				inF := frame{srcMAC: macAlice, dstMAC: macRelay, src: eps.alice, dst: eps.relayIn, id: 0x1234, ttl: 61, payload: rtp}
@@ -201,7 +211,13 @@ func TestProgram(t *testing.T) {
 					t.Errorf("counters changed by %s, want %s", fmtDelta(delta), fmtDelta(wantDelta))
 				}
 
-				st := mustStats(t, d, slot)
+				if tt.noRule {
+					if _, err := d.StreamStats(rule.Local); !errors.Is(err, ErrNoStream) {
+						t.Errorf("StreamStats without a rule: %v, want ErrNoStream", err)
+					}
+					return
+				}
+				st := mustStats(t, d, rule.Local)
 				var wantSt StreamStats
 				if tt.reason.Forwarded() {
 					wantSt.Packets = 1
@@ -222,7 +238,7 @@ func TestProgram(t *testing.T) {
 					wantSt.WrongSource = 1
 				}
 				if st != wantSt {
-					t.Errorf("stats slot = %+v, want %+v", st, wantSt)
+					t.Errorf("stream stats = %+v, want %+v", st, wantSt)
 				}
 			})
 		}

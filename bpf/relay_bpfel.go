@@ -21,48 +21,60 @@ type relayFwdKey struct {
 	Pad    uint8
 }
 
-type relayFwdRule struct {
-	_         structs.HostLayout
-	PeerAddr  [4]uint32
-	SrcAddr   [4]uint32
-	DstAddr   [4]uint32
-	PeerPort  uint16
-	SrcPort   uint16
-	DstPort   uint16
-	Tos       uint8
-	Flags     uint8
-	Ifindex   uint32
-	Slot      uint32
-	ClockRate uint32
-	Smac      [6]uint8
-	Dmac      [6]uint8
+type relayPlanes struct {
+	_     structs.HostLayout
+	Count uint32
+	Plane [8]struct {
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Family uint32
+	}
 }
 
 type relayReason uint32
 
 const (
-	relayReasonREASON_TX           relayReason = 0
-	relayReasonREASON_REDIRECT     relayReason = 1
-	relayReasonREASON_NOT_IP       relayReason = 2
-	relayReasonREASON_NOT_UDP      relayReason = 3
-	relayReasonREASON_NO_RULE      relayReason = 4
-	relayReasonREASON_WRONG_SOURCE relayReason = 5
-	relayReasonREASON_NOT_RTP      relayReason = 6
-	relayReasonREASON_IP_OPTIONS   relayReason = 7
-	relayReasonREASON_FRAGMENT     relayReason = 8
-	relayReasonREASON_IPV6EXT      relayReason = 9
-	relayReasonREASON_NO_NEXTHOP   relayReason = 10
-	relayReasonREASON_TRUNCATED    relayReason = 11
-	relayReasonREASON_BAD_RULE     relayReason = 12
-	relayReasonREASON_ZERO_CSUM6   relayReason = 13
-	relayReasonREASON_MAX          relayReason = 14
+	relayReasonREASON_TX            relayReason = 0
+	relayReasonREASON_REDIRECT      relayReason = 1
+	relayReasonREASON_NOT_IP        relayReason = 2
+	relayReasonREASON_NOT_UDP       relayReason = 3
+	relayReasonREASON_NO_RULE       relayReason = 4
+	relayReasonREASON_WRONG_SOURCE  relayReason = 5
+	relayReasonREASON_NOT_RTP       relayReason = 6
+	relayReasonREASON_IP_OPTIONS    relayReason = 7
+	relayReasonREASON_FRAGMENT      relayReason = 8
+	relayReasonREASON_IPV6EXT       relayReason = 9
+	relayReasonREASON_NO_NEXTHOP    relayReason = 10
+	relayReasonREASON_TRUNCATED     relayReason = 11
+	relayReasonREASON_BAD_RULE      relayReason = 12
+	relayReasonREASON_ZERO_CSUM6    relayReason = 13
+	relayReasonREASON_RULE_CHANGING relayReason = 14
+	relayReasonREASON_MAX           relayReason = 15
 )
 
-type relayStreamStats struct {
+type relayStream struct {
 	_           structs.HostLayout
+	Seq         uint32
+	Family      uint8
+	Flags       uint8
+	Tos         uint8
+	Pad0        uint8
+	LocalPort   uint16
+	PeerPort    uint16
+	SrcPort     uint16
+	DstPort     uint16
+	LocalAddr   uint32
+	PeerAddr    uint32
+	SrcAddr     uint32
+	DstAddr     uint32
+	Ifindex     uint32
+	ClockRate   uint32
 	Packets     uint64
 	Bytes       uint64
 	LastSeenNs  uint64
+	Smac        [6]uint8
+	Dmac        [6]uint8
+	Owner       uint32
 	WrongSource uint64
 	RtcpPackets uint32
 	Ssrc        uint32
@@ -72,17 +84,25 @@ type relayStreamStats struct {
 	Jitter      uint32
 	Transit     uint32
 	Resets      uint32
+	Pad1        uint64
+	LocalAddr6  [3]uint32
+	PeerAddr6   [3]uint32
+	SrcAddr6    [3]uint32
+	DstAddr6    [3]uint32
+	Pad2        [4]uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	relayMapCounters    = "counters"
-	relayMapFwd         = "fwd"
-	relayMapStreamStats = "stream_stats"
-	relayMapTxPorts     = "tx_ports"
-	relayProgRelayXdp   = "relay_xdp"
+	relayMapCounters     = "counters"
+	relayMapFwd          = "fwd"
+	relayMapPlanes       = "planes"
+	relayMapStreams      = "streams"
+	relayMapTxPorts      = "tx_ports"
+	relayProgRelayXdp    = "relay_xdp"
+	relayVarLoadsOrdered = "loads_ordered"
 )
 
 // loadRelay returns the embedded CollectionSpec for relay.
@@ -134,16 +154,18 @@ type relayProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type relayMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Fwd         *ebpf.MapSpec `ebpf:"fwd"`
-	StreamStats *ebpf.MapSpec `ebpf:"stream_stats"`
-	TxPorts     *ebpf.MapSpec `ebpf:"tx_ports"`
+	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Fwd      *ebpf.MapSpec `ebpf:"fwd"`
+	Planes   *ebpf.MapSpec `ebpf:"planes"`
+	Streams  *ebpf.MapSpec `ebpf:"streams"`
+	TxPorts  *ebpf.MapSpec `ebpf:"tx_ports"`
 }
 
 // relayVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type relayVariableSpecs struct {
+	LoadsOrdered *ebpf.VariableSpec `ebpf:"loads_ordered"`
 }
 
 // relayObjects contains all objects after they have been loaded into the kernel.
@@ -166,17 +188,19 @@ func (o *relayObjects) Close() error {
 //
 // It can be passed to loadRelayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type relayMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Fwd         *ebpf.Map `ebpf:"fwd"`
-	StreamStats *ebpf.Map `ebpf:"stream_stats"`
-	TxPorts     *ebpf.Map `ebpf:"tx_ports"`
+	Counters *ebpf.Map `ebpf:"counters"`
+	Fwd      *ebpf.Map `ebpf:"fwd"`
+	Planes   *ebpf.Map `ebpf:"planes"`
+	Streams  *ebpf.Map `ebpf:"streams"`
+	TxPorts  *ebpf.Map `ebpf:"tx_ports"`
 }
 
 func (m *relayMaps) Close() error {
 	return _RelayClose(
 		m.Counters,
 		m.Fwd,
-		m.StreamStats,
+		m.Planes,
+		m.Streams,
 		m.TxPorts,
 	)
 }
@@ -185,6 +209,7 @@ func (m *relayMaps) Close() error {
 //
 // It can be passed to loadRelayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type relayVariables struct {
+	LoadsOrdered *ebpf.Variable `ebpf:"loads_ordered"`
 }
 
 // relayPrograms contains all programs after they have been loaded into the kernel.

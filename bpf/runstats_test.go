@@ -8,7 +8,7 @@ import "testing"
 
 func TestRunStats(t *testing.T) {
 	privileged(t)
-	d, err := Open(Options{MaxRules: 64, MaxSlots: 64})
+	d, err := Open(Options{MaxShared: 64})
 	if err != nil {
 		t.Fatalf("Open: %+v", err)
 	}

@@ -2,13 +2,11 @@
 
 package bpf
 
-import (
-	"math/bits"
-	"sync"
-)
+import "math/bits"
 
-// slotAllocator hands out stats slots, lowest free first. The caller holds
-// the Datapath's mu.
+// slotAllocator hands out stream entries, lowest free first: the entries
+// of the streams in use stay packed in few pages, which is most of what a
+// packet costs live (relay.c). The caller holds the Datapath's mu.
 type slotAllocator struct {
 	used  []uint64 // bit set: allocated
 	size  uint32
@@ -64,11 +62,4 @@ func (a *slotAllocator) free(slot uint32) bool {
 
 func (a *slotAllocator) isUsed(slot uint32) bool {
 	return slot < a.size && a.used[slot/64]&(uint64(1)<<(slot%64)) != 0
-}
-
-// allocated is isUsed under mu.
-func (a *slotAllocator) allocated(slot uint32, mu *sync.Mutex) bool {
-	mu.Lock()
-	defer mu.Unlock()
-	return a.isUsed(slot)
 }

@@ -15,15 +15,16 @@ const (
 	// DefaultPinPath is the bpffs directory relayd pins under by default.
 	DefaultPinPath = "/sys/fs/bpf/relayd"
 	// PinVersion names the subdirectory of Options.PinPath that holds the
-	// pins of this map layout. A layout change bumps it, so a new relayd
+	// pins of this map layout. A layout change bumps it; Open removes the
+	// pins of other versions (after taking their lock), so a new relayd
 	// never adopts maps it cannot read.
-	PinVersion = "v1"
+	PinVersion = "v2"
 
-	// DefaultMaxRules is the rule capacity when Options.MaxRules is 0: one
-	// rule per stream direction (RTP and RTCP separately), ~100k streams.
-	DefaultMaxRules = 262144
-	// DefaultMaxSlots is the stats slot capacity when Options.MaxSlots is 0.
-	DefaultMaxSlots = 262144
+	// DefaultMaxShared is the number of streams of local addresses without
+	// a plane when Options.MaxShared is 0.
+	DefaultMaxShared = 131072
+	// MaxPlanes is how many local addresses get a plane of their own.
+	MaxPlanes = 8
 	// MaxTxPorts is how many interfaces can be attached at once.
 	MaxTxPorts = 256
 	// RelayTTL is the IPv4 TTL and IPv6 hop limit of forwarded packets.
@@ -31,7 +32,7 @@ const (
 )
 
 // Options configure Open. The zero value loads without pinning, with the
-// default capacities, logging nowhere.
+// default capacities and no planes, logging nowhere.
 type Options struct {
 	// PinPath is the bpffs base directory; maps are pinned in
 	// PinPath/PinVersion and adopted from there by the next Open. Open
@@ -43,12 +44,19 @@ type Options struct {
 	// forwarding continues while relayd restarts and the next Attach of the
 	// same interface adopts the link (an atomic program swap). Needs PinPath.
 	PinLinks bool
-	// MaxRules and MaxSlots size the rule map and the stats array; 0 means
-	// DefaultMaxRules / DefaultMaxSlots. Pinned maps of another size are
-	// refused (ErrUnavailable wrapping ebpf.ErrMapIncompatible).
-	MaxRules, MaxSlots uint32
+	// LocalAddrs are the relay's media addresses. Each (up to MaxPlanes)
+	// gets a plane: 65,536 stream entries (rule and counters, 192 bytes
+	// each: 12 MiB), one per UDP port, where a packet finds its stream
+	// without a lookup. Rules for other local addresses go to the shared
+	// region, found through a hash.
+	LocalAddrs []netip.Addr
+	// MaxShared is how many streams the shared region holds (0:
+	// DefaultMaxShared). Pinned maps of another size or address set are
+	// replaced (logged), never half used.
+	MaxShared uint32
 	// Logger gets the few lines the package logs (load failures with the
-	// whole verifier log, bpffs mounts, adopted state). Nil discards them.
+	// whole verifier log, bpffs mounts, adopted or replaced state). Nil
+	// discards them.
 	Logger *slog.Logger
 }
 
@@ -130,6 +138,9 @@ type NextHop struct {
 // stay in user space.
 type Rule struct {
 	// Local is the key: the relay's address and port the packets arrive at.
+	// Its stream entry (rule and counters) is taken by the first rule for
+	// it and kept, counters and all, across rule changes and removals until
+	// ReleaseStream.
 	Local netip.AddrPort
 	// Peer is the expected source, checked with FlagCheckSource.
 	Peer netip.AddrPort
@@ -142,9 +153,6 @@ type Rule struct {
 	// 184 for EF), written with FlagSetTOS.
 	TOS   uint8
 	Flags Flags
-	// Slot is the stream's stats slot (AllocSlot). Several rules may share
-	// one; it survives rule replacement.
-	Slot uint32
 	// ClockRate is the RTP clock rate (Hz) for interarrival jitter; 0
 	// leaves jitter at 0 and saves a clock read per packet.
 	ClockRate uint32
@@ -167,15 +175,18 @@ const (
 	ReasonIPv6Ext                   // other IPv6 extension header: passed
 	ReasonNoNextHop                 // no egress, or egress not attached: passed
 	ReasonTruncated                 // shorter than its headers or lengths: passed
-	ReasonBadRule                   // rule's slot outside the stats array: passed
+	ReasonBadRule                   // shared-table entry outside the streams array: passed
 	ReasonZeroCsum6                 // IPv6 UDP with zero checksum: dropped
+	// ReasonRuleChanging: the rule was being rewritten while the packet
+	// read it; passed (the userspace loop relays it).
+	ReasonRuleChanging
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
 	"tx", "redirect", "not_ip", "not_udp", "no_rule", "wrong_source", "not_rtp",
 	"ip_options", "fragment", "ipv6_ext", "no_nexthop", "truncated", "bad_rule",
-	"zero_csum6",
+	"zero_csum6", "rule_changing",
 }
 
 // Reasons lists every Reason, in counter order.
@@ -199,7 +210,8 @@ func (r Reason) String() string {
 // path.
 func (r Reason) Forwarded() bool { return r == ReasonTX || r == ReasonRedirect }
 
-// StreamStats is one stats slot: what the fast path forwarded for a stream.
+// StreamStats is what the fast path forwarded for a stream (one local
+// address and port) since its entry was taken.
 type StreamStats struct {
 	Packets uint64 // forwarded packets
 	Bytes   uint64 // forwarded UDP payload bytes (pkg/media counts the same)
@@ -247,7 +259,7 @@ func (s StreamStats) LastSeenTime() time.Time { return MonotonicToTime(s.LastSee
 
 // normalize checks r and returns it with unmapped addresses, and its family
 // (4 or 6).
-func (r Rule) normalize(maxSlots uint32) (Rule, uint8, error) {
+func (r Rule) normalize() (Rule, uint8, error) {
 	bad := func(format string, args ...any) (Rule, uint8, error) {
 		return Rule{}, 0, fmt.Errorf("%w: %s", ErrInvalidRule, fmt.Sprintf(format, args...))
 	}
@@ -285,9 +297,6 @@ func (r Rule) normalize(maxSlots uint32) (Rule, uint8, error) {
 	}
 	if r.Flags&^allFlags != 0 {
 		return bad("unknown flags %#x", uint8(r.Flags&^allFlags))
-	}
-	if r.Slot >= maxSlots {
-		return Rule{}, 0, fmt.Errorf("%w: slot %d of %d", ErrBadSlot, r.Slot, maxSlots)
 	}
 	if r.NextHop.Ifindex < 0 || r.NextHop.Ifindex > 1<<31-1 {
 		return bad("ifindex %d", r.NextHop.Ifindex)

@@ -49,7 +49,9 @@ func attachPass(t *testing.T, ns netns.NsHandle, bare *bareObjects, l netlink.Li
 // address and port, TOS 184 and TTL 64, while the relay's own socket on
 // that port sees nothing.
 func TestVeth(t *testing.T) {
-	d := openTest(t, Options{})
+	// The relay's receiving addresses are planes; the IPv6 one is not, so
+	// that both lookups run on real traffic.
+	d := openTest(t, Options{LocalAddrs: []netip.Addr{netip.MustParseAddr("10.0.1.1")}})
 	bare := loadBareTest(t)
 	gen, relay, sink := newNetNS(t), newNetNS(t), newNetNS(t)
 	g0, r0 := vethPair(t, gen, "g0", []string{"10.0.1.2/24", "fd00:1::2/64"}, relay, "r0", []string{"10.0.1.1/24", "fd00:1::1/64"})
@@ -149,10 +151,9 @@ func TestVeth(t *testing.T) {
 				if nh.Ifindex != tt.wantEgress || nh.SrcMAC.String() != tt.wantSrcMAC || nh.DstMAC.String() != tt.wantDMAC {
 					t.Fatalf("ResolveNextHop(%v) = %+v, want ifindex %d, %s -> %s", tt.dest.Addr(), nh, tt.wantEgress, tt.wantSrcMAC, tt.wantDMAC)
 				}
-				slot := mustSlot(t, d)
 				rule := Rule{
 					Local: tt.local, Peer: tt.peer, Source: tt.source, Dest: tt.dest, NextHop: nh,
-					TOS: 184, Flags: FlagCheckSource | FlagRTPCheck | FlagSetTOS, Slot: slot,
+					TOS: 184, Flags: FlagCheckSource | FlagRTPCheck | FlagSetTOS,
 				}
 				if err := d.UpsertRule(rule); err != nil {
 					t.Fatalf("UpsertRule: %v", err)
@@ -200,7 +201,7 @@ func TestVeth(t *testing.T) {
 				if delta[tt.wantReason] != n {
 					t.Errorf("counters changed by %s, want %s:%d", fmtDelta(delta), tt.wantReason, n)
 				}
-				st := mustStats(t, d, slot)
+				st := mustStats(t, d, tt.local)
 				if st.Packets != n || st.Bytes != n*uint64(len(sent[0])) || st.RTP.SSRC != 0xcafe || st.RTP.HighestSeq != n-1 || st.RTP.Lost() != 0 {
 					t.Errorf("stats = %+v; want %d packets, %d bytes, SSRC 0xcafe up to seq %d, none lost", st, n, n*len(sent[0]), n-1)
 				}
@@ -213,6 +214,9 @@ func TestVeth(t *testing.T) {
 				sendTo(t, sendFd, tt.local, sent[0])
 				if up := recvAll(t, relayFd); len(up) != 1 || up[0].from != tt.peer {
 					t.Errorf("after RemoveRule the relay socket got %v, want one datagram from %v", up, tt.peer)
+				}
+				if err := d.ReleaseStream(tt.local); err != nil {
+					t.Fatal(err)
 				}
 			})
 		}

@@ -49,6 +49,8 @@ var fieldOf = map[string]func(*Config) any{
 	"listen-cli":        func(c *Config) any { return c.ListenCLI },
 	"b2b-url":           func(c *Config) any { return c.B2BURL },
 	"xmlrpc-format":     func(c *Config) any { return c.XMLRPCFormat },
+	"state-dir":         func(c *Config) any { return c.StateDir },
+	"xdp-pin-path":      func(c *Config) any { return c.XDPPinPath },
 	"recording-dir":     func(c *Config) any { return c.RecordingDir },
 	"recording-method":  func(c *Config) any { return c.RecordingMethod },
 	"recording-format":  func(c *Config) any { return c.RecordingFormat },

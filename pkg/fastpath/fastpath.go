@@ -53,7 +53,12 @@ type Config struct {
 	Mode    string       // auto, native or generic
 	Addrs   []netip.Addr // media addresses (interface local addresses)
 	PinPath string       // bpffs base; "" pins nothing
-	Logger  *slog.Logger
+	// Adopt keeps the rules and counters a previous relayd left in the
+	// pinned maps (it handed its calls over): they keep forwarding until
+	// Prune drops those whose calls were not restored. Without Adopt they
+	// are removed at once.
+	Adopt  bool
+	Logger *slog.Logger
 }
 
 // FastPath implements media.FastPath with the XDP program.
@@ -69,7 +74,6 @@ type FastPath struct {
 	done     chan struct{} // nil until the refresh goroutine runs
 
 	mu     sync.Mutex
-	slots  map[netip.AddrPort]uint32
 	rules  map[netip.AddrPort]bpf.Rule
 	byDest map[netip.Addr]map[netip.AddrPort]struct{} // rules by destination address
 	hops   *hopTable
@@ -90,16 +94,28 @@ func Open(cfg Config) (*FastPath, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "fastpath")
-	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", Logger: log})
+	// Every media address gets its own plane of kernel stream entries,
+	// one per port (12 MiB): the program finds a packet's stream without
+	// a lookup. Loopback addresses get none in auto mode, where they are
+	// never attached.
+	var planes []netip.Addr
+	for _, a := range cfg.Addrs {
+		if cfg.Mode != ModeAuto || !a.Unmap().IsLoopback() {
+			planes = append(planes, a)
+		}
+	}
+	dp, err := bpf.Open(bpf.Options{PinPath: cfg.PinPath, PinLinks: cfg.PinPath != "", LocalAddrs: planes, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, upsert: dp.UpsertRules, stop: make(chan struct{}),
-		slots: map[netip.AddrPort]uint32{}, rules: map[netip.AddrPort]bpf.Rule{},
+		rules:  map[netip.AddrPort]bpf.Rule{},
 		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}}
-	if err := f.clearStale(); err != nil {
-		dp.Close()
-		return nil, err
+	if !cfg.Adopt {
+		if err := f.clearStale(); err != nil {
+			dp.Close()
+			return nil, err
+		}
 	}
 	attached := map[int]bool{}
 	for _, addr := range cfg.Addrs {
@@ -203,28 +219,51 @@ func interfaceOf(addr netip.Addr) (*net.Interface, error) {
 	return nil, fmt.Errorf("no interface holds %s", addr)
 }
 
-// clearStale removes rules and slots a previous run left in pinned maps:
-// their calls are gone with that process.
+// clearStale removes the rules and stream entries (counters) a previous
+// run left in pinned maps: their calls are gone with that process.
 func (f *FastPath) clearStale() error {
-	rules, err := f.dp.Rules()
+	locals, err := f.dp.Streams()
 	if err != nil {
-		return fmt.Errorf("list stale rules: %w", err)
+		return fmt.Errorf("list stale streams: %w", err)
 	}
-	if len(rules) == 0 {
+	if len(locals) == 0 {
 		return nil
 	}
-	locals := make([]netip.AddrPort, len(rules))
-	for i, r := range rules {
-		locals[i] = r.Local
+	n, err := f.dp.ReleaseStreams(locals)
+	if err != nil {
+		return fmt.Errorf("remove stale streams: %w", err)
 	}
-	if _, err := f.dp.RemoveRules(locals); err != nil {
-		return fmt.Errorf("remove stale rules: %w", err)
-	}
-	for _, r := range rules {
-		_ = f.dp.FreeSlot(r.Slot)
-	}
-	f.log.Info("removed rules left by a previous run", "rules", len(rules))
+	f.log.Info("removed rules left by a previous run", "streams", n)
 	return nil
+}
+
+// Prune removes the adopted stream entries (rules and counters) whose local
+// is not in keep: the streams of calls the new relayd did not restore.
+func (f *FastPath) Prune(keep map[netip.AddrPort]bool) (int, error) {
+	locals, err := f.dp.Streams()
+	if err != nil {
+		return 0, fmt.Errorf("list adopted streams: %w", err)
+	}
+	var drop []netip.AddrPort
+	for _, l := range locals {
+		if !keep[l] {
+			drop = append(drop, l)
+		}
+	}
+	if len(drop) == 0 {
+		return 0, nil
+	}
+	f.mu.Lock()
+	for _, l := range drop {
+		f.untrack(l)
+	}
+	f.mu.Unlock()
+	n, err := f.dp.ReleaseStreams(drop)
+	if err != nil {
+		return n, fmt.Errorf("remove streams of calls not restored: %w", err)
+	}
+	f.log.Info("removed adopted rules of calls not restored", "streams", n, "kept", len(locals)-n)
+	return n, nil
 }
 
 // Offload installs the kernel rule for r. Its next hop comes from the
@@ -249,16 +288,8 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 		f.forgetUnused(dst)
 		return fmt.Errorf("egress ifindex %d for %s: %w", nh.Ifindex, r.Dest, ErrNotAttached)
 	}
-	slot, ok := f.slots[r.Local]
-	if !ok {
-		if slot, err = f.dp.AllocSlot(); err != nil {
-			f.forgetUnused(dst)
-			return fmt.Errorf("stats slot: %w", err)
-		}
-		f.slots[r.Local] = slot
-	}
 	rule := bpf.Rule{Local: r.Local, Peer: r.Source, Source: r.Egress, Dest: r.Dest, NextHop: nh,
-		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck, Slot: slot}
+		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck}
 	if r.TOS >= 0 {
 		rule.TOS, rule.Flags = uint8(r.TOS), rule.Flags|bpf.FlagSetTOS
 	}
@@ -270,7 +301,7 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 	return nil
 }
 
-// Withdraw removes local's rule.
+// Withdraw removes local's rule; its counters stay until Release.
 func (f *FastPath) Withdraw(local netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -325,15 +356,13 @@ func (f *FastPath) forgetUnused(dst netip.Addr) {
 	f.hops.forget(dst)
 }
 
-// Counters reads local's stats slot.
+// Counters reads local's kernel counters straight from the memory-mapped
+// streams array (bpf.Datapath.StreamStats): no syscall and no lock — not
+// f.mu, which rule writes hold — so the session layer may ask on every
+// query, liveness check and total. The values are live, not a periodic
+// snapshot: a query right after a burst sees all of it.
 func (f *FastPath) Counters(local netip.AddrPort) (media.KernelCounters, bool) {
-	f.mu.Lock()
-	slot, ok := f.slots[local]
-	f.mu.Unlock()
-	if !ok {
-		return media.KernelCounters{}, false
-	}
-	st, err := f.dp.StreamStats(slot)
+	st, err := f.dp.StreamStats(local)
 	if err != nil {
 		return media.KernelCounters{}, false
 	}
@@ -344,13 +373,13 @@ func (f *FastPath) Counters(local netip.AddrPort) (media.KernelCounters, bool) {
 	return kc, true
 }
 
-// Release frees local's stats slot.
+// Release frees local's stream entry (its rule, if any, and counters).
 func (f *FastPath) Release(local netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if slot, ok := f.slots[local]; ok {
-		_ = f.dp.FreeSlot(slot)
-		delete(f.slots, local)
+	f.untrack(local)
+	if err := f.dp.ReleaseStream(local); err != nil && !errors.Is(err, bpf.ErrNoStream) {
+		f.log.Warn("release fast path stream", "local", local, "error", err)
 	}
 }
 
@@ -499,6 +528,28 @@ func (f *FastPath) routeAll(dsts []netip.Addr) []routed {
 		rs = append(rs, routed{dst: dst, rt: rt, err: err})
 	}
 	return rs
+}
+
+// HandOver stops like Close but leaves the program attached and every
+// rule in the pinned maps: the kernel keeps forwarding while no relayd
+// runs, and the next one adopts it all (Config.Adopt). Without pins
+// (PinPath "") nothing survives the process and this is Close.
+func (f *FastPath) HandOver() error {
+	if !f.dp.Pinned() {
+		return f.Close()
+	}
+	f.stopOnce.Do(func() { close(f.stop) })
+	if f.done != nil {
+		<-f.done
+	}
+	f.log.Info("XDP fast path left forwarding for the next relayd", "rules", f.ruleCount())
+	return f.dp.Close()
+}
+
+func (f *FastPath) ruleCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.rules)
 }
 
 // Close detaches the program from every interface (a clean stop leaves no

@@ -134,7 +134,7 @@ func (u *upserts) upsert(rules []bpf.Rule) (int, error) {
 func newTableFastPath(t testing.TB, k kernel, u *upserts) *FastPath {
 	t.Helper()
 	f := &FastPath{log: slog.New(slog.DiscardHandler), upsert: u.upsert, stop: make(chan struct{}),
-		slots: map[netip.AddrPort]uint32{}, rules: map[netip.AddrPort]bpf.Rule{},
+		rules:  map[netip.AddrPort]bpf.Rule{},
 		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}, hops: newHopTable(k)}
 	if err := f.resync("start"); err != nil {
 		t.Fatal(err)

@@ -12,3 +12,6 @@ var ErrNoDescriptors = errors.New("ran out of file descriptors")
 
 // ErrBadRange means the configured port range holds no even/odd pair.
 var ErrBadRange = errors.New("port range holds no RTP/RTCP pair")
+
+// ErrInUse means Claim asked for a slot that is already handed out.
+var ErrInUse = errors.New("port slot already in use")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -28,6 +29,9 @@ type Pool struct {
 	head  int   // free[head:] are the free slots (a ring would save nothing here)
 	inUse int
 	total int
+	// claimed are bases taken by Claim that may still sit in free: take
+	// skips them there.
+	claimed map[int]bool
 }
 
 // NewPool builds the pool of addr for ports min..max. The free list is shuffled
@@ -131,18 +135,64 @@ func (p *Pool) Allocate(n int) (*Allocation, error) {
 func (p *Pool) take() (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.head >= len(p.free) {
-		return 0, false
+	for p.head < len(p.free) {
+		base := p.free[p.head]
+		p.head++
+		if p.claimed[base] {
+			delete(p.claimed, base) // in use by a Claim: not free after all
+			continue
+		}
+		p.inUse++
+		p.compact()
+		return base, true
 	}
-	base := p.free[p.head]
-	p.head++
+	return 0, false
+}
+
+// Claim binds n sockets on the slot of base exactly: what a restarted relay
+// does to take its calls' ports back. The slot must be free (in the range,
+// and not handed out by Allocate or Claim).
+func (p *Pool) Claim(base, n int) (*Allocation, error) {
+	if n < 1 || n > 2 {
+		return nil, fmt.Errorf("claim %d ports: only 1 or 2 supported", n)
+	}
+	if base%2 != 0 || base < p.min+p.min%2 || base+1 > p.max {
+		return nil, fmt.Errorf("claim %s:%d: %w", p.addr, base, ErrBadRange)
+	}
+	p.mu.Lock()
+	if p.claimed == nil {
+		p.claimed = map[int]bool{}
+	}
+	if p.claimed[base] || !slices.Contains(p.free[p.head:], base) {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("claim %s:%d: %w", p.addr, base, ErrInUse)
+	}
+	p.claimed[base] = true
 	p.inUse++
-	p.compact()
-	return base, true
+	p.mu.Unlock()
+	socks, err := p.bind(base, n)
+	if err != nil {
+		p.mu.Lock()
+		delete(p.claimed, base)
+		p.inUse--
+		p.mu.Unlock()
+		return nil, err
+	}
+	a := &Allocation{Sockets: socks, Port: base, pool: p, owned: make([]atomic.Bool, n)}
+	a.open.Store(int32(n))
+	return a, nil
 }
 
 func (p *Pool) put(base int) {
 	p.mu.Lock()
+	if p.claimed[base] {
+		// A claimed slot still in the free list: it is free again where it
+		// stands.
+		delete(p.claimed, base)
+		p.inUse--
+		p.mu.Unlock()
+		return
+	}
 	p.free = append(p.free, base)
 	p.inUse--
 	p.compact()

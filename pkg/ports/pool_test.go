@@ -276,3 +276,50 @@ func TestConcurrentAllocate(t *testing.T) {
 		t.Errorf("used=%d, want 40", used)
 	}
 }
+
+// Claim takes the exact slot a restarted relay had; Allocate never hands it
+// out meanwhile, and it returns to the pool when released.
+func TestClaim(t *testing.T) {
+	p, err := NewPool(loopback, 21800, 21805)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.Claim(21802, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := boundAddr(t, a.Sockets[1].FD); got.Port() != 21803 {
+		t.Errorf("claimed RTCP socket on %v", got)
+	}
+	if _, err := p.Claim(21802, 2); !errors.Is(err, ErrInUse) {
+		t.Errorf("second claim: %v, want ErrInUse", err)
+	}
+	if _, err := p.Claim(21803, 1); !errors.Is(err, ErrBadRange) {
+		t.Errorf("odd claim: %v, want ErrBadRange", err)
+	}
+	var others []*Allocation
+	for {
+		b, err := p.Allocate(2)
+		if err != nil {
+			break
+		}
+		if b.Port == 21802 {
+			t.Fatal("Allocate handed out the claimed slot")
+		}
+		others = append(others, b)
+	}
+	if len(others) != 2 {
+		t.Errorf("%d other slots, want 2", len(others))
+	}
+	a.Close()
+	if used, _ := p.Stats(); used != 2 {
+		t.Errorf("used=%d after releasing the claim, want 2", used)
+	}
+	b, err := p.Allocate(2)
+	if err != nil || b.Port != 21802 {
+		t.Fatalf("after release: %v, %v", b, err)
+	}
+	for _, x := range append(others, b) {
+		x.Close()
+	}
+}

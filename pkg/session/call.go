@@ -3,11 +3,12 @@
 package session
 
 import (
-	mplane "github.com/relayd/relayd/pkg/media"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
+	mplane "github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/recording"
 )
@@ -103,8 +104,19 @@ type media struct {
 	rejected        bool
 	ice             bool
 	clockRates      map[uint8]uint32
-	codecs          []recording.Codec // for a recording's metadata
 	demuxRequested  bool              // offer asked to demux this party's rtcp-mux onward
+	ptime           int               // the party's a=ptime, 0 when absent
+	sdpCodecs       []recording.Codec // the codecs its SDP listed, for a recording's metadata
+
+	// codecOffer is how the relay negotiated this party's last offer (what
+	// the answerer was offered), kept to map the answer back; nil before
+	// this party offered.
+	codecOffer *codecs.Offer
+	// transcoding is set while the two parties of this media share no
+	// codec (or the proxy forced transcoding); transcodeOfferer says which
+	// side of it this party is.
+	transcoding      *codecs.Transcoding
+	transcodeOfferer bool
 
 	// What relayd advertised to this party.
 	advertisedMux   bool
@@ -192,7 +204,8 @@ func (md *media) apply(u *media) {
 	}
 	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
 	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
-	md.codecs = u.codecs
+	md.ptime = u.ptime
+	md.sdpCodecs = u.sdpCodecs
 }
 
 // release closes every socket of the call.
@@ -222,5 +235,6 @@ func (c *Call) end(reason endReason) {
 	c.releaseAll()
 	c.mu.Unlock()
 	c.m.forget(c, reason)
+	c.m.changed(c.id)
 	c.m.ended(c, rec) // admin.go: the call's one log line (CDR) and the OnCallEnd hook
 }

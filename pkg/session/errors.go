@@ -22,3 +22,6 @@ var (
 	// ErrNoInterface means no configured interface can serve the request.
 	ErrNoInterface = errors.New("no usable interface")
 )
+
+// ErrCallExists means Restore was given a call that is live already.
+var ErrCallExists = errors.New("call exists already")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
@@ -49,12 +50,19 @@ type Config struct {
 	// Recorder records calls (recording-dir); nil: recording is off and
 	// record-call is answered with a warning.
 	Recorder *recording.Recorder
+	// Codecs says which codecs the relay can transcode; nil transcodes
+	// none (codec options that need it are answered with a warning).
+	Codecs codecs.Capability
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown
 	// notices). It is called from the expiry loop and from signalling, so it
 	// must not block.
 	OnCallEnd func(CallEnd)
+	// OnChange, when set, is told the call-id of every call whose state
+	// changed by signalling (offer, answer, delete) or that ended, so that
+	// a state store can save it. Called with no lock held; must not block.
+	OnChange func(callID string)
 }
 
 // ifaceAddr is one bindable address of a logical interface with its pool.
@@ -85,6 +93,9 @@ type Manager struct {
 	rates, prev struct{ packets, bytes, errors uint64 }
 
 	adm admin // run-time limits, call origins, duration stats (admin.go)
+	// handingOver is set when this relayd stops and leaves its calls to
+	// the next (HandOver): nothing ends them any more.
+	handingOver bool
 }
 
 type totals struct {
@@ -278,9 +289,24 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// Close ends every call and releases its ports.
+// HandOver stops the manager without ending its calls: another relayd
+// continues them from their saved state (and the kernel keeps forwarding
+// them meanwhile). Expiry stops; Close and the end of Run leave the calls
+// be — their sockets close with the media plane or the process. Snapshots
+// keep working, for the last write of every call.
+func (m *Manager) HandOver() {
+	m.mu.Lock()
+	m.handingOver = true
+	m.mu.Unlock()
+}
+
+// Close ends every call and releases its ports (nothing after HandOver).
 func (m *Manager) Close() {
 	m.mu.Lock()
+	if m.handingOver {
+		m.mu.Unlock()
+		return
+	}
 	calls := make([]*Call, 0, len(m.calls))
 	for _, c := range m.calls {
 		calls = append(calls, c)
@@ -288,6 +314,13 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	for _, c := range calls {
 		c.end(endForced)
+	}
+}
+
+// changed tells the state store that call id changed.
+func (m *Manager) changed(id string) {
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(id)
 	}
 }
 

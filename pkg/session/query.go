@@ -245,6 +245,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 	}
 	if r.FromTag != "" && r.ViaBranch != "" && c.deleteBranch(r.FromTag, r.ViaBranch) {
 		c.mu.Unlock()
+		m.changed(c.id)
 		return info, nil
 	}
 	delay := m.limits().DeleteDelay
@@ -255,6 +256,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 		c.deleteAt = m.now().Add(delay)
 		c.mu.Unlock()
 		m.schedule(c, c.deleteAt)
+		m.changed(c.id)
 		return info, nil
 	}
 	c.mu.Unlock()

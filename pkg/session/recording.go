@@ -144,7 +144,7 @@ func (c *Call) recordingMeta() recording.Meta {
 			p.InDialogueWith = ml.peer.tag
 		}
 		for _, md := range ml.medias {
-			rm := recording.Media{Index: md.index + 1, Type: md.typ, Protocol: md.proto, Codecs: md.codecs}
+			rm := recording.Media{Index: md.index + 1, Type: md.typ, Protocol: md.proto, Codecs: md.sdpCodecs}
 			for _, ps := range md.sets {
 				for _, st := range ps.streams {
 					party := md.sdpRTP

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	mplane "github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/sdp"
@@ -82,12 +83,22 @@ type security struct {
 	role      webrtc.Role
 	roleFinal bool
 
-	counters  webrtc.Counters
-	ice       *webrtc.ICE
-	dtls      *webrtc.DTLS
-	dtlsOn    *mplane.Stream // the socket the handshake runs on
-	protect   *webrtc.Protect
-	unprotect *webrtc.Unprotect
+	counters webrtc.Counters
+	// dtlsKeys are the keys the last handshake exported (the relay's, the
+	// party's), kept for the call's saved state; written by the handshake's
+	// goroutine.
+	dtlsKeys atomic.Pointer[[2]webrtc.Keys]
+	// resumed: the keys came from a saved state, not from a handshake of
+	// this process; no handshake starts until the party's fingerprint or
+	// role changes (resumedFP, resumedRole).
+	resumed     bool
+	resumedFP   webrtc.Fingerprint
+	resumedRole webrtc.Role
+	ice         *webrtc.ICE
+	dtls        *webrtc.DTLS
+	dtlsOn      *mplane.Stream // the socket the handshake runs on
+	protect     *webrtc.Protect
+	unprotect   *webrtc.Unprotect
 }
 
 // peerParams are a party's security parameters from its SDP.
@@ -529,7 +540,10 @@ func (c *Call) secureStages(md *media, sock *mplane.Stream, isRTP bool) (handler
 		return handlers, nil
 	}
 	s.ensureStages()
-	useDTLS := s.rx == nil && s.peerFP != nil && s.roleFinal && c.m.identity() != nil
+	if s.resumed && (s.peerFP == nil || *s.peerFP != s.resumedFP || s.role != s.resumedRole) {
+		s.resumed = false // a new fingerprint or role: a new handshake
+	}
+	useDTLS := s.rx == nil && s.peerFP != nil && s.roleFinal && c.m.identity() != nil && !s.resumed
 	if useDTLS && isRTP && sock == md.cur.streams[0].ms {
 		if s.dtls == nil || s.dtlsOn != sock || s.dtls.Role() != s.role || s.dtls.Remote() != *s.peerFP || s.dtls.Failed() {
 			s.close()
@@ -539,6 +553,7 @@ func (c *Call) secureStages(md *media, sock *mplane.Stream, isRTP bool) (handler
 				OnKeys: func(local, remote webrtc.Keys) {
 					_ = s.protect.SetKeys(local)
 					_ = s.unprotect.SetKeys(remote)
+					s.dtlsKeys.Store(&[2]webrtc.Keys{local, remote})
 				},
 			})
 			if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/relayd/relayd/pkg/ports"
@@ -74,7 +73,9 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 	c.mu.Unlock()
 	if err != nil && created && empty {
 		c.end(endRejected)
+		return out, err
 	}
+	m.changed(c.id)
 	return out, err
 }
 
@@ -89,12 +90,15 @@ func (m *Manager) AnswerOutcome(s Signal) (Outcome, error) {
 		return Outcome{}, ErrUnknownCall
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.ended {
+		c.mu.Unlock()
 		return Outcome{}, ErrUnknownCall
 	}
-	defer c.reschedule()
-	return c.answer(s, desc)
+	out, err := c.answer(s, desc)
+	c.reschedule()
+	c.mu.Unlock()
+	m.changed(c.id)
+	return out, err
 }
 
 func parseSDP(b []byte) (*sdp.Description, error) {
@@ -276,7 +280,8 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		u.ice = dm.ICE || sessionICE
 		u.clockRates = clockRates(dm)
-		u.codecs = codecsOf(dm)
+		u.ptime = dm.PTime
+		u.sdpCodecs = codecsOf(dm)
 		u.demuxRequested = fm.demuxRequested
 		if isOffer {
 			u.demuxRequested = slices.Contains(opts.RTCPMux, "demux")
@@ -321,6 +326,18 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		secs[i] = out
 	}
+	cods := make([]codecOut, len(desc.Media))
+	for i, dm := range desc.Media {
+		if upd[i].rejected {
+			continue
+		}
+		out, w, err := c.negotiateCodecs(fms[i], tms[i], dm, opts, isOffer)
+		warnings = append(warnings, w...)
+		if err != nil {
+			return Outcome{}, err
+		}
+		cods[i] = out
+	}
 	if err := c.allocate(pending); err != nil {
 		return Outcome{}, err
 	}
@@ -337,6 +354,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 			tms[i].advertisedProto = p
 		}
 		fms[i].apply(&upd[i])
+		commitCodecs(fms[i], tms[i], cods[i])
 	}
 	for _, p := range pending {
 		if p.fresh {
@@ -349,7 +367,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	}
 	// The plan decides what each party is told (rtcp-mux among it), which
 	// the media configuration then follows.
-	plan := c.plan(from, to, desc, opts, isOffer, zero, secs)
+	plan := c.plan(from, to, desc, opts, isOffer, zero, secs, cods)
 	c.applyRecordCall(opts) // before the media are configured: new sockets get their taps
 	for i := range desc.Media {
 		if !fms[i].rejected {
@@ -486,34 +504,4 @@ func clockRates(dm *sdp.Media) map[uint8]uint32 {
 		}
 	}
 	return rates
-}
-
-// stripFormats lists the payload types the codec strip/mask lists remove from
-// media dm; removing all of them is refused (the original list stays).
-func stripFormats(dm *sdp.Media, codec map[string][]string) []string {
-	names := append(slices.Clone(codec["strip"]), codec["mask"]...)
-	if len(names) == 0 {
-		return nil
-	}
-	var drop []string
-	for _, f := range dm.Formats {
-		pt, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		enc := staticName[uint8(pt)]
-		if rm, ok := dm.RTPMaps[uint8(pt)]; ok {
-			enc = rm.Encoding
-		}
-		for _, n := range names {
-			if strings.EqualFold(n, "all") || n == f || (enc != "" && strings.EqualFold(n, enc)) {
-				drop = append(drop, f)
-				break
-			}
-		}
-	}
-	if len(drop) == len(dm.Formats) {
-		return nil
-	}
-	return drop
 }

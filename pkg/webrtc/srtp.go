@@ -3,6 +3,7 @@
 package webrtc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -46,6 +47,7 @@ func newContext(k Keys, rx bool) (*srtp.Context, error) {
 // Until keys are set (a DTLS handshake still running) SRTP is dropped.
 type Unprotect struct {
 	ctx   atomic.Pointer[srtp.Context]
+	track rocTracker
 	min   atomic.Uint64 // shortest SRTP (low 32 bits) and SRTCP (high) packet
 	c     *Counters
 	hdr   rtp.Header // reused: one worker runs the stage
@@ -107,6 +109,9 @@ func (u *Unprotect) Handle(p *media.Packet) media.Verdict {
 		u.c.count(err)
 		return media.Drop
 	}
+	if p.Kind == media.KindRTP {
+		u.track.noteRTP(ctx, u.hdr.SSRC, u.hdr.SequenceNumber)
+	}
 	p.Data = out
 	// Authenticated: proof enough that the source holds the keys.
 	p.Stream.LatchIfUnlatched(p.Source)
@@ -150,6 +155,7 @@ func overhead(k Keys) (rtpMin, rtcpMin int) {
 // dropped: nothing leaves in clear on a leg that negotiated SRTP.
 type Protect struct {
 	ctx   atomic.Pointer[srtp.Context]
+	track rocTracker
 	c     *Counters
 	hdr   rtp.Header
 	rtcpH rtcp.Header
@@ -195,6 +201,11 @@ func (pr *Protect) Handle(p *media.Packet) media.Verdict {
 	if err != nil {
 		pr.c.SRTPProtectError.Add(1)
 		return media.Drop
+	}
+	if p.Kind == media.KindRTP {
+		pr.track.noteRTP(ctx, pr.hdr.SSRC, pr.hdr.SequenceNumber)
+	} else if len(p.Data) >= 8 {
+		pr.track.noteRTCP(ctx, binary.BigEndian.Uint32(p.Data[4:8]))
 	}
 	p.Data = out
 	return media.Continue
