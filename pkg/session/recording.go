@@ -78,6 +78,16 @@ func (c *Call) startRecording() {
 	}
 	c.rec = rec
 	c.retap()
+	c.refreshRecordingMeta()
+}
+
+// refreshRecordingMeta hands the recording what the call looks like now, so
+// that a recording the Recorder finishes on its own (at a hand-over to
+// another relay, at shutdown) still describes the call.
+func (c *Call) refreshRecordingMeta() {
+	if c.rec != nil {
+		c.rec.SetMeta(c.recordingMeta())
+	}
 }
 
 func (c *Call) stopRecording(why string, discard bool) {
@@ -92,6 +102,35 @@ func (c *Call) stopRecording(why string, discard bool) {
 func (c *Call) finishRecording(reason endReason) {
 	if c.rec != nil {
 		c.stopRecording("call ended: "+reason.String(), c.discardRecording)
+	}
+}
+
+// recordingState is the recording as a call's saved state keeps it.
+func (c *Call) recordingState() string {
+	switch {
+	case c.rec == nil:
+		return ""
+	case c.rec.Paused():
+		return "paused"
+	}
+	return "on"
+}
+
+// continueRecording goes on, in a relay that restored the call, with the
+// recording the previous relay was running, in a new file: the previous
+// relay finished its own when it stopped.
+func (c *Call) continueRecording(state string) {
+	if state == "" {
+		return
+	}
+	if c.m.cfg.Recorder == nil {
+		c.m.log.Warn("restored call was being recorded; recording not continued: "+recordingOff, "call-id", c.id)
+		return
+	}
+	c.startRecording()
+	if state == "paused" && c.rec != nil {
+		c.rec.Pause()
+		c.retap()
 	}
 }
 
@@ -259,16 +298,19 @@ func (m *Manager) recordingCommand(r RecordingRequest, do func(*Call)) ([]string
 		return nil, ErrUnknownCall
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.ended {
+		c.mu.Unlock()
 		return nil, ErrUnknownCall
 	}
 	if r.Options.Metadata != "" {
 		c.recMetadata = r.Options.Metadata
 	}
 	if m.cfg.Recorder == nil {
+		c.mu.Unlock()
 		return []string{recordingOff}, nil
 	}
 	do(c)
+	c.mu.Unlock()
+	m.changed(c.id) // the saved state says whether the call is recorded
 	return nil, nil
 }

@@ -36,6 +36,12 @@ func newRecordingManager(t *testing.T, queue int, fp mplane.FastPath) (*Manager,
 		t.Fatal(err)
 	}
 	t.Cleanup(rec.Close) // after the manager's: calls end, then the writer stops
+	return newRecordingManagerWith(t, rec, fp)
+}
+
+// newRecordingManagerWith is newRecordingManager with a given recorder.
+func newRecordingManagerWith(t *testing.T, rec *recording.Recorder, fp mplane.FastPath) (*Manager, *recording.Recorder) {
+	t.Helper()
 	clk := &fakeClock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
 	eng, err := mplane.NewEngine(mplane.Config{Workers: 2, Now: clk.now, FastPath: fp})
 	if err != nil {
@@ -686,5 +692,74 @@ func TestTapPlacement(t *testing.T) {
 	rec.Pause()
 	if p := c.tapped(base); len(p.Stages) != 1 || len(p.Egress) != 2 {
 		t.Error("a paused recording still taps")
+	}
+}
+
+// A relay that restores a recorded call (as after a restart with
+// state-dir) records on, in a new file, with the endpoints still latched; a
+// paused recording stays paused.
+func TestRecordingSurvivesRestore(t *testing.T) {
+	for _, paused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paused=%v", paused), func(t *testing.T) {
+			m, rec := newRecordingManager(t, 0, nil)
+			a, b := newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1")
+			setupCall(t, m, "restored", a, b, Options{RecordCall: "yes", Metadata: "kept"})
+			s := sockets(t, m, "restored")
+			writeTo(t, a.rtp, s.aRTP, rtpFrame(1, 1, 'A'))
+			readN(t, b.rtp, 1)
+			if paused {
+				if _, err := m.PauseRecording(RecordingRequest{CallID: "restored"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first := recordingOf(t, m, "restored").File
+			cs, ok := m.Snapshot("restored")
+			if !ok {
+				t.Fatal("no state")
+			}
+			raw, err := json.Marshal(cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The old relay hands over: its calls are not ended, its
+			// sockets close, and its recorder finishes the file on its own.
+			m.HandOver()
+			m.Close()
+			_ = m.cfg.Media.(*mplane.Engine).Close()
+			rec.Close()
+			meta := finished(t, first)
+			if parties, _ := meta["parties"].([]any); meta["ended-by"] != "shutdown" || len(parties) != 2 {
+				t.Errorf("old relay's recording: ended by %v, parties %v", meta["ended-by"], meta["parties"])
+			}
+			m2, _ := newRecordingManager(t, 0, nil)
+			var back CallState
+			if err := json.Unmarshal(raw, &back); err != nil {
+				t.Fatal(err)
+			}
+			if err := m2.Restore(back); err != nil {
+				t.Fatalf("restore: %v\n%s", err, raw)
+			}
+			ri := recordingOf(t, m2, "restored")
+			want := map[bool]string{false: "recording", true: "paused"}[paused]
+			if ri == nil || ri.State != want || ri.File == first {
+				t.Fatalf("restored recording %+v, want %s in a new file", ri, want)
+			}
+			var sent [][]byte
+			for i := range 5 {
+				p := rtpFrame(1, uint16(10+i), 'A')
+				sent = append(sent, p)
+				writeTo(t, a.rtp, s.aRTP, p)
+			}
+			readN(t, b.rtp, 5)
+			if paused {
+				sent = nil
+			}
+			deleteNow(t, m2, "restored")
+			meta = finished(t, ri.File)
+			if meta["metadata"] != "kept" {
+				t.Errorf("metadata %v", meta["metadata"])
+			}
+			readCapture(t, ri.File).expect(t, "A -> relay after the restore", addrOf(a.rtp), s.aRTP, sent)
+		})
 	}
 }

@@ -374,6 +374,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 			c.configureMedia(fms[i], tms[i], opts)
 		}
 	}
+	c.refreshRecordingMeta()
 	out, err := c.rewrite(to, desc, plan, opts)
 	if err != nil {
 		return Outcome{}, err

@@ -38,6 +38,11 @@ type CallState struct {
 	} `json:"learning"`
 	Origin     netip.AddrPort `json:"origin,omitzero"`
 	Monologues []MonoState    `json:"monologues"`
+	// Recording is "on" or "paused" while the call is recorded (the
+	// relay that restores it records on, in a file of its own), with the
+	// proxy's metadata for it.
+	Recording         string `json:"recording,omitempty"`
+	RecordingMetadata string `json:"recording_metadata,omitempty"`
 }
 
 // stateVersion changes when a field's meaning changes: a relay refuses
@@ -244,6 +249,7 @@ func (c *Call) state() CallState {
 		}
 		cs.Monologues = append(cs.Monologues, ms)
 	}
+	cs.Recording, cs.RecordingMetadata = c.recordingState(), c.recMetadata
 	return cs
 }
 
@@ -391,6 +397,8 @@ func (c *Call) restore(cs CallState) error {
 			resumeSockets(md, ms.Medias[j])
 		}
 	}
+	c.recMetadata = cs.RecordingMetadata
+	c.continueRecording(cs.Recording) // taps on the restored sockets; latches stay
 	return nil
 }
 
