@@ -17,37 +17,52 @@ import (
 // what Kamailio's production routes send for every call
 // (examples/kamailio-rtpengine-routes.cfg); each direction adds what its
 // receiver needs: a browser gets ICE-lite, DTLS-SRTP with relayd as the DTLS
-// server, rtcp-mux and a=mid, spelled out or as the WebRTC flag; a SIP phone
-// gets plain RTP/AVP without ICE and with RTCP taken off the RTP port (and
-// no DTLS=passive: on an offer that goes out as RTP/AVP relayd rightly warns
-// that it has no effect).
+// server (DTLS=passive), rtcp-mux and a=mid, spelled out or as the WebRTC
+// flag; a SIP phone gets plain RTP/AVP without ICE and with RTCP taken off
+// the RTP port (and no DTLS=passive: on an offer that goes out as RTP/AVP
+// relayd rightly warns that it has no effect).
 const (
 	seedFlags         = "replace-origin replace-session-connection"
 	toBrowserExplicit = seedFlags + " ICE=force DTLS=passive SDES-off UDP/TLS/RTP/SAVPF rtcp-mux-offer rtcp-mux-require generate-mid"
 	toBrowserWebRTC   = seedFlags + " ICE=force DTLS=passive SDES-off WebRTC"
 	toPhone           = seedFlags + " ICE=remove SDES-off RTP/AVP rtcp-mux-demux"
+	// toBrowserActive has no DTLS=passive, as the seed routes' answer from
+	// a SIP phone (its reply does not come over WebSocket): relayd answers
+	// the browser's actpass with active and is the DTLS client, starting
+	// its handshake on the pair the browser nominates.
+	toBrowserActive = seedFlags + " ICE=force SDES-off UDP/TLS/RTP/SAVPF rtcp-mux-offer rtcp-mux-require generate-mid"
 )
 
 // The browser calls the phone: its offer goes to the phone as RTP/AVP, the
-// phone's answer comes back to it as DTLS-SRTP with ICE-lite.
+// phone's answer comes back to it as DTLS-SRTP with ICE-lite, with relayd as
+// the DTLS server (DTLS=passive) or the client.
 func TestBrowserCallsPhone(t *testing.T) {
-	start := time.Now()
-	e := newEnv(t)
-	ph := e.newPhone()
-	b := e.startChromium("offer")
-	offer := string(e.fromPage(b, "offer"))
-	checkBrowserCodecs(t, "the browser's offer", parseSDP(t, offer))
-	reply := e.ng("offer", toPhone, map[string]any{"call-id": t.Name(), "from-tag": "browser", "sdp": offer})
-	toPh := checkPhoneSDP(t, reply)
-	ph.relay = netip.AddrPortFrom(netip.MustParseAddr(toPh.addr), uint16(toPh.port))
-	ph.tePT = toPh.pts["telephone-event/8000"]
-	reply = e.ng("answer", toBrowserExplicit, map[string]any{"call-id": t.Name(), "from-tag": "browser",
-		"to-tag": "phone", "sdp": ph.sdp()})
-	toBr := checkBrowserSDP(t, reply, "passive")
-	e.toPage("answer", []byte(reply["sdp"].(string)))
-	ph.send()
-	e.verifyCall(b, ph, toPh, toBr)
-	t.Logf("call verified in %v", time.Since(start).Round(time.Millisecond))
+	for _, c := range []struct {
+		name, flags, setup, browserRole string
+	}{
+		{"relayd passive", toBrowserExplicit, "passive", "client"},
+		{"relayd active", toBrowserActive, "active", "server"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			e := newEnv(t)
+			ph := e.newPhone()
+			b := e.startChromium("offer")
+			offer := string(e.fromPage(b, "offer"))
+			checkBrowserCodecs(t, "the browser's offer", parseSDP(t, offer))
+			reply := e.ng("offer", toPhone, map[string]any{"call-id": t.Name(), "from-tag": "browser", "sdp": offer})
+			toPh := checkPhoneSDP(t, reply)
+			ph.relay = netip.AddrPortFrom(netip.MustParseAddr(toPh.addr), uint16(toPh.port))
+			ph.tePT = toPh.pts["telephone-event/8000"]
+			reply = e.ng("answer", c.flags, map[string]any{"call-id": t.Name(), "from-tag": "browser",
+				"to-tag": "phone", "sdp": ph.sdp()})
+			toBr := checkBrowserSDP(t, reply, c.setup)
+			e.toPage("answer", []byte(reply["sdp"].(string)))
+			ph.send()
+			e.verifyCall(b, ph, toPh, toBr, c.browserRole)
+			t.Logf("call verified in %v", time.Since(start).Round(time.Millisecond))
+		})
+	}
 }
 
 // The phone calls the browser: its offer goes to the browser as DTLS-SRTP
@@ -72,17 +87,17 @@ func TestPhoneCallsBrowser(t *testing.T) {
 	toPh := checkPhoneSDP(t, reply)
 	ph.relay = netip.AddrPortFrom(netip.MustParseAddr(toPh.addr), uint16(toPh.port))
 	ph.send()
-	e.verifyCall(b, ph, toPh, toBr)
+	e.verifyCall(b, ph, toPh, toBr, "client")
 	t.Logf("call verified in %v", time.Since(start).Round(time.Millisecond))
 }
 
 // verifyCall checks a connected call from both ends: the browser's DTLS
 // transport and ICE pair, each side's tone, the browser's DTMF at the phone,
 // then hangs up.
-func (e *env) verifyCall(b *chromium, ph *phone, toPh, toBr sdpMedia) {
+func (e *env) verifyCall(b *chromium, ph *phone, toPh, toBr sdpMedia, browserRole string) {
 	t := e.t
 	t.Helper()
-	checkTransport(t, "when connected", e.fromPage(b, "connected"), toBr)
+	checkTransport(t, "when connected", e.fromPage(b, "connected"), toBr, browserRole)
 
 	// The phone: a second of the browser's tone, after its first half
 	// second, all of it from the relay's port for the phone.
@@ -118,7 +133,7 @@ func (e *env) verifyCall(b *chromium, ph *phone, toPh, toBr sdpMedia) {
 	}
 	checkDTMF(t, ph, []uint8{1, 11, 9}, 100*time.Millisecond)
 	final := e.fromPage(b, "stats")
-	browserEP := checkTransport(t, "after DTMF", final, toBr)
+	browserEP := checkTransport(t, "after DTMF", final, toBr, browserRole)
 	checkFinalStats(t, final)
 
 	// relayd's own view: it sends to the pair the browser uses now (Chromium
@@ -339,10 +354,10 @@ func ofType(stats map[string]stat, typ string) []stat {
 }
 
 // checkTransport checks the browser's own view of its transport: DTLS
-// connected with the browser as DTLS client (relayd the server), the
-// selected pair succeeded, nominated and leading to relayd's candidate. It
-// returns the browser's end of that pair.
-func checkTransport(t *testing.T, when string, body []byte, toBr sdpMedia) netip.AddrPort {
+// connected in the role wanted (client: relayd is the server), the selected
+// pair succeeded, nominated and leading to relayd's candidate. It returns
+// the browser's end of that pair.
+func checkTransport(t *testing.T, when string, body []byte, toBr sdpMedia, role string) netip.AddrPort {
 	t.Helper()
 	stats := parseStats(t, body)
 	tr := ofType(stats, "transport")
@@ -356,8 +371,8 @@ func checkTransport(t *testing.T, when string, body []byte, toBr sdpMedia) netip
 	if tp.str("dtlsState") != "connected" {
 		t.Errorf("browser's DTLS state %s is %q, want connected", when, tp.str("dtlsState"))
 	}
-	if tp.str("dtlsRole") != "client" {
-		t.Errorf("browser's DTLS role is %q, want client (relayd the DTLS server, DTLS=passive)", tp.str("dtlsRole"))
+	if tp.str("dtlsRole") != role {
+		t.Errorf("browser's DTLS role is %q, want %s", tp.str("dtlsRole"), role)
 	}
 	if tp.str("srtpCipher") == "" {
 		t.Errorf("browser's transport has no SRTP cipher")
