@@ -110,10 +110,14 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, dir: testenv.ArtifactDir(t, "BROWSER_ARTIFACTS"), chromium: chromium}
 	e.ns = fmt.Sprintf("relayd-browser-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	testenv.Run(t, "ip", "netns", "add", e.ns)
-	// First registered, so it runs after every process and socket is gone.
+	// First registered, so it runs after every process and socket is gone;
+	// it checks that the namespace really went.
 	t.Cleanup(func() {
 		if out, err := testenv.Command("ip", "netns", "delete", e.ns).CombinedOutput(); err != nil {
 			t.Errorf("delete netns %s: %v\n%s", e.ns, err, out)
+		}
+		if _, err := os.Stat(testenv.NSPath(e.ns)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("netns %s is still there after ip netns delete (%v)", e.ns, err)
 		}
 	})
 	for _, s := range [][]string{
