@@ -27,6 +27,11 @@ type Options struct {
 	AddressFamily string
 	// ICE is "remove", "force", "default", "force-relay", "optional" or "".
 	ICE string
+	// ICETrickle is set by "trickle" in the ICE list, or the trickle-ICE or
+	// WebRTC flags: the party trickles candidates. The relay, ICE-lite with
+	// every candidate known at once, says a=ice-options:trickle and
+	// a=end-of-candidates to it.
+	ICETrickle bool
 	// DTLS is "off", "passive", "active" or "".
 	DTLS string
 	// SDES holds the SDES options ("off", "no-SUITE", "only-SUITE", ...).
