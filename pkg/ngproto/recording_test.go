@@ -5,6 +5,7 @@ package ngproto
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/session"
@@ -68,9 +69,16 @@ func TestControlRecording(t *testing.T) {
 			t.Errorf("after %s: recording %v, want state %q", cmd, rd, step.state)
 		}
 	}
-	st := r.do(dict{{"command", "statistics"}})["statistics"].(map[string]any)
-	rs, _ := st["recordingstatistics"].(map[string]any)
-	if rs["started"] != int64(2) || rs["finished"] == nil || rs["active"] != int64(1) {
+	// The writer finishes the stopped recording within a tick.
+	var rs map[string]any
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := r.do(dict{{"command", "statistics"}})["statistics"].(map[string]any)
+		rs, _ = st["recordingstatistics"].(map[string]any)
+		if rs["finished"] == int64(1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if rs["started"] != int64(2) || rs["finished"] != int64(1) || rs["active"] != int64(1) {
 		t.Errorf("recordingstatistics: %v", rs)
 	}
 	if rep := r.do(without(recordingCommand("stop recording"), "call-id")); rep["result"] != "error" {

@@ -438,6 +438,17 @@ func (r *Recorder) finish(rec *Recording) {
 		Stopped: rec.stopped, Pauses: append([]Pause(nil), rec.pauses...), EndedBy: rec.endedBy,
 		RecordingStats: rec.Stats()}
 	rec.mu.Unlock()
+	// Counted as finished before its metadata file appears: whoever sees
+	// the file sees the counts.
+	r.mu.Lock()
+	for i, x := range r.active {
+		if x == rec {
+			r.active = append(r.active[:i], r.active[i+1:]...)
+			break
+		}
+	}
+	r.mu.Unlock()
+	r.finished.Add(1)
 	if discard {
 		if err := os.Remove(rec.Path()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.log.Error("cannot discard the recording", "call-id", rec.callID, "file", rec.Path(), "error", err)
@@ -450,15 +461,6 @@ func (r *Recorder) finish(rec *Recording) {
 		r.log.Info("recording finished", "call-id", rec.callID, "file", rec.Path(), "metadata", rec.MetaPath(),
 			"packets", doc.Packets, "dropped", doc.Dropped, "failed", doc.Failed, "ended-by", doc.EndedBy)
 	}
-	r.mu.Lock()
-	for i, x := range r.active {
-		if x == rec {
-			r.active = append(r.active[:i], r.active[i+1:]...)
-			break
-		}
-	}
-	r.mu.Unlock()
-	r.finished.Add(1)
 	close(rec.done)
 }
 

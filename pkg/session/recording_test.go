@@ -481,14 +481,21 @@ func TestRecordingDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for rec.Stats().Finished != 1 {
+	for {
+		_, err := os.Stat(file)
+		if rec.Stats().Finished == 1 && err != nil {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("recording never finished")
+			t.Fatalf("discarded recording: finished %d, pcap file still there: %v", rec.Stats().Finished, err == nil)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, err := os.Stat(file); err == nil {
-		t.Error("a discarded recording left its pcap file")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(file)), "metadata")); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(file)), "metadata", "*")); len(m) != 0 {
+		t.Errorf("a discarded recording left metadata %v", m)
 	}
 }
 
