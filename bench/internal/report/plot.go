@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -31,7 +32,28 @@ func Plots(dir string, s Summary, relays []string) ([]string, error) {
 	}
 	var files []string
 	for _, sp := range specs {
+		if len(s.Points) == 0 {
+			break // a run without plain fixed loads (the srtp mode alone)
+		}
 		if err := linePlot(filepath.Join(dir, sp.file), sp, s.Points, relays); err != nil {
+			return files, fmt.Errorf("plot %s: %w", sp.file, err)
+		}
+		files = append(files, sp.file)
+	}
+	if len(s.SRTP) > 0 {
+		// One line per relay and suite.
+		var ps []PointSummary
+		var names []string
+		for _, p := range s.SRTP {
+			p.Relay += " " + p.Suite
+			if !slices.Contains(names, p.Relay) {
+				names = append(names, p.Relay)
+			}
+			ps = append(ps, p)
+		}
+		sp := plotSpec{"srtp_cpu_per_packet.png", "Relay CPU per delivered packet, SRTP on the callers' leg", "CPU ns per packet",
+			func(p PointSummary) float64 { return p.NsPerPacket }}
+		if err := linePlot(filepath.Join(dir, sp.file), sp, ps, names); err != nil {
 			return files, fmt.Errorf("plot %s: %w", sp.file, err)
 		}
 		files = append(files, sp.file)
