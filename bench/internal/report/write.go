@@ -146,7 +146,7 @@ func ReplaceSRTP(doc, block string) string {
 	if i < 0 || j < i {
 		return ReplaceBlock(doc, block)
 	}
-	return doc[:j] + block + "\n" + doc[j:]
+	return doc[:j] + "\n" + block + "\n" + doc[j:]
 }
 
 // srtpOnly says whether the run measured the srtp mode and nothing else.
