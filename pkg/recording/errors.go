@@ -7,8 +7,6 @@ import "errors"
 var (
 	// ErrBadFormat is a recording-format other than raw or eth.
 	ErrBadFormat = errors.New("want raw or eth")
-	// ErrBadMethod is a recording-method other than pcap, proc or all.
-	ErrBadMethod = errors.New("want pcap (proc and all are accepted and write pcap files)")
 	// ErrNoDir is a Recorder without a directory.
 	ErrNoDir = errors.New("no recording directory")
 	// ErrClosed is a recording started on a closed Recorder.
