@@ -74,6 +74,8 @@ type Config struct {
 	PidFile     string
 	Foreground  bool
 	NumThreads  int // resolved: 0/absent -> runtime.NumCPU()
+	// CodecThreads are the transcoding workers (0: one per CPU).
+	CodecThreads int
 
 	EndpointLearning string // off|immediate|delayed|heuristic
 

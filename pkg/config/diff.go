@@ -42,6 +42,7 @@ var fieldOf = map[string]func(*Config) any{
 	"pidfile":           func(c *Config) any { return c.PidFile },
 	"foreground":        func(c *Config) any { return c.Foreground },
 	"num-threads":       func(c *Config) any { return c.NumThreads },
+	"codec-num-threads": func(c *Config) any { return c.CodecThreads },
 	"endpoint-learning": func(c *Config) any { return c.EndpointLearning },
 	"xdp":               func(c *Config) any { return c.XDP },
 	"dtls-signature":    func(c *Config) any { return c.DTLSSignature },

@@ -104,6 +104,8 @@ func keyDefs() []keyDef {
 			}},
 		{name: "num-threads", argName: "INT", help: "worker threads, 0 = one per CPU (default 0)",
 			set: intKey(func(c *Config) *int { return &c.NumThreads }, 0, maxThreads)},
+		{name: "codec-num-threads", argName: "INT", help: "transcoding worker threads, 0 = one per CPU (default 0)",
+			set: intKey(func(c *Config) *int { return &c.CodecThreads }, 0, maxThreads)},
 		{name: "endpoint-learning", argName: "MODE",
 			help: "off, immediate, delayed or heuristic (default heuristic)",
 			set: func(c *Config, v string) error {

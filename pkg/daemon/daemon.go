@@ -17,6 +17,7 @@ import (
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/transcode"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -83,8 +84,14 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	// What stops the media plane: at a hand-over the kernel keeps
 	// forwarding, otherwise every stream leaves the kernel. The fast path
 	// goes last, after every stream has left it.
+	// Transcoding on workers of its own; closed before the media plane so
+	// that no bridge delivers into a closed engine.
+	codecReg := transcode.NewRegistry()
+	transcoders := transcode.NewPool(transcode.PoolConfig{Workers: cfg.CodecThreads, Registry: codecReg, Logger: log})
+	logCodecs(log, codecReg)
 	handingOver := false
 	defer func() {
+		transcoders.Close()
 		if handingOver {
 			engine.HandOver()
 			if fp != nil {
@@ -126,7 +133,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
 		Recorder: recorder,
-		OnChange: onChange,
+		OnChange: onChange, Codecs: session.TranscodeCapability(codecReg), Transcoders: transcoders,
 	})
 	if err != nil {
 		if keep != nil {
@@ -222,6 +229,19 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 		return nil, nil
 	}
 	return fp, nil
+}
+
+// logCodecs says once what this build can transcode, and why not the rest.
+func logCodecs(log *slog.Logger, reg *transcode.Registry) {
+	var have []string
+	for _, c := range reg.Codecs() {
+		if err := c.Available(); err != nil {
+			log.Warn("codec unavailable for transcoding", "codec", c.Name, "reason", err)
+			continue
+		}
+		have = append(have, c.Name)
+	}
+	log.Info("transcoding", "codecs", have)
 }
 
 // fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.

@@ -253,11 +253,13 @@ func callReply(ci *session.CallInfo) Reply {
 				}
 			}
 			medias[mi].Value = a.dict(
+				F("codec", optStr(md.Codec)),
 				F("flags", a.strings(md.Flags)),
 				F("index", Int(int64(md.Index))),
 				F("protocol", Str(md.Protocol)),
 				F("security", securityTree(&a, md.Security)),
 				F("streams", Value{kind: KindList, items: streams}),
+				F("transcoding", transcodeTree(&a, md.Transcoding)),
 				F("type", Str(md.Type)),
 			)
 		}
@@ -431,6 +433,27 @@ func securityTree(a *arena, s *session.SecurityInfo) Value {
 	)
 }
 
+// transcodeTree is what the transcoder does on a party's side; Null (left
+// out) when the media is not transcoded.
+func transcodeTree(a *arena, t *session.TranscodeInfo) Value {
+	if t == nil {
+		return Value{}
+	}
+	errs := make([]Field, 0, len(t.Errors))
+	for _, k := range slices.Sorted(maps.Keys(t.Errors)) {
+		errs = append(errs, F(k, Uint(t.Errors[k])))
+	}
+	return a.dict(
+		F("DTMF events", Uint(t.Events)),
+		F("concealed", Uint(t.Concealed)),
+		F("errors", a.dict(errs...)),
+		F("packets in", Uint(t.In)),
+		F("packets out", Uint(t.Out)),
+		F("receives", Str(t.Receives)),
+		F("sends", Str(t.Sends)),
+	)
+}
+
 func endpoint(a *arena, names *addrNames, ap netip.AddrPort) Value {
 	if !ap.IsValid() {
 		return Value{kind: KindDict}
@@ -517,7 +540,7 @@ func (c *Control) statistics() Value {
 			F("sessionsforeign", Int(0)),
 			F("sessionsown", Int(int64(s.SessionsOwn))),
 			F("sessionstotal", Int(int64(s.SessionsOwn))),
-			F("transcodedmedia", Int(0)),
+			F("transcodedmedia", Int(int64(s.TranscodedMedia))),
 		)),
 		F("interfaces", List(ifaces...)),
 		F("recordingstatistics", rec),

@@ -562,6 +562,8 @@ func (p *reqParser) flag(orig string) {
 		fl.All = true
 	case "trickle-ice":
 		p.req.ICETrickle = true
+	case "detect-dtmf":
+		fl.DetectDTMF = true
 	case "always-transcode":
 		p.req.Codec.AlwaysTranscode = true
 	case "single-codec":

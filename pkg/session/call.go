@@ -43,6 +43,7 @@ type Call struct {
 	answered   bool
 	tos        int
 	learning   learningFlags
+	detectDTMF bool // in-band digits become telephone-events on transcoded media
 	ended      bool
 	// due is when expiry looks at the call next, dueIdx its place in the
 	// manager's heap (-1: not there); both guarded by Manager.mu.
@@ -117,6 +118,11 @@ type media struct {
 	// side of it this party is.
 	transcoding      *codecs.Transcoding
 	transcodeOfferer bool
+	// bridge transcodes between this party and the other while
+	// transcoding is set and the relay has a transcoder.
+	bridge *bridged
+	// firstCodec is the first codec of the party's latest SDP, for query.
+	firstCodec string
 
 	// What relayd advertised to this party.
 	advertisedMux   bool
@@ -213,6 +219,7 @@ func (c *Call) releaseAll() {
 	for _, ml := range c.monos {
 		for _, md := range ml.medias {
 			md.sec.close()
+			closeBridge(md)
 			for _, ps := range md.sets {
 				c.releaseSet(ps)
 			}

@@ -53,6 +53,9 @@ type Config struct {
 	// Codecs says which codecs the relay can transcode; nil transcodes
 	// none (codec options that need it are answered with a warning).
 	Codecs codecs.Capability
+	// Transcoders builds the bridges of transcoded media (transcode.Pool);
+	// nil leaves negotiated transcoding undone, so Codecs must be nil too.
+	Transcoders Transcoders
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown

@@ -85,7 +85,10 @@ type Flags struct {
 	LoopProtect       bool
 	RecordCall        bool
 	GenerateMid       bool
-	Reset             bool
+	// DetectDTMF turns in-band digits into telephone-events on transcoded
+	// media (the incumbent's "detect DTMF").
+	DetectDTMF bool
+	Reset      bool
 	// Delete-only flags.
 	Fatal            bool
 	Fast             bool

@@ -40,6 +40,11 @@ type MediaInfo struct {
 	Streams  []StreamInfo
 	// Security is the party's SRTP/DTLS/ICE state; nil for plain RTP.
 	Security *SecurityInfo
+	// Codec is what the party speaks ("PCMU/8000"), "" when unknown;
+	// Transcoding what the relay's transcoder does on its side, nil when
+	// the media is not transcoded.
+	Codec       string
+	Transcoding *TranscodeInfo
 }
 
 // SecurityInfo is what query shows of a secure party: how it is keyed and
@@ -180,6 +185,10 @@ func (c *Call) info() *CallInfo {
 				mi.Flags = append(mi.Flags, "ICE")
 			}
 			mi.Security = md.securityInfo()
+			mi.Codec, mi.Transcoding = md.codecOf(), md.transcodeInfo()
+			if mi.Transcoding != nil {
+				mi.Flags = append(mi.Flags, "transcoding")
+			}
 			if sec := mi.Security; sec != nil {
 				switch sec.Keying {
 				case "DTLS":

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/sdp"
 )
@@ -281,6 +282,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		u.ice = dm.ICE || sessionICE
 		u.clockRates = clockRates(dm)
 		u.ptime = dm.PTime
+		u.firstCodec = firstCodecOf(codecs.FromMedia(dm))
 		u.sdpCodecs = codecsOf(dm)
 		u.demuxRequested = fm.demuxRequested
 		if isOffer {

@@ -17,6 +17,8 @@ type Statistics struct {
 	SessionsOwn    int
 	MediaUserspace int
 	MediaKernel    int
+	// TranscodedMedia counts the media streams being transcoded now.
+	TranscodedMedia int
 	// Rates over the last second of relayed media (received side).
 	PacketRate, ByteRate, ErrorRate uint64
 	Managed, Rejected               uint64
@@ -108,6 +110,7 @@ type liveTotals struct {
 	packets, bytes, errors     uint64
 	kernelPackets, kernelBytes uint64
 	streams, kernelStreams     int
+	transcoded                 int
 }
 
 func (s *Statistics) add(l liveTotals) {
@@ -116,6 +119,7 @@ func (s *Statistics) add(l liveTotals) {
 	s.RelayedErrors += l.errors
 	s.MediaUserspace += l.streams
 	s.MediaKernel += l.kernelStreams
+	s.TranscodedMedia += l.transcoded
 	s.RelayedPacketsKernel += l.kernelPackets
 	s.RelayedBytesKernel += l.kernelBytes
 }
