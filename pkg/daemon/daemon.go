@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 			fp.Close()
 		}
 	}()
-	o := &ops{log: log, level: level, sd: sdnotify.FromEnv()}
+	o := &ops{log: log, level: level, sd: sdnotify.FromEnv(), transcode: transcoders.Stats}
 	if o.notifier, err = newNotifier(cfg, log); err != nil {
 		return err
 	}

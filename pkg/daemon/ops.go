@@ -21,6 +21,7 @@ import (
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
 	"github.com/relayd/relayd/pkg/statestore"
+	"github.com/relayd/relayd/pkg/transcode"
 )
 
 // This file wires the operator's side: metrics, CLI, teardown notices,
@@ -59,6 +60,8 @@ type ops struct {
 	cli      *cli.Server
 	sd       *sdnotify.Notifier
 	store    func() statestore.Stats // nil without a state store
+	// transcode reports the transcoding workers.
+	transcode func() transcode.PoolStats
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -96,6 +99,7 @@ func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Co
 			src.Notices = o.notifier.Counters
 		}
 		src.Store = o.store
+		src.Transcode = o.transcode
 		o.registry = metrics.New(src)
 		h, err := metrics.Listen(cfg.ListenHTTP, o.registry, o.log)
 		if err != nil {

@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relayd/relayd/pkg/ngproto"
@@ -46,6 +48,9 @@ var (
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
+	descTcPackets   = desc("relayd_transcode_packets_total", "Packets through the transcoding workers, by kind: rtp_in, rtp_out, rtcp_in, rtcp_out", "kind")
+	descTcErrors    = desc("relayd_transcode_errors_total", "Packets the transcoding workers refused or lost, by reason (queue_full: a worker's queue was full)", "reason")
+	descTcBridges   = desc("relayd_transcode_bridges", "Transcoding bridges open now (one per transcoded media)")
 	descStoreOps    = desc("relayd_state_store_operations_total", "Call state store operations, by op: write, delete, failure", "op")
 	descStorePend   = desc("relayd_state_store_pending", "Calls whose state waits to be written to the store")
 	descStoreUp     = desc("relayd_state_store_up", "1 while the call state store takes writes, 0 while they fail (calls go on; a restart or takeover would lose their recent changes)")
@@ -61,7 +66,7 @@ var allDescs = []*prometheus.Desc{
 	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
-	descNotices, descStoreOps, descStorePend, descStoreUp,
+	descNotices, descStoreOps, descStorePend, descStoreUp, descTcPackets, descTcErrors, descTcBridges,
 }
 
 // collector reads the sources at scrape time.
@@ -158,6 +163,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for result, n := range c.src.Notices() {
 			counter(descNotices, float64(n), result)
 		}
+	}
+	if c.src.Transcode != nil {
+		st := c.src.Transcode()
+		counter(descTcPackets, float64(st.PacketsIn), "rtp_in")
+		counter(descTcPackets, float64(st.PacketsOut), "rtp_out")
+		counter(descTcPackets, float64(st.RTCPIn), "rtcp_in")
+		counter(descTcPackets, float64(st.RTCPOut), "rtcp_out")
+		for reason, n := range st.Errors.ByReason() {
+			counter(descTcErrors, float64(n), strings.ReplaceAll(reason, " ", "_"))
+		}
+		gauge(descTcBridges, float64(st.Bridges))
 	}
 	if c.src.Store != nil {
 		st := c.src.Store()

@@ -29,6 +29,7 @@ import (
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
 	"github.com/relayd/relayd/pkg/statestore"
+	"github.com/relayd/relayd/pkg/transcode"
 )
 
 // Sources are the read-only views the collector calls at scrape time; a nil
@@ -42,6 +43,8 @@ type Sources struct {
 	Kernel    func() map[string]uint64
 	// Notices counts teardown notices by result (sent, failed, dropped).
 	Notices func() map[string]uint64
+	// Transcode reports the transcoding workers.
+	Transcode func() transcode.PoolStats
 	// Store reports the call state store's writer (nil without a store).
 	Store   func() statestore.Stats
 	Version string
