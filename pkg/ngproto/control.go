@@ -85,6 +85,10 @@ func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
 	}
 	if err != nil {
 		c.log.Warn(req.Command+" failed", "call-id", req.CallID, "from-tag", req.FromTag, "error", err)
+		if errors.Is(err, session.ErrLoadLimit) && req.SupportsLoadLimit() {
+			// As the incumbent: the proxy fails over without counting an error.
+			return LoadLimit(reason(err))
+		}
 		return ErrorReply(reason(err))
 	}
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
