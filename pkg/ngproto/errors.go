@@ -5,6 +5,7 @@ package ngproto
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
@@ -85,4 +86,37 @@ func Reason(err error) string {
 	default:
 		return ReasonInternal
 	}
+}
+
+// errKind names the class of a request error for the log's rate limit: a
+// fixed set, unlike Reason, which quotes the client's key.
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidValue):
+		return "invalid value"
+	case errors.Is(err, ErrNoPayload):
+		return "no payload"
+	case errors.Is(err, ErrBadFormat):
+		return "bad format"
+	case errors.Is(err, ErrTooLarge):
+		return "too large"
+	case errors.Is(err, ErrTooDeep):
+		return "too deep"
+	case errors.Is(err, ErrBadJSON):
+		return "bad JSON"
+	case errors.Is(err, ErrBadBencode), errors.Is(err, ErrNotDict):
+		return "bad bencode"
+	case errors.Is(err, ErrNoCommand):
+		return "no command"
+	}
+	return "other"
+}
+
+// failKind is errKind for the session layer's errors: the reference's text
+// where there is one, else "internal" (never the error's own text).
+func failKind(err error) string {
+	if r := reason(err); !strings.HasPrefix(r, "Internal error") {
+		return r
+	}
+	return "internal"
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/relayd/relayd/pkg/lograte"
 )
 
 // Handler executes one decoded request and returns its reply. It is called
@@ -53,6 +55,9 @@ type ServerConfig struct {
 	// MaxInFlight bounds concurrently running handlers (DefaultMaxInFlight);
 	// when reached, the server stops reading until one finishes.
 	MaxInFlight int
+	// LogLimit shapes the rate limit of the lines that datagrams can
+	// trigger (malformed requests, refused sources, failed sends).
+	LogLimit lograte.Config
 }
 
 // Server answers ng requests over UDP.
@@ -66,6 +71,7 @@ type Server struct {
 	pktinfo bool // replies need an explicit source address
 	limits  Limits
 	cache   *Cache
+	lim     *lograte.Limiter
 	sem     chan struct{}
 	wg      sync.WaitGroup
 	serving atomic.Bool
@@ -119,6 +125,7 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 			MaxBytes:   cfg.CacheBytes,
 		}),
 		sem: make(chan struct{}, cfg.MaxInFlight),
+		lim: lograte.New(cfg.Logger, cfg.LogLimit),
 	}
 	if addr.Addr().IsUnspecified() {
 		if err := enablePktinfo(conn, s.v6); err != nil {
@@ -168,6 +175,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			time.Sleep(time.Millisecond)
 			continue
 		}
+
 		var local netip.Addr
 		if s.pktinfo {
 			local = pktinfoDst(oob[:oobn])
@@ -185,7 +193,8 @@ func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, 
 	cookie, body, err := SplitMessage(pkt)
 	if err != nil {
 		s.stats.dropped()
-		s.log.Debug("dropping ng datagram without cookie", "source", from, "size", len(pkt))
+		s.lim.Log(slog.LevelDebug, "dropping ng datagram without cookie", "no cookie", from.Addr(),
+			"port", from.Port(), "size", len(pkt))
 		return
 	}
 	reply, pend, outcome := s.cache.Begin(cookie, func(b []byte) {
@@ -196,12 +205,12 @@ func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, 
 	switch outcome {
 	case Hit:
 		s.stats.retransmit()
-		s.log.Debug("ng retransmission answered from cache", "cookie", cookie, "source", from)
+		s.lim.Log(slog.LevelDebug, "ng retransmission answered from cache", "hit", from.Addr(), "cookie", cookie, "port", from.Port())
 		s.send(reply, from, local)
 		return
 	case Waiting, Busy:
 		s.stats.retransmit()
-		s.log.Debug("ng retransmission of a running request", "cookie", cookie, "source", from, "outcome", outcome)
+		s.lim.Log(slog.LevelDebug, "ng retransmission of a running request", outcome.String(), from.Addr(), "cookie", cookie, "port", from.Port())
 		return
 	}
 	select {
@@ -225,8 +234,8 @@ func (s *Server) run(ctx context.Context, pend *Pending, cookie string, body []b
 			return
 		}
 		if r := recover(); r != nil {
-			s.log.Error("ng request processing panicked", "cookie", cookie, "source", from,
-				"panic", r, "stack", string(debug.Stack()))
+			s.lim.Log(slog.LevelError, "ng request processing panicked", "panic", from.Addr(),
+				"cookie", cookie, "port", from.Port(), "panic", r, "stack", string(debug.Stack()))
 		}
 		b, err := Encode(cookie, FormatBencode, ErrorReply(ReasonInternal))
 		if err != nil {
@@ -269,8 +278,8 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 		command, callID = req.Command, req.CallID
 	}
 	if err != nil {
-		s.log.Info("rejecting ng request", "reason", Reason(err), "error", err,
-			"command", command, "call-id", callID, "cookie", cookie, "source", from)
+		s.lim.Log(slog.LevelInfo, "rejecting ng request", errKind(err), from.Addr(), "reason", Reason(err),
+			"error", err, "command", command, "call-id", callID, "cookie", cookie, "port", from.Port())
 		rep = ErrorReply(Reason(err))
 		command = ""
 	} else {
@@ -278,8 +287,8 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 			s.log.Debug("ng request", "command", command, "call-id", callID, "cookie", cookie, "source", from)
 		}
 		if len(req.Ignored) > 0 {
-			s.log.Info("ignoring unknown ng keys, flags or values", "command", command,
-				"call-id", callID, "ignored", req.Ignored)
+			s.lim.Log(slog.LevelInfo, "ignoring unknown ng keys, flags or values", "ignored", from.Addr(),
+				"command", command, "call-id", callID, "ignored", req.Ignored)
 		}
 		rep = s.callHandler(ctx, req, from)
 	}
@@ -309,7 +318,7 @@ func decodeRequest(l Limits, body []byte) (*Request, Format, error) {
 func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrPort) (rep Reply) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("ng handler panicked", "command", req.Command, "call-id", req.CallID,
+			s.lim.Log(slog.LevelError, "ng handler panicked", "panic", from.Addr(), "command", req.Command, "call-id", req.CallID,
 				"panic", r, "stack", string(debug.Stack()))
 			rep = ErrorReply(ReasonInternal)
 		}
@@ -329,7 +338,8 @@ func (s *Server) send(b []byte, to netip.AddrPort, local netip.Addr) {
 	}
 	if _, _, err := s.conn.WriteMsgUDPAddrPort(b, oob, to); err != nil {
 		s.stats.sendError()
-		s.log.Warn("cannot send ng reply", "destination", to, "size", len(b), "error", err)
+		s.lim.Log(slog.LevelWarn, "cannot send ng reply", "send", to.Addr(), "port", to.Port(),
+			"size", len(b), "error", err)
 		return
 	}
 	s.stats.reply()
