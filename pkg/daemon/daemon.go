@@ -102,11 +102,16 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	if o.registry != nil {
 		handler = o.registry.InstrumentNG(ctrl)
 	}
-	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
+	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log, Allow: cfg.NGAllowFrom}, handler)
 	if err != nil {
 		o.close()
 		mgr.Close()
 		return fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err)
+	}
+	o.setNGAllow = srv.SetAllow
+	if len(cfg.NGAllowFrom) == 0 && !cfg.ListenNG.Addr().IsLoopback() {
+		log.Warn("listen-ng is not on a loopback address and ng-allow-from is empty: any host that reaches it can set up and end calls",
+			"listen-ng", cfg.ListenNG)
 	}
 	ctrl.AttachServer(srv)
 	for _, in := range cfg.Interfaces {

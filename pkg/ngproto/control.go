@@ -507,7 +507,8 @@ func controlStatistics(s ServerStats) Value {
 		}
 		out = append(out, F("total"+key(cmd), Uint(cs.Requests)))
 	}
-	out = append(out, F("totalerrorcount", Uint(s.Errors)), F("droppedcount", Uint(s.Dropped)))
+	out = append(out, F("totalerrorcount", Uint(s.Errors)), F("droppedcount", Uint(s.Dropped)),
+		F("refusedcount", Uint(s.Refused)))
 	addrs := slices.SortedFunc(maps.Keys(s.Proxies), func(a, b netip.Addr) int { return a.Compare(b) })
 	proxies := make([]Value, 0, len(addrs))
 	for _, addr := range addrs {

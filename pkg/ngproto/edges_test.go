@@ -5,6 +5,8 @@ package ngproto
 import (
 	"bytes"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,5 +125,70 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 	for _, f := range fs {
 		f()
+	}
+}
+
+// Requests from a source outside the allow-list are never answered, not
+// even from the reply cache, and are counted; allowed sources are served.
+func TestServerAllowList(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := startServer(t, ServerConfig{
+		Addr:   netip.MustParseAddrPort("[::]:0"),
+		Logger: log,
+		Allow:  []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32"), netip.MustParsePrefix("::ffff:127.0.0.64/122")},
+	}, newTestHandler())
+	port := s.LocalAddr().Port()
+	from := func(a string) *net.UDPConn {
+		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(a+":0")),
+			net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	proxy, proxy2, stranger := from("127.0.0.2"), from("127.0.0.100"), from("127.0.0.1")
+	if got := roundTrip(t, proxy, "a1 d7:command4:pinge"); got != "a1 d6:result4:ponge" {
+		t.Fatalf("allowed proxy: %q", got)
+	}
+	if got := roundTrip(t, proxy2, "a2 d7:command4:pinge"); got != "a2 d6:result4:ponge" {
+		t.Fatalf("proxy in an allowed IPv4-mapped prefix: %q", got)
+	}
+	// The cached cookie, a fresh one and garbage: nothing comes back.
+	for _, msg := range []string{"a1 d7:command4:pinge", "b1 d7:command4:pinge", "garbage", "b2 d7:command"} {
+		send(t, stranger, msg)
+	}
+	// The stranger's datagrams were read before this one.
+	if got := roundTrip(t, proxy, "a3 d7:command4:pinge"); got != "a3 d6:result4:ponge" {
+		t.Fatalf("allowed proxy after the stranger: %q", got)
+	}
+	_ = stranger.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := stranger.Read(make([]byte, 100)); err == nil {
+		t.Errorf("a source outside the allow-list got a %d-byte reply", n)
+	}
+	st := s.Stats()
+	if st.Refused != 4 || st.Requests != 3 || st.Retransmits != 0 || st.Dropped != 0 {
+		t.Errorf("stats: refused %d, requests %d, retransmits %d, dropped %d; want 4, 3, 0, 0",
+			st.Refused, st.Requests, st.Retransmits, st.Dropped)
+	}
+	if _, ok := st.Proxies[netip.MustParseAddr("127.0.0.1")]; ok {
+		t.Error("a refused source appears among the proxies")
+	}
+	if !strings.Contains(logs.String(), `msg="refusing ng datagram from a source not in ng-allow-from" size=`) ||
+		!strings.Contains(logs.String(), "source=127.0.0.1") {
+		t.Errorf("no log line for the refused source:\n%s", logs.String())
+	}
+
+	// SIGHUP: the list changes while serving.
+	s.SetAllow(nil)
+	if got := roundTrip(t, stranger, "c1 d7:command4:pinge"); got != "c1 d6:result4:ponge" {
+		t.Errorf("empty allow-list: %q", got)
+	}
+	s.SetAllow([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	send(t, proxy, "c2 d7:command4:pinge")
+	_ = proxy.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := proxy.Read(make([]byte, 100)); err == nil {
+		t.Error("a proxy dropped from the list is still answered")
 	}
 }

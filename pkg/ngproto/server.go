@@ -55,6 +55,11 @@ type ServerConfig struct {
 	// MaxInFlight bounds concurrently running handlers (DefaultMaxInFlight);
 	// when reached, the server stops reading until one finishes.
 	MaxInFlight int
+	// Allow, when not empty, lists the proxies (addresses or prefixes) that
+	// may send requests: datagrams from any other source are dropped and
+	// counted (ServerStats.Refused), never answered, not even from the
+	// reply cache. Empty allows every source.
+	Allow []netip.Prefix
 	// LogLimit shapes the rate limit of the lines that datagrams can
 	// trigger (malformed requests, refused sources, failed sends).
 	LogLimit lograte.Config
@@ -71,6 +76,7 @@ type Server struct {
 	pktinfo bool // replies need an explicit source address
 	limits  Limits
 	cache   *Cache
+	allow   atomic.Pointer[[]netip.Prefix]
 	lim     *lograte.Limiter
 	sem     chan struct{}
 	wg      sync.WaitGroup
@@ -127,6 +133,7 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		sem: make(chan struct{}, cfg.MaxInFlight),
 		lim: lograte.New(cfg.Logger, cfg.LogLimit),
 	}
+	s.SetAllow(cfg.Allow)
 	if addr.Addr().IsUnspecified() {
 		if err := enablePktinfo(conn, s.v6); err != nil {
 			conn.Close()
@@ -135,6 +142,43 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		s.pktinfo = true
 	}
 	return s, nil
+}
+
+// SetAllow replaces the list of sources allowed to send requests (empty:
+// every source); safe while serving (SIGHUP).
+func (s *Server) SetAllow(prefixes []netip.Prefix) {
+	list := make([]netip.Prefix, 0, len(prefixes))
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			continue
+		}
+		// The socket reports IPv4 sources on a dual-stack socket as
+		// IPv4-mapped; compare plain IPv4.
+		if a := p.Addr(); a.Is4In6() {
+			bits := p.Bits() - 96
+			if bits < 0 {
+				bits = 0
+			}
+			p = netip.PrefixFrom(a.Unmap(), bits)
+		}
+		list = append(list, p.Masked())
+	}
+	s.allow.Store(&list)
+}
+
+// allowed tells whether requests from a may be answered.
+func (s *Server) allowed(a netip.Addr) bool {
+	list := *s.allow.Load()
+	if len(list) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // LocalAddr returns the bound address (with the actual port when 0 was asked).
@@ -175,7 +219,12 @@ func (s *Server) Serve(ctx context.Context) error {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-
+		if !s.allowed(from.Addr()) {
+			s.stats.refused()
+			s.lim.Log(slog.LevelWarn, "refusing ng datagram from a source not in ng-allow-from", "not allowed",
+				from.Addr(), "size", n)
+			continue
+		}
 		var local netip.Addr
 		if s.pktinfo {
 			local = pktinfoDst(oob[:oobn])

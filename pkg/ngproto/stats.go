@@ -37,6 +37,9 @@ type ServerStats struct {
 	Retransmits uint64
 	// Dropped counts datagrams without a cookie (never answered).
 	Dropped uint64
+	// Refused counts datagrams from sources outside the allow-list (never
+	// answered).
+	Refused uint64
 	// Replies counts reply datagrams sent, retransmitted ones included.
 	Replies uint64
 	// Errors counts executed requests answered with result "error".
@@ -101,6 +104,12 @@ func (c *statsCollector) request(command string, from netip.Addr, isError bool, 
 func (c *statsCollector) dropped() {
 	c.mu.Lock()
 	c.s.Dropped++
+	c.mu.Unlock()
+}
+
+func (c *statsCollector) refused() {
+	c.mu.Lock()
+	c.s.Refused++
 	c.mu.Unlock()
 }
 
