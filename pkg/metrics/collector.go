@@ -44,6 +44,7 @@ var (
 	descRetransmits = desc("relayd_control_retransmits_total", "ng requests answered from the reply cache (proxy retransmissions)")
 	descDropped     = desc("relayd_control_dropped_total", "ng datagrams dropped without a reply (no cookie)")
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
+	descShed        = desc("relayd_control_shed_replies_total", "ng replies too large for one datagram, sent without their bulkiest optional parts (see the reply's warning)")
 	descRefused     = desc("relayd_control_refused_total", "ng datagrams from sources outside ng-allow-from, dropped without a reply")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
@@ -59,7 +60,7 @@ var allDescs = []*prometheus.Desc{
 	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
-	descRefused, descNotices,
+	descRefused, descShed, descNotices,
 }
 
 // collector reads the sources at scrape time.
@@ -169,6 +170,7 @@ func (c *collector) collectControl(s ngproto.ServerStats, counter func(*promethe
 	counter(descDropped, float64(s.Dropped))
 	counter(descSendErrors, float64(s.SendErrors))
 	counter(descRefused, float64(s.Refused))
+	counter(descShed, float64(s.Shed))
 	counter(descInvalid, float64(s.Commands[ngproto.StatsInvalid].Requests), "undecodable")
 	counter(descInvalid, float64(s.Commands[ngproto.StatsUnknown].Requests), "unknown_command")
 	for addr, cmds := range s.Proxies {

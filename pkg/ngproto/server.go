@@ -46,6 +46,10 @@ type ServerConfig struct {
 	MaxMessage int
 	// MaxDepth is the deepest accepted dictionary nesting (DefaultMaxDepth).
 	MaxDepth int
+	// MaxReply is the largest reply datagram (MaxReplyDatagram, also the
+	// most it may be): larger replies are sent without their bulkiest
+	// optional parts (see shedReply), with a warning.
+	MaxReply int
 	// CacheInterval is the reply cache generation length (DefaultCacheInterval).
 	CacheInterval time.Duration
 	// CacheEntries and CacheBytes bound the reply cache
@@ -103,6 +107,9 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxReply <= 0 || cfg.MaxReply > MaxReplyDatagram {
+		cfg.MaxReply = MaxReplyDatagram
 	}
 	addr := netip.AddrPortFrom(cfg.Addr.Addr().Unmap(), cfg.Addr.Port())
 	network := "udp6"
@@ -347,6 +354,14 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 	if err != nil {
 		s.log.Error("cannot encode ng reply", "command", command, "call-id", callID, "cookie", cookie, "error", err)
 		b = nil
+	}
+	if len(b) > s.cfg.MaxReply {
+		size := len(b)
+		var left []string
+		b, left = shedReply(cookie, format, rep, size, s.cfg.MaxReply)
+		s.stats.shed()
+		s.lim.Log(slog.LevelWarn, "ng reply too large for one datagram: sent without its bulkiest parts", "shed",
+			from.Addr(), "command", command, "call-id", callID, "size", size, "sent", len(b), "left_out", left)
 	}
 	s.stats.request(command, from.Addr().Unmap(), rep.IsError(), time.Since(start))
 	return b

@@ -46,6 +46,9 @@ type ServerStats struct {
 	Errors uint64
 	// SendErrors counts replies the socket refused.
 	SendErrors uint64
+	// Shed counts replies too large for one datagram, sent without their
+	// bulkiest optional parts.
+	Shed uint64
 	// HandleTime is the cumulative time spent decoding, handling and encoding.
 	HandleTime time.Duration
 	// Commands is keyed by canonical command name, StatsInvalid or StatsUnknown.
@@ -122,6 +125,12 @@ func (c *statsCollector) retransmit() {
 func (c *statsCollector) reply() {
 	c.mu.Lock()
 	c.s.Replies++
+	c.mu.Unlock()
+}
+
+func (c *statsCollector) shed() {
+	c.mu.Lock()
+	c.s.Shed++
 	c.mu.Unlock()
 }
 
