@@ -154,11 +154,11 @@ func reason(err error) string {
 	case errors.Is(err, session.ErrDialogue):
 		return ReasonDialogue
 	case errors.Is(err, session.ErrParseSDP):
-		return ReasonParseSDP
+		return ReasonParseSDP + limitDetail(err)
 	case errors.Is(err, session.ErrIncompleteSDP):
 		return ReasonIncompleteSDP
 	case errors.Is(err, session.ErrRewriteSDP):
-		return ReasonRewriteSDP
+		return ReasonRewriteSDP + limitDetail(err)
 	}
 	return "Internal error: " + err.Error()
 }

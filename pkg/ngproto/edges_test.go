@@ -348,3 +348,22 @@ func TestShedSteps(t *testing.T) {
 		t.Errorf("list: %d bytes, left %v: %s", len(b), left, b)
 	}
 }
+
+// SDP limits: 200 media (the incumbent's tested figure) are served; past a
+// limit the error says which; a long unknown key does not swell the
+// warning.
+func TestSDPLimitReplies(t *testing.T) {
+	r := newControlRig(t, func(c *session.Config) { c.PortMin, c.PortMax = 22000, 22999 })
+	if got := r.do(with(with(kamailioOffer1(), "sdp", manyMediaSDP(200, 6000)), "call-id", "two-hundred")); got["result"] != "ok" {
+		t.Errorf("offer with 200 media: %v", got)
+	}
+	got := r.do(with(with(kamailioOffer1(), "sdp", manyMediaSDP(1501, 6000)), "call-id", "too-many"))
+	if got["error-reason"] != "Failed to parse SDP: 1501 media sections exceed the limit of 1500" {
+		t.Errorf("offer with 1501 media: %v", got)
+	}
+	long := strings.Repeat("k", 5000)
+	got = r.do(with(with(kamailioOffer1(), "call-id", "long-key"), long, "x"))
+	if w, _ := got["warning"].(string); got["result"] != "ok" || len(w) > 200 || !strings.Contains(w, strings.Repeat("k", 64)+"...") {
+		t.Errorf("offer with a 5000-byte unknown key: result %v, %d-byte warning %q", got["result"], len(w), w)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/relayd/relayd/pkg/sdp"
 )
 
 var (
@@ -115,8 +117,20 @@ func errKind(err error) string {
 // failKind is errKind for the session layer's errors: the reference's text
 // where there is one, else "internal" (never the error's own text).
 func failKind(err error) string {
-	if r := reason(err); !strings.HasPrefix(r, "Internal error") {
-		return r
+	r := reason(err)
+	if strings.HasPrefix(r, "Internal error") {
+		return "internal"
 	}
-	return "internal"
+	r, _, _ = strings.Cut(r, ": ") // without a limit's figures
+	return r
+}
+
+// limitDetail is ": <the limit and by how much>" for an error caused by an
+// SDP limit, so the proxy's operator learns which limit; "" otherwise.
+func limitDetail(err error) string {
+	var le *sdp.LimitError
+	if errors.As(err, &le) {
+		return ": " + le.Error()
+	}
+	return ""
 }

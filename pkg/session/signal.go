@@ -67,10 +67,12 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 		c.mu.Lock()
 	}
 	out, err := c.offer(s, desc)
-	empty := len(c.monos) == 0 || !c.hasPorts()
 	c.reschedule()
 	c.mu.Unlock()
-	if err != nil && created && empty {
+	if err != nil && created {
+		// Nobody will use a call whose first offer failed, whatever of it
+		// was set up before the failure (ports, when the rewritten SDP
+		// turned out too large to send).
 		c.end(endRejected)
 	}
 	return out, err
@@ -101,17 +103,6 @@ func parseSDP(b []byte) (*sdp.Description, error) {
 		return nil, fmt.Errorf("%w: %w", ErrParseSDP, err)
 	}
 	return d, nil
-}
-
-func (c *Call) hasPorts() bool {
-	for _, ml := range c.monos {
-		for _, md := range ml.medias {
-			if len(md.sets) > 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (c *Call) offer(s Signal, desc *sdp.Description) (Outcome, error) {
