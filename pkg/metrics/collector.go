@@ -45,6 +45,8 @@ var (
 	descDropped     = desc("relayd_control_dropped_total", "ng datagrams dropped without a reply (no cookie)")
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
 	descShed        = desc("relayd_control_shed_replies_total", "ng replies too large for one datagram, sent without their bulkiest optional parts (see the reply's warning)")
+	descCacheBytes  = desc("relayd_control_cache_bytes", "Bytes the ng reply cache holds (replies, cookies and their bookkeeping)")
+	descCacheItems  = desc("relayd_control_cache_entries", "Cookies the ng reply cache holds")
 	descRefused     = desc("relayd_control_refused_total", "ng datagrams from sources outside ng-allow-from, dropped without a reply")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
@@ -60,7 +62,7 @@ var allDescs = []*prometheus.Desc{
 	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
-	descRefused, descShed, descNotices,
+	descRefused, descShed, descCacheBytes, descCacheItems, descNotices,
 }
 
 // collector reads the sources at scrape time.
@@ -151,7 +153,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMaxSessions, float64(c.src.Limits().MaxSessions))
 	}
 	if c.src.Control != nil {
-		c.collectControl(c.src.Control(), counter)
+		st := c.src.Control()
+		c.collectControl(st, counter)
+		gauge(descCacheBytes, float64(st.CacheBytes))
+		gauge(descCacheItems, float64(st.CacheEntries))
 	}
 	if c.src.Notices != nil {
 		for result, n := range c.src.Notices() {

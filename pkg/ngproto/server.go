@@ -208,6 +208,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("ng control server listening", "address", s.local)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweep(sweepCtx)
+	}()
+	defer func() { stopSweep(); <-sweepDone }()
 	buf := make([]byte, s.cfg.MaxMessage+1) // one spare byte detects oversized datagrams
 	oob := make([]byte, oobSize())
 	var readErrors int
@@ -242,6 +249,24 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// sweep lets the reply cache drop aged replies while no request comes.
+func (s *Server) sweep(ctx context.Context) {
+	every := s.cfg.CacheInterval
+	if every <= 0 {
+		every = DefaultCacheInterval
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.cache.Sweep()
+		}
+	}
 }
 
 func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, local netip.Addr) {
@@ -410,4 +435,8 @@ func (s *Server) send(b []byte, to netip.AddrPort, local netip.Addr) {
 }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() ServerStats { return s.stats.snapshot() }
+func (s *Server) Stats() ServerStats {
+	st := s.stats.snapshot()
+	st.CacheEntries, st.CacheBytes = s.cache.Size()
+	return st
+}

@@ -49,6 +49,8 @@ type ServerStats struct {
 	// Shed counts replies too large for one datagram, sent without their
 	// bulkiest optional parts.
 	Shed uint64
+	// CacheEntries and CacheBytes are what the reply cache holds now.
+	CacheEntries, CacheBytes int
 	// HandleTime is the cumulative time spent decoding, handling and encoding.
 	HandleTime time.Duration
 	// Commands is keyed by canonical command name, StatsInvalid or StatsUnknown.
