@@ -54,6 +54,7 @@ type Limiter struct {
 type key struct {
 	msg, kind string
 	source    netip.Addr
+	others    bool // the shared entry of sources beyond MaxKeys
 }
 
 type window struct {
@@ -90,7 +91,8 @@ func New(log *slog.Logger, cfg Config) *Limiter {
 // kind from source were written in the current interval; then the line is
 // dropped and counted, and one summary line follows when the interval ends.
 // kind must come from a small fixed set (an error class, not its text):
-// it is part of the key.
+// it is part of the key. An invalid source (a caller that does not know
+// it) is one more key, and no source is logged.
 func (l *Limiter) Log(level slog.Level, msg, kind string, source netip.Addr, args ...any) {
 	if !l.log.Enabled(context.Background(), level) {
 		return
@@ -112,7 +114,7 @@ func (l *Limiter) Log(level slog.Level, msg, kind string, source netip.Addr, arg
 			l.expireLocked(now, &summaries)
 		}
 		if len(l.keys) >= l.cfg.MaxKeys {
-			k.source = netip.Addr{}
+			k.source, k.others = netip.Addr{}, true
 			w = l.keys[k]
 		}
 		if w == nil {
@@ -136,7 +138,11 @@ func (l *Limiter) Log(level slog.Level, msg, kind string, source netip.Addr, arg
 		s.write(l.log)
 	}
 	if write {
-		l.log.Log(context.Background(), level, msg, append(args, "kind", kind, "source", k.source)...)
+		args = append(args, "kind", kind)
+		if source.IsValid() {
+			args = append(args, "source", k.source)
+		}
+		l.log.Log(context.Background(), level, msg, args...)
 	}
 }
 
@@ -201,11 +207,14 @@ func (l *Limiter) summaryLocked(k key, w *window) *summaryLine {
 }
 
 func (s *summaryLine) write(log *slog.Logger) {
-	var source any = s.k.source
-	if !s.k.source.IsValid() {
-		source = "(other sources)"
+	args := []any{"kind", s.k.kind}
+	switch {
+	case s.k.others:
+		args = append(args, "source", "(other sources)")
+	case s.k.source.IsValid():
+		args = append(args, "source", s.k.source)
 	}
 	log.Log(context.Background(), s.level,
 		fmt.Sprintf("%s: %d more dropped in the last %v", s.k.msg, s.dropped, s.period),
-		"kind", s.k.kind, "source", source, "dropped", s.dropped)
+		append(args, "dropped", s.dropped)...)
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -189,7 +190,8 @@ func link(a, b *monologue) {
 func (c *Call) ifaceName(dir []string, i int) string {
 	if i < len(dir) && dir[i] != "" {
 		if !c.m.knownInterface(dir[i]) {
-			c.m.log.Warn("unknown interface in direction, using the default", "call-id", c.id, "interface", dir[i])
+			c.m.lim.Log(slog.LevelWarn, "unknown interface in direction, using the default", "unknown interface",
+				netip.Addr{}, "call-id", c.id, "interface", dir[i])
 			return c.m.def
 		}
 		return dir[i]
@@ -378,7 +380,7 @@ func (c *Call) allocate(pending []pendingSet) error {
 				}
 			}
 			if errors.Is(err, ports.ErrNoPorts) || errors.Is(err, ports.ErrNoDescriptors) {
-				c.m.log.Warn("port allocation failed", "call-id", c.id, "error", err)
+				c.m.lim.Log(slog.LevelWarn, "port allocation failed", "no ports", netip.Addr{}, "call-id", c.id, "error", err)
 				return fmt.Errorf("%w: %w", ErrNoPorts, err)
 			}
 			return fmt.Errorf("allocate ports: %w", err)
