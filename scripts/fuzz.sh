@@ -27,6 +27,16 @@ FUZZLOCK=${FUZZLOCK-/tmp/relayd-heavy.lock}
 FUZZLOG=${FUZZLOG:-}
 FUZZMINIMIZE=${FUZZMINIMIZE:-5s}
 
+# duration prints a Go duration of s, m or h units (10m, 90s, 1h) in seconds.
+duration() {
+	case $1 in
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) echo 0 ;;
+	esac
+}
+
 lock() {
 	if [ -n "$FUZZLOCK" ]; then flock "$FUZZLOCK" "$@"; else "$@"; fi
 }
@@ -40,9 +50,16 @@ for pkg in $($GO list $FUZZPKGS); do
 		total=0 secs=0 slices=0 result=ok
 		while [ "$slices" -lt "$FUZZSLICES" ]; do
 			slices=$((slices + 1))
-			echo "== $pkg $f slice $slices/$FUZZSLICES ($FUZZTIME)" >&2
+			# Once the rate is known, a slice that would pass FUZZEXECS
+			# within FUZZTIME asks for just the executions left.
+			ft=$FUZZTIME
+			if [ "$FUZZEXECS" -gt 0 ] && [ "$secs" -gt 0 ]; then
+				left=$((FUZZEXECS - total))
+				if [ $((total / secs * $(duration "$FUZZTIME"))) -ge "$left" ]; then ft=${left}x; fi
+			fi
+			echo "== $pkg $f slice $slices/$FUZZSLICES ($ft)" >&2
 			start=$(date +%s)
-			lock $GO test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZE" \
+			lock $GO test -run '^$' -fuzz "^$f\$" -fuzztime "$ft" -fuzzminimizetime "$FUZZMINIMIZE" \
 				"$pkg" -args -test.fuzzcachedir="$dir/testdata/fuzz" >"$out" 2>&1
 			rc=$?
 			secs=$((secs + $(date +%s) - start))
