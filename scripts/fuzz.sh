@@ -10,7 +10,8 @@
 #
 #   FUZZTIME    length of one slice (default 20s; at most 10m on a shared machine)
 #   FUZZSLICES  most slices per target (default 1)
-#   FUZZEXECS   stop a target once it reached this many executions (default 0: no limit)
+#   FUZZEXECS   stop a target once it reached this many executions (default 0: no
+#               limit); the first slice is then a 60 s probe of the target's rate
 #   FUZZRUN     regular expression of the targets to run (default: all)
 #   FUZZPKGS    packages (default: ./...)
 #   FUZZLOCK    lock file every slice holds (default /tmp/relayd-heavy.lock; empty: none)
@@ -53,7 +54,9 @@ for pkg in $($GO list $FUZZPKGS); do
 			# Once the rate is known, a slice that would pass FUZZEXECS
 			# within FUZZTIME asks for just the executions left.
 			ft=$FUZZTIME
-			if [ "$FUZZEXECS" -gt 0 ] && [ "$secs" -gt 0 ]; then
+			if [ "$FUZZEXECS" -gt 0 ] && [ "$slices" -eq 1 ] && [ "$(duration "$FUZZTIME")" -gt 60 ]; then
+				ft=60s # a probe: fast targets then ask for just what is left
+			elif [ "$FUZZEXECS" -gt 0 ] && [ "$secs" -gt 0 ]; then
 				left=$((FUZZEXECS - total))
 				if [ $((total / secs * $(duration "$FUZZTIME"))) -ge "$left" ]; then ft=${left}x; fi
 			fi
