@@ -167,10 +167,15 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 			}
 		}
 	}
-	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
+	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log, Allow: cfg.NGAllowFrom}, handler)
 	if err != nil {
 		o.close()
 		return fail(fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err))
+	}
+	o.setNGAllow = srv.SetAllow
+	if len(cfg.NGAllowFrom) == 0 && !cfg.ListenNG.Addr().IsLoopback() {
+		log.Warn("listen-ng is not on a loopback address and ng-allow-from is empty: any host that reaches it can set up and end calls",
+			"listen-ng", cfg.ListenNG)
 	}
 	ctrl.AttachServer(srv)
 	if keep != nil {
@@ -192,6 +197,11 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	go func() {
 		defer wg.Done()
 		mgr.Run(mgrCtx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keepMemory(ctx, log)
 	}()
 	o.run(ctx, &wg, mgr, cfg, args)
 	// Sockets are bound and the media plane is up: calls can be taken.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -62,6 +63,8 @@ type ops struct {
 	store    func() statestore.Stats // nil without a state store
 	// transcode reports the transcoding workers.
 	transcode func() transcode.PoolStats
+	// setNGAllow applies a reloaded ng-allow-from to the running server.
+	setNGAllow func([]netip.Prefix)
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -243,6 +246,13 @@ func (o *ops) reload(mgr *session.Manager, running *config.Config, args []string
 			lim.DeleteDelay, running.DeleteDelay = next.DeleteDelay, next.DeleteDelay
 		case "max-sessions":
 			lim.MaxSessions, running.MaxSessions = next.MaxSessions, next.MaxSessions
+		case "ng-allow-from":
+			if o.setNGAllow == nil {
+				restart = append(restart, key)
+				continue
+			}
+			o.setNGAllow(next.NGAllowFrom)
+			running.NGAllowFrom = next.NGAllowFrom
 		default:
 			restart = append(restart, key)
 			continue

@@ -570,8 +570,9 @@ func TestOffloadWithdraw(t *testing.T) {
 		},
 		rbNow:  true,
 		rbDest: peer(3),
-		// Learning off: the SDP address is the source, A goes back.
-		raLater: true,
+		// Learning off: only the new SDP address is a source; A's packet
+		// from its old one is refused and A stays in userspace.
+		raLater: false,
 	}, {
 		name: "A on hold: B's rule withdrawn at once",
 		act:  func(r *offloadRig, c rigCall) { c.ra.Configure(StreamConfig{Sink: c.rb, Peer: hold}) },

@@ -46,6 +46,10 @@ var (
 	descRetransmits = desc("relayd_control_retransmits_total", "ng requests answered from the reply cache (proxy retransmissions)")
 	descDropped     = desc("relayd_control_dropped_total", "ng datagrams dropped without a reply (no cookie)")
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
+	descShed        = desc("relayd_control_shed_replies_total", "ng replies too large for one datagram, sent without their bulkiest optional parts (see the reply's warning)")
+	descCacheBytes  = desc("relayd_control_cache_bytes", "Bytes the ng reply cache holds (replies, cookies and their bookkeeping)")
+	descCacheItems  = desc("relayd_control_cache_entries", "Cookies the ng reply cache holds")
+	descRefused     = desc("relayd_control_refused_total", "ng datagrams from sources outside ng-allow-from, dropped without a reply")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
 	descTcPackets   = desc("relayd_transcode_packets_total", "Packets through the transcoding workers, by kind: rtp_in, rtp_out, rtcp_in, rtcp_out", "kind")
@@ -67,6 +71,7 @@ var allDescs = []*prometheus.Desc{
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
 	descNotices, descStoreOps, descStorePend, descStoreUp, descTcPackets, descTcErrors, descTcBridges,
+	descRefused, descShed, descCacheBytes, descCacheItems,
 }
 
 // collector reads the sources at scrape time.
@@ -157,7 +162,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMaxSessions, float64(c.src.Limits().MaxSessions))
 	}
 	if c.src.Control != nil {
-		c.collectControl(c.src.Control(), counter)
+		st := c.src.Control()
+		c.collectControl(st, counter)
+		gauge(descCacheBytes, float64(st.CacheBytes))
+		gauge(descCacheItems, float64(st.CacheEntries))
 	}
 	if c.src.Notices != nil {
 		for result, n := range c.src.Notices() {
@@ -198,6 +206,8 @@ func (c *collector) collectControl(s ngproto.ServerStats, counter func(*promethe
 	counter(descRetransmits, float64(s.Retransmits))
 	counter(descDropped, float64(s.Dropped))
 	counter(descSendErrors, float64(s.SendErrors))
+	counter(descRefused, float64(s.Refused))
+	counter(descShed, float64(s.Shed))
 	counter(descInvalid, float64(s.Commands[ngproto.StatsInvalid].Requests), "undecodable")
 	counter(descInvalid, float64(s.Commands[ngproto.StatsUnknown].Requests), "unknown_command")
 	for addr, cmds := range s.Proxies {

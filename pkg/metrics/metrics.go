@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relayd/relayd/pkg/ngproto"
@@ -70,7 +71,10 @@ func New(src Sources) *Registry {
 			Buckets: latencyBuckets,
 		}, []string{"command"}),
 	}
-	r.reg.MustRegister(&collector{src: src}, r.latency)
+	// The standard process and Go runtime families: resident memory, heap
+	// and stacks, open descriptors (what an operator watches RSS with).
+	r.reg.MustRegister(&collector{src: src}, r.latency,
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return r
 }
 

@@ -301,8 +301,16 @@ func TestIncumbentFamilies(t *testing.T) {
 		}
 	}
 	for name := range got {
-		if !strings.HasPrefix(name, "rtpengine_") && !strings.HasPrefix(name, "relayd_") {
+		// go_ and process_ are the Prometheus client's standard families
+		// (resident memory, heap, descriptors), named as every exporter's.
+		if !strings.HasPrefix(name, "rtpengine_") && !strings.HasPrefix(name, "relayd_") &&
+			!strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 			t.Errorf("%s: neither the incumbent's rtpengine_ nor relayd_", name)
+		}
+	}
+	for _, name := range []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s not exported", name)
 		}
 	}
 }
