@@ -370,6 +370,10 @@ func (d *Datapath) Unpin() error {
 // PinDir is the directory holding the pins ("" without pinning).
 func (d *Datapath) PinDir() string { return d.pinDir }
 
+// Pinned says whether the maps and the links are pinned: the program keeps
+// forwarding with its rules after this process closes the Datapath.
+func (d *Datapath) Pinned() bool { return d.pinDir != "" && d.pinLinks }
+
 // enter takes the shared life lock unless the Datapath is closed.
 func (d *Datapath) enter() error {
 	d.life.RLock()

@@ -27,6 +27,9 @@ func (*Datapath) Unpin() error { return errPlatform }
 // PinDir is empty.
 func (*Datapath) PinDir() string { return "" }
 
+// Pinned reports false: nothing is pinned on this platform.
+func (*Datapath) Pinned() bool { return false }
+
 // Attach fails with ErrUnavailable.
 func (*Datapath) Attach(int, Mode) error { return errPlatform }
 
