@@ -180,8 +180,8 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	}
 	err = srv.Serve(ctx)
 	if keep != nil {
-		keep.handOver(mgr, srv, identity)
 		handingOver = true
+		keep.handOver(mgr, srv, identity, func() { engine.HandOver() })
 	}
 	stopMgr()
 	wg.Wait()
