@@ -131,6 +131,10 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		// the old relayd never answered find the calls in place.
 		keep.restore(ctx, mgr, fp)
 	}
+	// The kernel rules the previous relayd left forwarded untouched while
+	// their calls came back; from here each is its stream's to rewrite or
+	// withdraw.
+	engine.EndAdoption()
 	fail := func(err error) error {
 		if keep != nil {
 			keep.close()
