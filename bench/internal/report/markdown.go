@@ -15,6 +15,7 @@ type Summary struct {
 	Controls []ControlSummary `json:"controls,omitempty"`
 	Scaling  []ScalingSummary `json:"scaling,omitempty"`
 	Targets  []Target         `json:"targets,omitempty"`
+	Restarts []RestartSummary `json:"restarts,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -32,6 +33,7 @@ func Summarize(r *Run) Summary {
 		Ramps:    SummarizeRamps(r.Ramps, r.Relays),
 		Controls: SummarizeControls(r.Controls, r.Relays),
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
+		Restarts: SummarizeRestarts(r.Restarts, r.Relays),
 	}
 	s.Targets = s.comparison(r).Targets()
 	return s
@@ -164,6 +166,8 @@ func Markdown(r *Run, s Summary, plots []string) string {
 			w("### Ratios (incumbent ÷ relayd; above 1 favours relayd)\n\n%s\n", t)
 		}
 	}
+
+	w("%s", restartSection(r, s))
 
 	for _, so := range r.Soaks {
 		w("### Soak: %s (rep %d)\n\n", so.Relay, so.Rep)

@@ -150,6 +150,10 @@ func UpdateBenchmarks(path string, r *Run, s Summary, files Files) error {
 	for _, p := range files.Plots {
 		plots = append(plots, rel(filepath.Join(filepath.Dir(files.Markdown), p)))
 	}
-	block := Markdown(r, s, plots) + fmt.Sprintf("Full results: `%s`, `%s`.\n", rel(files.Markdown), rel(files.JSON))
+	full := fmt.Sprintf("Full results: `%s`, `%s`.\n", rel(files.Markdown), rel(files.JSON))
+	if restartOnly(r) {
+		return os.WriteFile(path, []byte(replaceRestart(string(old), restartMarkdown(r, s, full))), 0o644)
+	}
+	block := Markdown(r, s, plots) + full
 	return os.WriteFile(path, []byte(ReplaceBlock(string(old), block)), 0o644)
 }
