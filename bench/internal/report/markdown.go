@@ -35,7 +35,9 @@ func Summarize(r *Run) Summary {
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
 		Restarts: SummarizeRestarts(r.Restarts, r.Relays),
 	}
-	s.Targets = s.comparison(r).Targets()
+	if !restartOnly(r) { // the restart mode has its own checks
+		s.Targets = s.comparison(r).Targets()
+	}
 	return s
 }
 
