@@ -484,3 +484,63 @@ func TestStalePinnedLink(t *testing.T) {
 		})
 	}
 }
+
+// RemovePins takes away what a previous relayd left pinned — its program
+// detaches, its maps go — unless a running relayd holds the directory; a
+// path without pins (or not on bpffs) is left alone.
+func TestRemovePins(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	if got, err := RemovePins(base, nil); err != nil || got != nil {
+		t.Errorf("RemovePins on a path that does not exist: %v, %v", got, err)
+	}
+	opts := Options{PinPath: base, PinLinks: true, MaxShared: 1024, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}}
+	ns := newNetNS(t)
+	const lo = 1
+	d1, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNetNS(t, ns, func() {
+		if err := d1.Attach(lo, ModeGeneric); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := d1.Close(); err != nil { // pinned: forwarding on
+		t.Fatal(err)
+	}
+	if xdpProgID(t, ns, lo) == 0 {
+		t.Fatal("no program attached after the pinned Close")
+	}
+
+	d2, err := Open(opts) // a running relayd holds the pins
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := RemovePins(base, nil); !errors.Is(err, ErrPinDirBusy) || len(got) != 0 {
+		t.Errorf("RemovePins while a relayd holds the pins: %v, %v; want ErrPinDirBusy and nothing removed", got, err)
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	got, err := RemovePins(base, slog.New(slog.NewTextHandler(&logs, nil)))
+	if dir := filepath.Join(base, PinVersion); err != nil || !slices.Equal(got, []string{dir}) {
+		t.Fatalf("RemovePins = %v, %v; want [%s]", got, err, dir)
+	}
+	if _, err := os.Stat(filepath.Join(base, PinVersion)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin directory still there: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second) // links are released from a work queue
+	for xdpProgID(t, ns, lo) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if id := xdpProgID(t, ns, lo); id != 0 {
+		t.Errorf("program %d still attached after RemovePins", id)
+	}
+	if !strings.Contains(logs.String(), "removed the fast path pins a previous relayd left") {
+		t.Errorf("no log line:\n%s", logs.String())
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
@@ -198,6 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 // userspace with one log line saying why; an explicit mode must work.
 func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.FastPath, error) {
 	if cfg.XDP == config.XDPOff {
+		removePins(cfg, log)
 		return nil, nil
 	}
 	addrs := make([]netip.Addr, 0, len(cfg.Interfaces))
@@ -210,9 +212,29 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)
 		}
 		log.Info("XDP fast path unavailable: all media in userspace", "reason", err)
+		if !errors.Is(err, bpf.ErrPinDirBusy) {
+			removePins(cfg, log)
+		}
 		return nil, nil
 	}
 	return fp, nil
+}
+
+// removePins takes away the fast path a previous relayd left pinned (it
+// handed its calls over) when this one runs without: nobody would ever
+// withdraw its rules, and the calls restored here would be forwarded by
+// two relays — one of which never learns of their deletion.
+func removePins(cfg *config.Config, log *slog.Logger) {
+	if cfg.XDPPinPath == "" {
+		return
+	}
+	if _, err := bpf.RemovePins(cfg.XDPPinPath, log); err != nil {
+		if errors.Is(err, bpf.ErrPinDirBusy) {
+			log.Info("fast path pins held by another running relayd: left alone", "reason", err)
+			return
+		}
+		log.Warn("could not remove the fast path pins a previous relayd left", "path", cfg.XDPPinPath, "error", err)
+	}
 }
 
 // fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.
