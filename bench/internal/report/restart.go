@@ -44,9 +44,24 @@ type Restart struct {
 	GapMaxMs        float64 `json:"gap_max_ms"`
 	// Kernel says the relay forwards in the kernel (its streams must lose
 	// nothing); otherwise the bound is on the gap.
-	Kernel   bool     `json:"kernel"`
-	Warnings []string `json:"warnings,omitempty"`
+	Kernel bool `json:"kernel"`
+	// GenLagMs is how far the generator fell behind its schedule in the
+	// window, and GenSkipped the packets it gave up on (not counted as
+	// sent). A generator that stalls (another program on its CPU) stops
+	// every stream at once and its stall reads as the relay's gap: such a
+	// window is measured again, up to Attempts in all.
+	GenLagMs   float64  `json:"generator_lag_ms"`
+	GenSkipped uint64   `json:"generator_skipped"`
+	Attempts   int      `json:"attempts"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
+
+// genStall is the generator lag past which a restart window is measured
+// again: far above a timer tick, well below the gaps being measured.
+const genStall = 50
+
+// Disturbed says whether the generator stalled in the window.
+func (x Restart) Disturbed() bool { return x.GenSkipped > 0 || x.GenLagMs >= genStall }
 
 // RestartSummary is one relay's restart windows over the repetitions:
 // medians, and the worst stream of any repetition.
@@ -70,6 +85,11 @@ type RestartSummary struct {
 	// over repetitions): how much longer than the relay's own absence a
 	// stream stayed silent.
 	GapOverRestart float64 `json:"gap_max_over_restart"`
+	// Retried are the windows measured again because the generator
+	// stalled in them; Disturbed the repetitions whose last window it
+	// still stalled in.
+	Retried   int `json:"windows_retried"`
+	Disturbed int `json:"reps_disturbed"`
 }
 
 // SummarizeRestarts groups the windows by relay, in the order of relays.
@@ -103,6 +123,10 @@ func SummarizeRestarts(rs []Restart, relays []string) []RestartSummary {
 			s.LostMax = max(s.LostMax, r.LostMax)
 			s.LossyMax = max(s.LossyMax, r.StreamsWithLoss)
 			s.Streams = min(s.Streams, r.Streams)
+			s.Retried += max(r.Attempts-1, 0)
+			if r.Disturbed() {
+				s.Disturbed++
+			}
 		}
 		s.RestartSec, s.StopSec = Median(restart), Median(stop)
 		s.LostMedian, s.StreamsWithLoss = Median(lostMed), Median(lossy)
@@ -135,6 +159,15 @@ func restartSection(r *Run, s Summary) string {
 	for _, name := range r.Relays {
 		if !slices.ContainsFunc(s.Restarts, func(x RestartSummary) bool { return x.Relay == name }) {
 			w("| %s | n/a: restart mode is relayd's | | | | | | |\n", name)
+		}
+	}
+	for _, x := range s.Restarts {
+		if x.Retried > 0 || x.Disturbed > 0 {
+			w("\n%s: %d window(s) measured again because the generator fell %d ms or more behind its schedule (another program on its CPU: every stream stops at once and the stall reads as the relay's gap)", x.Relay, x.Retried, genStall)
+			if x.Disturbed > 0 {
+				w("; in %d repetition(s) it still did in the last window, whose gap figures include the stall", x.Disturbed)
+			}
+			w(".\n")
 		}
 	}
 	w("\nThe relay runs with `--state-dir` and `--xdp-pin-path` on a bpffs the bench mounted in the host's mount namespace. In the middle of the window it gets SIGTERM (it writes every call and leaves the pinned XDP program and rules forwarding), the bench waits for it to exit and starts the same command again; restart s is SIGTERM → the new process answers an ng ping. A stream's gap is the longest time between two arrivals of its window packets (the window's start and end count as arrivals); packets lost are those sent in the window that never arrived, after a drain.\n\n")

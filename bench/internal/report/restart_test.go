@@ -45,6 +45,32 @@ func TestSummarizeRestarts(t *testing.T) {
 	}
 }
 
+// Windows in which the generator stalled are counted and said so.
+func TestRestartGeneratorStalls(t *testing.T) {
+	for _, tc := range []struct {
+		x    Restart
+		want bool
+	}{{Restart{GenLagMs: 8}, false}, {Restart{GenLagMs: 50}, true}, {Restart{GenLagMs: 3, GenSkipped: 1}, true}} {
+		if got := tc.x.Disturbed(); got != tc.want {
+			t.Errorf("%+v: Disturbed = %v, want %v", tc.x, got, tc.want)
+		}
+	}
+	r := restartRun()
+	r.Restarts[0].Attempts = 3                            // userspace rep 1: two windows retried...
+	r.Restarts[0].GenLagMs = 400                          // ...and the last still stalled
+	r.Restarts[3].Attempts, r.Restarts[3].GenLagMs = 2, 5 // xdp rep 2: one retried, then clean
+	s := Summarize(r)
+	if us, xdp := s.Restarts[0], s.Restarts[1]; us.Retried != 2 || us.Disturbed != 1 || xdp.Retried != 1 || xdp.Disturbed != 0 {
+		t.Errorf("retried/disturbed: userspace %d/%d, xdp %d/%d; want 2/1 and 1/0", us.Retried, us.Disturbed, xdp.Retried, xdp.Disturbed)
+	}
+	md := Markdown(r, s, nil)
+	for _, want := range []string{"relayd:userspace: 2 window(s) measured again", "in 1 repetition(s) it still did", "relayd:xdp: 1 window(s) measured again"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
 func TestRestartSection(t *testing.T) {
 	r := restartRun()
 	md := Markdown(r, Summarize(r), nil)

@@ -31,6 +31,10 @@ const ModeRestart = report.ModeRestart
 // measured in its steady state first.
 const restartBefore = time.Second
 
+// maxRestartAttempts bounds the windows of one repetition: a window in
+// which the generator stalled is measured again (with another restart).
+const maxRestartAttempts = 3
+
 // maxUserspaceGap is the restart mode's bound for a stream relayd forwards
 // in userspace: its socket is closed from the stop until the new relayd
 // binds it again.
@@ -107,7 +111,16 @@ func (e *env) runRestart(ctx context.Context, spec relay.Spec, rep int) (err err
 		return err
 	}
 	defer func() { err = errors.Join(err, s.finish(ctx)) }()
-	x, err := s.restartWindow(ctx)
+	var x report.Restart
+	for attempt := 1; ; attempt++ {
+		x, err = s.restartWindow(ctx)
+		x.Attempts = attempt
+		if err != nil || !x.Disturbed() || attempt == maxRestartAttempts {
+			break
+		}
+		e.warn("%s rep %d restart: the generator fell %.0f ms behind its schedule (%d packets skipped): the window is measured again",
+			spec.Name, rep, x.GenLagMs, x.GenSkipped)
+	}
 	e.run.Restarts = append(e.run.Restarts, x)
 	if x.Streams > 0 {
 		e.judgeRestart(x)
@@ -206,14 +219,15 @@ func (s *session) restartWindow(ctx context.Context) (report.Restart, error) {
 		x.GapMaxMs = max(x.GapMaxMs, ms)
 	}
 	x.LostMedian, x.GapMedianMs = report.Median(lost), report.Median(gaps)
-	if r.Skipped > 0 || r.SendErrors > 0 {
-		x.Warnings = append(x.Warnings, fmt.Sprintf("the generator skipped %d packets and had %d send errors (not counted as sent)", r.Skipped, r.SendErrors))
+	x.GenLagMs, x.GenSkipped = r.MaxLagMs, r.Skipped
+	if r.SendErrors > 0 {
+		x.Warnings = append(x.Warnings, fmt.Sprintf("the generator had %d send errors (not counted as sent)", r.SendErrors))
 	}
 	for _, w := range x.Warnings {
 		s.e.warn("%s rep %d restart: %s", s.spec.Name, s.rep, w)
 	}
-	s.e.progress.println(fmt.Sprintf("[%s rep %d] restart in %.0f ms (stop %.0f ms): %d of %d streams lost packets (max %d), gap median %.0f ms, max %.0f ms",
-		s.spec.Name, s.rep, 1e3*x.RestartSec, 1e3*x.StopSec, x.StreamsWithLoss, x.Streams, x.LostMax, x.GapMedianMs, x.GapMaxMs))
+	s.e.progress.println(fmt.Sprintf("[%s rep %d] restart in %.0f ms (stop %.0f ms): %d of %d streams lost packets (max %d), gap median %.0f ms, max %.0f ms; generator lag %.0f ms",
+		s.spec.Name, s.rep, 1e3*x.RestartSec, 1e3*x.StopSec, x.StreamsWithLoss, x.Streams, x.LostMax, x.GapMedianMs, x.GapMaxMs, x.GenLagMs))
 	if err := s.alive(); err != nil {
 		return x, err
 	}
