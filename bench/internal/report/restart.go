@@ -146,14 +146,14 @@ func restartSection(r *Run, s Summary) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("### Restart with calls up (medians over %d repetition(s); worst stream of any)\n\n", r.Setup.Reps)
-	w("| relay | calls | restart s (min–max) | lost packets per stream, median / max | streams with loss (of %s) | gap median / max ms | max gap ÷ restart | expected |\n", streamsOf(s.Restarts))
+	w("| relay | calls | restart ms (min–max) | lost packets per stream, median / max | streams with loss (of %s) | gap median / max ms | max gap ÷ restart | expected |\n", streamsOf(s.Restarts))
 	w("|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, x := range s.Restarts {
 		expect := "gap < 1 s"
 		if x.Kernel {
 			expect = "0 lost"
 		}
-		w("| %s | %d | %.2f (%.2f–%.2f) | %s / %d | %s (max %d) | %s / %s | %s | %s |\n", x.Relay, x.Calls, x.RestartSec, x.RestartMinSec, x.RestartMaxSec,
+		w("| %s | %d | %.0f (%.0f–%.0f) | %s / %d | %s (max %d) | %s / %s | %s | %s |\n", x.Relay, x.Calls, 1e3*x.RestartSec, 1e3*x.RestartMinSec, 1e3*x.RestartMaxSec,
 			f1(x.LostMedian), x.LostMax, f0(x.StreamsWithLoss), x.LossyMax, f0(x.GapMedianMs), f0(x.GapMaxMs), ratioX(x.GapOverRestart), expect)
 	}
 	for _, name := range r.Relays {
@@ -170,7 +170,7 @@ func restartSection(r *Run, s Summary) string {
 			w(".\n")
 		}
 	}
-	w("\nThe relay runs with `--state-dir` and `--xdp-pin-path` on a bpffs the bench mounted in the host's mount namespace. In the middle of the window it gets SIGTERM (it writes every call and leaves the pinned XDP program and rules forwarding), the bench waits for it to exit and starts the same command again; restart s is SIGTERM → the new process answers an ng ping. A stream's gap is the longest time between two arrivals of its window packets (the window's start and end count as arrivals); packets lost are those sent in the window that never arrived, after a drain.\n\n")
+	w("\nThe relay runs with `--state-dir` and `--xdp-pin-path` on a bpffs the bench mounted in the host's mount namespace. In the middle of the window it gets SIGTERM (it writes every call and leaves the pinned XDP program and rules forwarding), the bench waits for it to exit and starts the same command again; restart ms is SIGTERM → the new process answers an ng ping. A stream's gap is the longest time between two arrivals of its window packets (the window's start and end count as arrivals); packets lost are those sent in the window that never arrived, after a drain.\n\n")
 	return b.String()
 }
 
