@@ -44,6 +44,8 @@ type options struct {
 	installed                      string
 	scalingCalls                   int
 	srtpSuites, srtpCalls          string
+	restartCalls                   int
+	restartAfter                   time.Duration
 	relayArgs                      listFlag
 	relaydBin, rtpengineBin        string
 	pps                            float64
@@ -96,7 +98,7 @@ Flags:
 	fs.StringVar(&o.relaydBin, "relayd-bin", "", "relayd binary (default: build ./cmd/relayd)")
 	fs.StringVar(&o.rtpengineBin, "rtpengine-bin", "/usr/bin/rtpengine", "the incumbent's binary")
 	fs.StringVar(&o.topology, "topology", string(topo.TwoLegs), "veth2 (callers and callees in two namespaces), veth1 (one namespace, one relay interface) or loopback")
-	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP)")
+	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP), restart (relayd restarted with calls up)")
 	fs.StringVar(&o.calls, "calls", "100,200,300,400", "fixed loads: comma-separated call counts")
 	fs.Float64Var(&o.pps, "pps", 50, "packets per second per stream (2 streams per call)")
 	fs.IntVar(&o.payload, "payload", 160, "RTP payload bytes")
@@ -111,6 +113,8 @@ Flags:
 	fs.IntVar(&o.scalingCalls, "streams-calls", 200, "streams mode: calls carrying media meanwhile")
 	fs.StringVar(&o.srtpCalls, "srtp-calls", "", "srtp mode: comma-separated call counts (default: the --calls loads)")
 	fs.StringVar(&o.srtpSuites, "srtp-suites", "AES_CM_128_HMAC_SHA1_80", "srtp mode: comma-separated SDES crypto suites, each measured at every --calls load ("+strings.Join(sdes.Names(), ", ")+")")
+	fs.IntVar(&o.restartCalls, "restart-calls", 100, "restart mode: calls carrying media across the restart")
+	fs.DurationVar(&o.restartAfter, "restart-after", 3*time.Second, "restart mode: media measured after the new relayd answers")
 	fs.DurationVar(&o.ctrlDur, "control-duration", 3*time.Second, "length of each control-plane run")
 	fs.IntVar(&o.ctrlConc, "control-concurrency", 8, "requests in flight in the concurrent and paced control-plane runs")
 	fs.Float64Var(&o.ctrlRate, "control-rate", 1000, "setups per second of the paced control-plane run (0: none)")
@@ -146,6 +150,10 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 		}
 	}
 	def("relay", func() {
+		if set["mode"] && onlyMode(o.modes, "restart") {
+			o.relays = "relayd:userspace,relayd:xdp" // the mode is relayd's
+			return
+		}
 		o.relays = "relayd:userspace,relayd:xdp,ceiling"
 		if rtpengineExists {
 			o.relays += ",rtpengine"
@@ -164,6 +172,22 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 	def("control-rate", func() { o.ctrlRate = 500 })
 	def("addrs-per-side", func() { o.addrs = 50 })
 	def("deadline", func() { o.deadline = 100 * time.Second })
+	def("restart-after", func() { o.restartAfter = 2 * time.Second })
+}
+
+// onlyMode says whether the comma-separated modes are mode alone.
+func onlyMode(modes, mode string) bool {
+	seen := false
+	for _, m := range strings.Split(modes, ",") {
+		switch strings.TrimSpace(m) {
+		case "":
+		case mode:
+			seen = true
+		default:
+			return false
+		}
+	}
+	return seen
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -249,7 +273,7 @@ func smokeVerdict(r *report.Run) error {
 			problems = append(problems, fmt.Sprintf("%s soak: %d silent calls, %d setup errors", so.Relay, so.SilentCalls, so.SetupErrors))
 		}
 	}
-	if len(points) == 0 {
+	if len(points) == 0 && len(r.Restarts) == 0 {
 		problems = append(problems, "no media was measured")
 	}
 	for _, p := range points {
@@ -341,6 +365,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		RelayCPUs: relayCPUs, GenCPUs: genCPUs, SetupConc: o.setupConc, AddrsPerSide: o.addrs,
 		EndpointGRO: o.gro, Steering: steering, Tick: o.tick, SendBatch: o.sendBatch, RelayLogLevel: o.relayLogLevel,
 		InstalledStreams: installed, ScalingCalls: o.scalingCalls, SRTPSuites: suites, SRTPCalls: srtpLoads,
+		RestartCalls: o.restartCalls, RestartAfter: o.restartAfter,
 		Profile: o.profile, ProfileCalls: o.profileCalls, Quick: o.quick, Deadline: o.deadline,
 		OutDir: out, Progress: stderr, TTY: tty, Log: log,
 	}, nil

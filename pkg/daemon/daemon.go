@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
@@ -146,6 +147,10 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		// the old relayd never answered find the calls in place.
 		keep.restore(ctx, mgr, fp)
 	}
+	// The kernel rules the previous relayd left forwarded untouched while
+	// their calls came back; from here each is its stream's to rewrite or
+	// withdraw.
+	engine.EndAdoption()
 	fail := func(err error) error {
 		if keep != nil {
 			keep.close()
@@ -210,8 +215,8 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	}
 	err = srv.Serve(ctx)
 	if keep != nil {
-		keep.handOver(mgr, srv, identity)
 		handingOver = true
+		keep.handOver(mgr, srv, identity, func() { engine.HandOver() })
 	}
 	stopMgr()
 	wg.Wait()
@@ -224,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 // userspace with one log line saying why; an explicit mode must work.
 func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.FastPath, error) {
 	if cfg.XDP == config.XDPOff {
+		removePins(cfg, log)
 		return nil, nil
 	}
 	addrs := make([]netip.Addr, 0, len(cfg.Interfaces))
@@ -236,6 +242,9 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)
 		}
 		log.Info("XDP fast path unavailable: all media in userspace", "reason", err)
+		if !errors.Is(err, bpf.ErrPinDirBusy) {
+			removePins(cfg, log)
+		}
 		return nil, nil
 	}
 	return fp, nil
@@ -252,6 +261,23 @@ func logCodecs(log *slog.Logger, reg *transcode.Registry) {
 		have = append(have, c.Name)
 	}
 	log.Info("transcoding", "codecs", have)
+}
+
+// removePins takes away the fast path a previous relayd left pinned (it
+// handed its calls over) when this one runs without: nobody would ever
+// withdraw its rules, and the calls restored here would be forwarded by
+// two relays — one of which never learns of their deletion.
+func removePins(cfg *config.Config, log *slog.Logger) {
+	if cfg.XDPPinPath == "" {
+		return
+	}
+	if _, err := bpf.RemovePins(cfg.XDPPinPath, log); err != nil {
+		if errors.Is(err, bpf.ErrPinDirBusy) {
+			log.Info("fast path pins held by another running relayd: left alone", "reason", err)
+			return
+		}
+		log.Warn("could not remove the fast path pins a previous relayd left", "path", cfg.XDPPinPath, "error", err)
+	}
 }
 
 // fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.

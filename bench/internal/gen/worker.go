@@ -54,6 +54,7 @@ type stream struct {
 	tx    *srtp.Context
 	rx    *srtp.Context
 	forge uint64
+	win   streamWin
 }
 
 // sendBatch is one socket's pending sendmmsg.
@@ -90,8 +91,9 @@ type op struct {
 }
 
 type reportReq struct {
-	calls []int // call indices whose lifetime totals to return
-	reply chan workerReport
+	calls     []int // call indices whose lifetime totals to return
+	perStream bool  // list every stream's window figures
+	reply     chan workerReport
 }
 
 type workerReport struct {
@@ -105,6 +107,7 @@ type workerReport struct {
 	streamsInWindow, dead               int
 	maxLagNs                            int64
 	calls                               []CallTotals
+	streams                             []StreamStat
 }
 
 // sharedWindow is the measurement window every worker follows.
@@ -347,7 +350,11 @@ func (w *worker) housekeeping() {
 	}
 	select {
 	case req := <-w.reqs:
-		req.reply <- w.report(req.calls)
+		r := w.report(req.calls)
+		if req.perStream {
+			r.streams = w.streamStats()
+		}
+		req.reply <- r
 	default:
 	}
 }
@@ -359,6 +366,7 @@ func (w *worker) resetWindow() {
 	w.hist.Reset()
 	for i := range w.streams {
 		w.streams[i].winRecv = 0
+		w.streams[i].win = streamWin{}
 	}
 }
 
@@ -486,6 +494,9 @@ func (w *worker) flush(si int) {
 		if r > 0 {
 			for _, s := range b.slots[off : off+r] {
 				w.streams[s].lifeSent++
+				if inWin {
+					w.streams[s].win.sent++
+				}
 			}
 			ok += uint64(r)
 			off += r
@@ -635,6 +646,7 @@ func (w *worker) receive(b, ctrl []byte) {
 	}
 	w.recv++
 	st.winRecv++
+	st.win.arrived(ts, w.winStart)
 	if a == reordered {
 		w.reordered++
 	}

@@ -15,8 +15,9 @@ type Summary struct {
 	Controls []ControlSummary `json:"controls,omitempty"`
 	Scaling  []ScalingSummary `json:"scaling,omitempty"`
 	// SRTP are the srtp mode's loads, per suite, relay and load.
-	SRTP    []PointSummary `json:"srtp,omitempty"`
-	Targets []Target       `json:"targets,omitempty"`
+	SRTP     []PointSummary   `json:"srtp,omitempty"`
+	Targets  []Target         `json:"targets,omitempty"`
+	Restarts []RestartSummary `json:"restarts,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -35,8 +36,11 @@ func Summarize(r *Run) Summary {
 		Controls: SummarizeControls(r.Controls, r.Relays),
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
 		SRTP:     SummarizeSRTP(r.Points, r.Relays),
+		Restarts: SummarizeRestarts(r.Restarts, r.Relays),
 	}
-	s.Targets = s.comparison(r).Targets()
+	if !restartOnly(r) { // the restart mode has its own checks
+		s.Targets = s.comparison(r).Targets()
+	}
 	return s
 }
 
@@ -181,6 +185,7 @@ func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 		}
 		w("%s", t)
 	}
+	w("%s", restartSection(r, s))
 
 	for _, so := range r.Soaks {
 		w("### Soak: %s (rep %d)\n\n", so.Relay, so.Rep)

@@ -25,12 +25,14 @@ func Write(dir string, r *Run) (Files, Summary, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return f, s, err
 	}
-	plots, perr := Plots(dir, s, r.Relays)
-	f.Plots = plots
-	if perr != nil {
-		r.Warnings = append(r.Warnings, perr.Error())
+	if !restartOnly(r) { // its figures are per relay, not against a load
+		plots, perr := Plots(dir, s, r.Relays)
+		f.Plots = plots
+		if perr != nil {
+			r.Warnings = append(r.Warnings, perr.Error())
+		}
 	}
-	md := "# relayd bench results\n\n" + Markdown(r, s, plots)
+	md := "# relayd bench results\n\n" + Markdown(r, s, f.Plots)
 	f.Markdown = filepath.Join(dir, "results.md")
 	if err := os.WriteFile(f.Markdown, []byte(md), 0o644); err != nil {
 		return f, s, err
@@ -199,6 +201,9 @@ func UpdateBenchmarks(path string, r *Run, s Summary, files Files) error {
 	if srtpOnly(r) {
 		block := "### SRTP on one leg (a run of the srtp mode alone)\n\n" + Markdown(r, s, plots) + full
 		return os.WriteFile(path, []byte(ReplaceSRTP(string(old), block)), 0o644)
+	}
+	if restartOnly(r) {
+		return os.WriteFile(path, []byte(replaceRestart(string(old), restartMarkdown(r, s, full))), 0o644)
 	}
 	block := markdown(r, s, plots, true) + full
 	if prev := srtpBlock(string(old)); prev != "" && len(s.SRTP) == 0 {

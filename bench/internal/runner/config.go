@@ -75,6 +75,11 @@ type Config struct {
 	// measured at every load of SRTPCalls (the fixed loads unless told).
 	SRTPSuites []string
 	SRTPCalls  []int
+	// RestartCalls are the calls up across the restart mode's restart,
+	// and RestartAfter how long the window stays open once the new
+	// relayd answers.
+	RestartCalls int
+	RestartAfter time.Duration
 
 	Profile      bool
 	ProfileCalls int
@@ -102,8 +107,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no relays", ErrConfig)
 	}
 	for _, m := range c.Modes {
-		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling, ModeSRTP}, m) {
-			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams, srtp)", ErrConfig, m)
+		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling, ModeSRTP, ModeRestart}, m) {
+			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams, srtp, restart)", ErrConfig, m)
 		}
 	}
 	if len(c.Modes) == 0 {
@@ -152,6 +157,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: installed streams %d", ErrConfig, n)
 		}
 	}
+	if c.has(ModeRestart) && (c.RestartCalls <= 0 || c.RestartAfter <= 0) {
+		return fmt.Errorf("%w: the restart mode needs --restart-calls and --restart-after", ErrConfig)
+	}
 	if c.has(ModeSoak) && (c.SoakDuration <= 0 || c.SoakCalls <= 0) {
 		return fmt.Errorf("%w: soak needs --soak-duration and --soak-calls", ErrConfig)
 	}
@@ -186,6 +194,9 @@ func (c *Config) maxCalls() int {
 	}
 	if c.has(ModeScaling) {
 		n = max(n, c.ScalingCalls)
+	}
+	if c.has(ModeRestart) {
+		n = max(n, c.RestartCalls)
 	}
 	if c.Profile {
 		n = max(n, c.ProfileCalls)
