@@ -3,10 +3,12 @@
 package session
 
 import (
-	mplane "github.com/relayd/relayd/pkg/media"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	mplane "github.com/relayd/relayd/pkg/media"
 
 	"github.com/relayd/relayd/pkg/ports"
 )
@@ -21,10 +23,13 @@ const (
 	endFinalTimeout
 	endForced
 	endRejected
+	// endDropped: a foreign call removed because its owner ended it (or
+	// this relay stopped); it is neither counted nor reported here.
+	endDropped
 )
 
 func (r endReason) String() string {
-	return [...]string{"deleted", "timeout", "silent-timeout", "offer-timeout", "final-timeout", "forced", "rejected"}[r]
+	return [...]string{"deleted", "timeout", "silent-timeout", "offer-timeout", "final-timeout", "forced", "rejected", "dropped"}[r]
 }
 
 // Call is one call-id: its monologues (one per tag) and their media.
@@ -49,6 +54,13 @@ type Call struct {
 	// group keeps the call's sockets on one media worker, so that a packet
 	// leaves by its sink's socket where it was received.
 	group mplane.Group
+
+	// foreign: another relay owns the call (foreign.go); written under
+	// c.mu, read anywhere. fstate is what it keeps until its takeover and
+	// reuse the sockets a replaced state may keep; both under c.mu.
+	foreign atomic.Bool
+	fstate  *foreignState
+	reuse   map[reuseKey]*portSet
 }
 
 func newCall(m *Manager, id string) *Call {
@@ -208,6 +220,14 @@ func (c *Call) end(reason endReason) {
 		return
 	}
 	c.ended = true
+	if c.foreign.Load() {
+		// Another relay owns the call: its end is not this one's to count,
+		// report or save.
+		c.releaseAll()
+		c.mu.Unlock()
+		c.m.forget(c, endDropped)
+		return
+	}
 	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
 	c.collectTotals()
 	c.releaseAll()

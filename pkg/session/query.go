@@ -234,6 +234,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 		c.mu.Unlock()
 		return nil, ErrDialogue
 	}
+	c.takeOver(bySignal)
 	var info *CallInfo
 	if !r.Options.Flags.Fast {
 		info = c.info()

@@ -66,6 +66,7 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 		}
 		c.mu.Lock()
 	}
+	c.takeOver(bySignal)
 	out, err := c.offer(s, desc)
 	empty := len(c.monos) == 0 || !c.hasPorts()
 	c.reschedule()
@@ -93,6 +94,7 @@ func (m *Manager) AnswerOutcome(s Signal) (Outcome, error) {
 		c.mu.Unlock()
 		return Outcome{}, ErrUnknownCall
 	}
+	c.takeOver(bySignal)
 	out, err := c.answer(s, desc)
 	c.reschedule()
 	c.mu.Unlock()
