@@ -61,11 +61,15 @@ type Call struct {
 	foreign atomic.Bool
 	fstate  *foreignState
 	reuse   map[reuseKey]*portSet
+	// ownSince is when the call became this relay's (created, restored or
+	// taken over); under c.mu.
+	ownSince time.Time
 }
 
 func newCall(m *Manager, id string) *Call {
 	now := m.now()
-	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS, dueIdx: -1}
+	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS, dueIdx: -1,
+		ownSince: time.Now()}
 	if m.cfg.Media != nil {
 		c.group = m.cfg.Media.NewGroup()
 	}

@@ -25,3 +25,7 @@ var (
 
 // ErrCallExists means Restore was given a call that is live already.
 var ErrCallExists = errors.New("call exists already")
+
+// ErrStaleState means Foreign was given a record of an own call saved
+// before this relay took the call over: it is kept own.
+var ErrStaleState = errors.New("state older than this relay's ownership of the call")

@@ -4,6 +4,7 @@ package session
 
 import (
 	"fmt"
+	"time"
 
 	mplane "github.com/relayd/relayd/pkg/media"
 )
@@ -82,6 +83,12 @@ func (m *Manager) Foreign(cs CallState) error {
 			continue // lost a race with its end: start over
 		}
 		wasOwn := !c.foreign.Load()
+		if wasOwn && !cs.Saved.After(c.ownSince) {
+			// Written before this relay took the call over (a write of
+			// the old owner still on its way): not a takeover by another.
+			c.mu.Unlock()
+			return fmt.Errorf("call %s saved %s by %q: %w", cs.CallID, cs.Saved.Format(time.RFC3339Nano), cs.Node, ErrStaleState)
+		}
 		if wasOwn {
 			c.demote()
 			m.log.Warn("call taken over by another relay: it is foreign here now", "call-id", c.id, "node", cs.Node)
@@ -196,6 +203,7 @@ func (c *Call) takeOver(why string) {
 		return
 	}
 	c.foreign.Store(false)
+	c.ownSince = time.Now()
 	if fs := c.fstate; fs != nil {
 		for _, ml := range c.monos {
 			for _, md := range ml.medias {

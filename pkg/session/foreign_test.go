@@ -49,7 +49,7 @@ func replicate(t *testing.T, from *Manager, id, node string) CallState {
 	if !ok {
 		t.Fatalf("no state of %s", id)
 	}
-	cs.Node = node
+	cs.Node, cs.Saved = node, time.Now()
 	raw, err := json.Marshal(cs)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +277,13 @@ func TestOwnCallsBecomeForeign(t *testing.T) {
 	}
 	if n := b.TakeOverAll(); n != 2 {
 		t.Fatalf("TakeOverAll = %d", n)
+	}
+	// A record of x b's old self wrote before a took it over (still on
+	// its way) leaves a's x alone.
+	stale := replicate(t, b, "x", "node-b")
+	stale.Saved = time.Now().Add(-time.Hour)
+	if err := a.Foreign(stale); !errors.Is(err, ErrStaleState) || a.IsForeign("x") {
+		t.Fatalf("stale record: %v, foreign %v", err, a.IsForeign("x"))
 	}
 	// b's record of x reaches a: a's x is foreign now.
 	if err := a.Foreign(replicate(t, b, "x", "node-b")); err != nil {

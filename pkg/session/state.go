@@ -37,9 +37,12 @@ type CallState struct {
 	} `json:"learning"`
 	Origin     netip.AddrPort `json:"origin,omitzero"`
 	Monologues []MonoState    `json:"monologues"`
-	// Node names the relay that saved the state (set by the store's
-	// writer): a standby tells its own records from another relay's by it.
-	Node string `json:"node,omitempty"`
+	// Node names the relay that saved the state and Saved when (both set
+	// by the store's writer): a standby tells its own records from another
+	// relay's by Node, and a record older than this relay's takeover of
+	// the call is stale by Saved.
+	Node  string    `json:"node,omitempty"`
+	Saved time.Time `json:"saved,omitzero"`
 }
 
 // stateVersion changes when a field's meaning changes: a relay refuses

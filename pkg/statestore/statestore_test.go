@@ -155,7 +155,9 @@ func TestWriterSavesAndRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := w.Stats()
-	if st.Writes < 6 || st.Deletes < 1 || st.Failures != 0 || !st.Healthy || st.Pending != 0 {
+	// Three calls written at least once each (an offer and its answer
+	// may coalesce into one write), two again by Flush.
+	if st.Writes < 5 || st.Deletes < 1 || st.Failures != 0 || !st.Healthy || st.Pending != 0 {
 		t.Errorf("stats = %+v", st)
 	}
 	// The old relay stops without ending its calls' records (it hands
@@ -225,8 +227,10 @@ func TestWriterRetriesAFailingStore(t *testing.T) {
 	defer m.Close()
 	w = NewWriter(WriterConfig{Backend: d, Source: m, Sweep: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	// The writer stops before the temporary directory goes.
+	defer func() { cancel(); <-done }()
 
 	// The store's directory replaced by a file: every write fails.
 	if err := os.RemoveAll(dir); err != nil {
