@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cilium/ebpf v0.22.0
+	github.com/gotranspile/g722 v0.0.0-20240123003956-384a1bb16a19
 	github.com/pion/dtls/v3 v3.1.15
 	github.com/pion/rtcp v1.2.20
 	github.com/pion/rtp v1.10.6
@@ -18,6 +19,7 @@ require (
 	golang.org/x/net v0.52.0
 	golang.org/x/sys v0.49.0
 	gonum.org/v1/plot v0.15.2
+	gopkg.in/hraban/opus.v2 v2.0.0-20230925203106-0188a62cb302
 )
 
 require (

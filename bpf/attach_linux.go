@@ -153,6 +153,10 @@ func (d *Datapath) Attached() []int {
 	return out
 }
 
+// Pinned tells whether the program's maps and links outlive this process
+// (Options.PinPath and PinLinks): only then can a next relayd adopt them.
+func (d *Datapath) Pinned() bool { return d.pinDir != "" && d.pinLinks }
+
 // PinnedLinks lists the interfaces with a pinned relayd link (attached by
 // this process or an earlier one), ascending: after a restart, those not
 // attached again are candidates for Detach.

@@ -36,6 +36,9 @@ func (*Datapath) Detach(int) error { return errPlatform }
 // Attached is empty.
 func (*Datapath) Attached() []int { return nil }
 
+// Pinned is false.
+func (*Datapath) Pinned() bool { return false }
+
 // PinnedLinks is empty.
 func (*Datapath) PinnedLinks() ([]int, error) { return nil, nil }
 

@@ -12,6 +12,9 @@ import (
 // DefaultConfigFile is read when --config-file is not given, and only if it exists.
 const DefaultConfigFile = "/etc/relayd/relayd.conf"
 
+// DefaultXDPPinPath is where the fast path pins by default (bpf.DefaultPinPath).
+const DefaultXDPPinPath = "/sys/fs/bpf/relayd"
+
 // DefaultConfigSection is the ini section read when --config-section is not
 // given; it is the incumbent's, so that an rtpengine.conf works unchanged.
 const DefaultConfigSection = "rtpengine"
@@ -67,9 +70,16 @@ type Config struct {
 
 	// XDP selects the kernel fast path: auto|native|generic|off.
 	XDP string
+	// XDPPinPath is the bpffs directory the fast path pins under ("" =
+	// nothing pinned: the kernel path ends with the process).
+	XDPPinPath string
 	// DTLSSignature is the hash of the a=fingerprint relayd writes
 	// ("sha-256" …).
 	DTLSSignature string
+
+	// StateDir keeps every call's state for the next relayd ("" = off):
+	// with it, stopping hands the calls over instead of ending them.
+	StateDir string
 
 	// ListenHTTP serves /metrics (Prometheus) and ListenCLI the operator's
 	// text protocol (rtpengine-ctl); the zero value is off.
@@ -105,6 +115,7 @@ func Default() *Config {
 		NumThreads:       runtime.NumCPU(),
 		EndpointLearning: LearningHeuristic,
 		XDP:              XDPAuto,
+		XDPPinPath:       DefaultXDPPinPath,
 		DTLSSignature:    "sha-256",
 	}
 }

@@ -64,6 +64,7 @@ func TestDefault(t *testing.T) {
 		EndpointLearning: "heuristic",
 		XDP:              "auto",
 		DTLSSignature:    "sha-256",
+		XDPPinPath:       "/sys/fs/bpf/relayd",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -675,6 +676,7 @@ func TestSeedFile(t *testing.T) {
 		EndpointLearning: "heuristic",
 		XDP:              "auto",
 		DTLSSignature:    "sha-256",
+		XDPPinPath:       "/sys/fs/bpf/relayd",
 		ConfigFile:       "testdata/rtpengine.conf",
 		ConfigSection:    "rtpengine",
 	}
@@ -867,6 +869,33 @@ func TestDTLSSignature(t *testing.T) {
 		}
 		if err != nil || c.DTLSSignature != tc.want {
 			t.Errorf("%q: %q, %v; want %q", tc.in, c.DTLSSignature, err, tc.want)
+		}
+	}
+}
+
+func TestXDPPinPath(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string
+		bad       bool
+	}{
+		{"", "/sys/fs/bpf/relayd", false},
+		{"--xdp-pin-path=/run/bpf/relayd-a", "/run/bpf/relayd-a", false},
+		{"--xdp-pin-path=none", "", false},
+		{"--xdp-pin-path=relative", "", true},
+	} {
+		args := []string{"--config-file=none"}
+		if tc.arg != "" {
+			args = append(args, tc.arg)
+		}
+		c, _, err := Load(args)
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), "xdp-pin-path") {
+				t.Errorf("%s: got %v, want an error naming the key", tc.arg, err)
+			}
+			continue
+		}
+		if err != nil || c.XDPPinPath != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.arg, c.XDPPinPath, err, tc.want)
 		}
 	}
 }

@@ -49,4 +49,6 @@ var fieldOf = map[string]func(*Config) any{
 	"listen-cli":        func(c *Config) any { return c.ListenCLI },
 	"b2b-url":           func(c *Config) any { return c.B2BURL },
 	"xmlrpc-format":     func(c *Config) any { return c.XMLRPCFormat },
+	"state-dir":         func(c *Config) any { return c.StateDir },
+	"xdp-pin-path":      func(c *Config) any { return c.XDPPinPath },
 }

@@ -145,6 +145,22 @@ func keyDefs() []keyDef {
 				}
 				return fmt.Errorf("want SHA-1, SHA-224, SHA-256, SHA-384 or SHA-512")
 			}},
+		{name: "xdp-pin-path", argName: "PATH",
+			help: "bpffs directory where the fast path's program, links and maps outlive relayd (a restart adopts them); none = not pinned (default /sys/fs/bpf/relayd)",
+			set: func(c *Config, v string) error {
+				switch {
+				case strings.EqualFold(v, "none"):
+					c.XDPPinPath = ""
+				case !strings.HasPrefix(v, "/"):
+					return fmt.Errorf("want an absolute path or none")
+				default:
+					c.XDPPinPath = v
+				}
+				return nil
+			}},
+		{name: "state-dir", argName: "PATH",
+			help: "directory where every call's state is kept so that a restarted or upgraded relayd continues its calls; empty = off (default off)",
+			set:  func(c *Config, v string) error { c.StateDir = v; return nil }},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
 			set: func(c *Config, v string) error {

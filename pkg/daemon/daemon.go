@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
@@ -61,18 +60,43 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	for i, in := range cfg.Interfaces {
 		ifaces[i] = session.Interface{Name: in.Name, Local: in.Addr, Advertised: in.Advertised}
 	}
-	fp, err := openFastPath(cfg, log)
+	keep, err := openKeeper(cfg, log)
 	if err != nil {
 		return err
 	}
-	if fp != nil {
-		defer fp.Close() // last: after every stream has left the kernel
+	// With a store the kernel rules of the previous run are adopted: the
+	// calls they carry come back from the store.
+	fp, err := openFastPath(cfg, log, keep != nil)
+	if err != nil {
+		if keep != nil {
+			keep.close()
+		}
+		return err
 	}
 	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log, FastPath: fastPathOrNil(fp)})
 	if err != nil {
+		if fp != nil {
+			fp.Close()
+		}
 		return fmt.Errorf("media plane: %w", err)
 	}
-	defer engine.Close() // after the manager has released every socket
+	// What stops the media plane: at a hand-over the kernel keeps
+	// forwarding, otherwise every stream leaves the kernel. The fast path
+	// goes last, after every stream has left it.
+	handingOver := false
+	defer func() {
+		if handingOver {
+			engine.HandOver()
+			if fp != nil {
+				fp.HandOver()
+			}
+			return
+		}
+		engine.Close() // after the manager has released every socket
+		if fp != nil {
+			fp.Close()
+		}
+	}()
 	o := &ops{log: log, level: level, sd: sdnotify.FromEnv()}
 	if o.notifier, err = newNotifier(cfg, log); err != nil {
 		return err
@@ -81,6 +105,12 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("DTLS certificate: %w", err)
 	}
+	var onChange func(string)
+	if keep != nil {
+		keep.adoptIdentity(identity)
+		onChange = keep.changed
+		o.store = keep.stats
+	}
 	go identity.Run(ctx, log.With("component", "webrtc"))
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
@@ -88,15 +118,30 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
+		OnChange: onChange,
 	})
 	if err != nil {
+		if keep != nil {
+			keep.close()
+		}
 		return fmt.Errorf("sessions: %w", err)
+	}
+	if keep != nil {
+		// Before ng is served: the proxy's retransmissions of requests
+		// the old relayd never answered find the calls in place.
+		keep.restore(ctx, mgr, fp)
+	}
+	fail := func(err error) error {
+		if keep != nil {
+			keep.close()
+		}
+		mgr.Close()
+		return err
 	}
 	ctrl := ngproto.NewControl(mgr, log)
 	var srv *ngproto.Server
 	if err := startOps(cfg, o, mgr, ctrl, func() ngproto.ServerStats { return srv.Stats() }, fp); err != nil {
-		mgr.Close()
-		return err
+		return fail(err)
 	}
 	var handler ngproto.Handler = ctrl
 	if o.registry != nil {
@@ -105,22 +150,28 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
 	if err != nil {
 		o.close()
-		mgr.Close()
-		return fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err)
+		return fail(fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err))
 	}
 	ctrl.AttachServer(srv)
+	if keep != nil {
+		keep.importReplies(srv)
+	}
 	for _, in := range cfg.Interfaces {
 		log.Info("interface", "name", in.Name, "address", in.Addr, "advertised", in.Advertised)
 	}
 	log.Info("relayd started", "version", Version, "listen-ng", srv.LocalAddr(),
 		"ports", fmt.Sprintf("%d-%d", cfg.PortMin, cfg.PortMax), "media", mediaMode(fp), "workers", cfg.NumThreads,
-		"listen-http", o.httpAddr(), "listen-cli", o.cliAddr(), "b2b-url", cfg.B2BURL)
+		"listen-http", o.httpAddr(), "listen-cli", o.cliAddr(), "b2b-url", cfg.B2BURL, "state-dir", cfg.StateDir)
 
+	// The manager stops on its own signal: at a hand-over it must learn
+	// so before its Run would end every call.
+	mgrCtx, stopMgr := context.WithCancel(context.Background())
+	defer stopMgr()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		mgr.Run(ctx)
+		mgr.Run(mgrCtx)
 	}()
 	o.run(ctx, &wg, mgr, cfg, args)
 	// Sockets are bound and the media plane is up: calls can be taken.
@@ -128,6 +179,11 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		log.Warn("could not tell systemd relayd is ready", "error", err)
 	}
 	err = srv.Serve(ctx)
+	if keep != nil {
+		keep.handOver(mgr, srv, identity)
+		handingOver = true
+	}
+	stopMgr()
 	wg.Wait()
 	log.Info("relayd stopped")
 	return err
@@ -136,7 +192,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 // openFastPath attaches the XDP program per the xdp key. With auto, anything
 // that stops it (not root, no BPF, no driver support) leaves relayd in
 // userspace with one log line saying why; an explicit mode must work.
-func openFastPath(cfg *config.Config, log *slog.Logger) (*fastpath.FastPath, error) {
+func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.FastPath, error) {
 	if cfg.XDP == config.XDPOff {
 		return nil, nil
 	}
@@ -144,7 +200,7 @@ func openFastPath(cfg *config.Config, log *slog.Logger) (*fastpath.FastPath, err
 	for _, in := range cfg.Interfaces {
 		addrs = append(addrs, in.Addr)
 	}
-	fp, err := fastpath.Open(fastpath.Config{Mode: cfg.XDP, Addrs: addrs, PinPath: bpf.DefaultPinPath, Logger: log})
+	fp, err := fastpath.Open(fastpath.Config{Mode: cfg.XDP, Addrs: addrs, PinPath: cfg.XDPPinPath, Adopt: adopt, Logger: log})
 	if err != nil {
 		if cfg.XDP != config.XDPAuto {
 			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)

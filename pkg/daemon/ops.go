@@ -20,6 +20,7 @@ import (
 	"github.com/relayd/relayd/pkg/notify"
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/statestore"
 )
 
 // This file wires the operator's side: metrics, CLI, teardown notices,
@@ -57,6 +58,7 @@ type ops struct {
 	http     *metrics.Server
 	cli      *cli.Server
 	sd       *sdnotify.Notifier
+	store    func() statestore.Stats // nil without a state store
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -93,6 +95,7 @@ func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Co
 		if o.notifier != nil {
 			src.Notices = o.notifier.Counters
 		}
+		src.Store = o.store
 		o.registry = metrics.New(src)
 		h, err := metrics.Listen(cfg.ListenHTTP, o.registry, o.log)
 		if err != nil {

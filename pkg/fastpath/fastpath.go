@@ -53,7 +53,12 @@ type Config struct {
 	Mode    string       // auto, native or generic
 	Addrs   []netip.Addr // media addresses (interface local addresses)
 	PinPath string       // bpffs base; "" pins nothing
-	Logger  *slog.Logger
+	// Adopt keeps the rules and counters a previous relayd left in the
+	// pinned maps (it handed its calls over): they keep forwarding until
+	// Prune drops those whose calls were not restored. Without Adopt they
+	// are removed at once.
+	Adopt  bool
+	Logger *slog.Logger
 }
 
 // FastPath implements media.FastPath with the XDP program.
@@ -106,9 +111,11 @@ func Open(cfg Config) (*FastPath, error) {
 	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, upsert: dp.UpsertRules, stop: make(chan struct{}),
 		rules:  map[netip.AddrPort]bpf.Rule{},
 		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}}
-	if err := f.clearStale(); err != nil {
-		dp.Close()
-		return nil, err
+	if !cfg.Adopt {
+		if err := f.clearStale(); err != nil {
+			dp.Close()
+			return nil, err
+		}
 	}
 	attached := map[int]bool{}
 	for _, addr := range cfg.Addrs {
@@ -228,6 +235,35 @@ func (f *FastPath) clearStale() error {
 	}
 	f.log.Info("removed rules left by a previous run", "streams", n)
 	return nil
+}
+
+// Prune removes the adopted stream entries (rules and counters) whose local
+// is not in keep: the streams of calls the new relayd did not restore.
+func (f *FastPath) Prune(keep map[netip.AddrPort]bool) (int, error) {
+	locals, err := f.dp.Streams()
+	if err != nil {
+		return 0, fmt.Errorf("list adopted streams: %w", err)
+	}
+	var drop []netip.AddrPort
+	for _, l := range locals {
+		if !keep[l] {
+			drop = append(drop, l)
+		}
+	}
+	if len(drop) == 0 {
+		return 0, nil
+	}
+	f.mu.Lock()
+	for _, l := range drop {
+		f.untrack(l)
+	}
+	f.mu.Unlock()
+	n, err := f.dp.ReleaseStreams(drop)
+	if err != nil {
+		return n, fmt.Errorf("remove streams of calls not restored: %w", err)
+	}
+	f.log.Info("removed adopted rules of calls not restored", "streams", n, "kept", len(locals)-n)
+	return n, nil
 }
 
 // Offload installs the kernel rule for r. Its next hop comes from the
@@ -492,6 +528,28 @@ func (f *FastPath) routeAll(dsts []netip.Addr) []routed {
 		rs = append(rs, routed{dst: dst, rt: rt, err: err})
 	}
 	return rs
+}
+
+// HandOver stops like Close but leaves the program attached and every
+// rule in the pinned maps: the kernel keeps forwarding while no relayd
+// runs, and the next one adopts it all (Config.Adopt). Without pins
+// (PinPath "") nothing survives the process and this is Close.
+func (f *FastPath) HandOver() error {
+	if !f.dp.Pinned() {
+		return f.Close()
+	}
+	f.stopOnce.Do(func() { close(f.stop) })
+	if f.done != nil {
+		<-f.done
+	}
+	f.log.Info("XDP fast path left forwarding for the next relayd", "rules", f.ruleCount())
+	return f.dp.Close()
+}
+
+func (f *FastPath) ruleCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.rules)
 }
 
 // Close detaches the program from every interface (a clean stop leaves no

@@ -66,9 +66,11 @@ type Engine struct {
 
 	table streamTable
 
-	mu      sync.Mutex
-	closed  atomic.Bool
-	workers []*worker
+	mu     sync.Mutex
+	closed atomic.Bool
+	// handOver keeps the kernel rules in place at Close (HandOver).
+	handOver atomic.Bool
+	workers  []*worker
 
 	off *offloader // nil without a fast path
 }
@@ -144,6 +146,15 @@ func (e *Engine) Close() error {
 	// Nobody reads any socket now: what is left is closed here.
 	e.table.each(func(s *Stream) { s.closeSocket() })
 	return nil
+}
+
+// HandOver closes the engine like Close but leaves every kernel rule
+// forwarding: the relayd that comes next adopts them, and the streams they
+// carry lose nothing in between. Streams in userspace stop until the next
+// relayd binds their ports again.
+func (e *Engine) HandOver() error {
+	e.handOver.Store(true)
+	return e.Close()
 }
 
 // Group places streams on one worker. Streams that forward to each other (the

@@ -250,9 +250,12 @@ func (o *offloader) close() {
 	close(o.stop)
 	<-o.done
 	o.flush() // what was queued before the loop stopped
+	keep := o.eng != nil && o.eng.handOver.Load()
 	for s := range o.streams {
-		o.withdraw(s)
-		o.fp.Release(s.local)
+		if !keep {
+			o.withdraw(s)
+			o.fp.Release(s.local)
+		}
 		s.off.removed = true
 		o.releaseStream(s)
 	}

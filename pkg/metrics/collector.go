@@ -46,6 +46,9 @@ var (
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
+	descStoreOps    = desc("relayd_state_store_operations_total", "Call state store operations, by op: write, delete, failure", "op")
+	descStorePend   = desc("relayd_state_store_pending", "Calls whose state waits to be written to the store")
+	descStoreUp     = desc("relayd_state_store_up", "1 while the call state store takes writes, 0 while they fail (calls go on; a restart or takeover would lose their recent changes)")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -58,7 +61,7 @@ var allDescs = []*prometheus.Desc{
 	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
-	descNotices,
+	descNotices, descStoreOps, descStorePend, descStoreUp,
 }
 
 // collector reads the sources at scrape time.
@@ -155,6 +158,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for result, n := range c.src.Notices() {
 			counter(descNotices, float64(n), result)
 		}
+	}
+	if c.src.Store != nil {
+		st := c.src.Store()
+		counter(descStoreOps, float64(st.Writes), "write")
+		counter(descStoreOps, float64(st.Deletes), "delete")
+		counter(descStoreOps, float64(st.Failures), "failure")
+		gauge(descStorePend, float64(st.Pending))
+		up := 0.0
+		if st.Healthy {
+			up = 1
+		}
+		gauge(descStoreUp, up)
 	}
 	if c.src.Kernel != nil {
 		for reason, n := range c.src.Kernel() {

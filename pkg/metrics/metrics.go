@@ -28,6 +28,7 @@ import (
 
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/statestore"
 )
 
 // Sources are the read-only views the collector calls at scrape time; a nil
@@ -41,6 +42,8 @@ type Sources struct {
 	Kernel    func() map[string]uint64
 	// Notices counts teardown notices by result (sent, failed, dropped).
 	Notices func() map[string]uint64
+	// Store reports the call state store's writer (nil without a store).
+	Store   func() statestore.Stats
 	Version string
 }
 

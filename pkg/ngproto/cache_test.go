@@ -270,3 +270,38 @@ func TestCacheDoWaiterContext(t *testing.T) {
 		t.Errorf("Do with cancelled context while waiting = %v, want context.Canceled", err)
 	}
 }
+
+// A restarted relayd answers a retransmission of what its predecessor ran
+// from the predecessor's cache, byte for byte, without running it again.
+func TestCacheHandOver(t *testing.T) {
+	old := NewCache(CacheConfig{})
+	for i, cookie := range []string{"a", "b", "c"} {
+		_, p, out := old.Begin(cookie, nil)
+		if out != Miss {
+			t.Fatalf("Begin(%s) = %v", cookie, out)
+		}
+		if i < 2 {
+			p.Complete([]byte("reply " + cookie))
+		} // c still running: not handed over
+	}
+	exported := old.Export()
+	if len(exported) != 2 {
+		t.Fatalf("exported %d entries, want the 2 completed", len(exported))
+	}
+	next := NewCache(CacheConfig{MaxEntries: 2})
+	if n := next.Import(exported); n != 1 {
+		// Half of MaxEntries per generation: one fits.
+		t.Fatalf("imported %d, want 1 within the budget", n)
+	}
+	next = NewCache(CacheConfig{})
+	if n := next.Import(exported); n != 2 {
+		t.Fatalf("imported %d, want 2", n)
+	}
+	reply, _, out := next.Begin("b", nil)
+	if out != Hit || string(reply) != "reply b" {
+		t.Fatalf("retransmission after hand-over: %v %q", out, reply)
+	}
+	if _, _, out := next.Begin("c", nil); out != Miss {
+		t.Fatalf("a request never completed is run afresh, got %v", out)
+	}
+}

@@ -48,7 +48,12 @@ func (c *Client) Do(ctx context.Context, req map[string]any) (map[string]any, er
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
 	}
-	cookie := hex.EncodeToString(rnd[:])
+	return c.DoCookie(ctx, hex.EncodeToString(rnd[:]), req)
+}
+
+// DoCookie is Do with the caller's cookie: a proxy's retransmission of an
+// earlier request carries that request's cookie.
+func (c *Client) DoCookie(ctx context.Context, cookie string, req map[string]any) (map[string]any, error) {
 	r, err := ReplyOf(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)

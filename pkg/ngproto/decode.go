@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/relayd/relayd/pkg/codecs"
 )
 
 // ParseRequest types a decoded dictionary the way Kamailio's and OpenSIPS'
@@ -240,6 +242,15 @@ func (p *reqParser) key(nk, raw string, v Value) error {
 		}
 	case "limit":
 		r.Limit, err = integer(raw, v)
+	case "ptime":
+		var n int
+		if n, err = integer(raw, v); err == nil {
+			if n > 0 && n <= 1000 {
+				r.Codec.PTime = n
+			} else {
+				p.ignoreValue(raw, strconv.Itoa(n))
+			}
+		}
 	case "codec":
 		err = p.codecDict(raw, v)
 	case "endpoint-learning":
@@ -427,6 +438,8 @@ func codecVerb(s string) (string, bool) {
 		return "accept", true
 	case "consume":
 		return "consume", true
+	case "ignore":
+		return "ignore", true
 	}
 	return "", false
 }
@@ -458,14 +471,39 @@ func (p *reqParser) codec(verb, c string) {
 	if c = strings.TrimSpace(c); c == "" {
 		return
 	}
-	if p.req.Codec == nil {
-		p.req.Codec = make(map[string][]string)
+	// Cloned: the datagram's buffer is reused once the request is parsed.
+	sp, err := codecs.ParseSpec(strings.Clone(c))
+	if err != nil {
+		p.ignoreValue("codec-"+verb, c)
+		return
 	}
-	l := p.req.Codec[verb]
-	if !slices.Contains(l, c) {
-		l = append(l, strings.Clone(c))
+	o := &p.req.Codec
+	var list *[]codecs.Spec
+	switch verb {
+	case "strip":
+		list = &o.Strip
+	case "offer":
+		list = &o.Offer
+	case "transcode":
+		list = &o.Transcode
+	case "mask":
+		list = &o.Mask
+	case "set":
+		list = &o.Set
+	case "except":
+		list = &o.Except
+	case "accept":
+		list = &o.Accept
+	case "consume":
+		list = &o.Consume
+	case "ignore":
+		list = &o.Ignore
+	default:
+		return
 	}
-	p.req.Codec[verb] = l
+	if !slices.Contains(*list, sp) {
+		*list = append(*list, sp)
+	}
 }
 
 // flag applies one entry of the "flags" list.
@@ -522,6 +560,12 @@ func (p *reqParser) flag(orig string) {
 		fl.All = true
 	case "trickle-ice":
 		p.req.ICETrickle = true
+	case "always-transcode":
+		p.req.Codec.AlwaysTranscode = true
+	case "single-codec":
+		p.req.Codec.SingleCodec = true
+	case "allow-no-codec-media":
+		p.req.Codec.AllowNoCodec = true
 	case "webrtc":
 		p.webRTC()
 	default:
@@ -564,6 +608,7 @@ func (p *reqParser) prefixedFlag(f string) bool {
 		{"codec-except-", "except"},
 		{"codec-accept-", "accept"},
 		{"codec-consume-", "consume"},
+		{"codec-ignore-", "ignore"},
 	} {
 		if v, ok := cut(pv.prefix); ok {
 			p.codec(pv.verb, unescapeFlagValue(v))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -77,14 +78,10 @@ func TestParseRequestKamailio(t *testing.T) {
 					TransportProtocol: "UDP/TLS/RTP/SAVPF",
 					Replace:           []string{"origin", "session-connection"},
 					Label:             "caller",
-					Codec: map[string][]string{
-						"strip":     {"PCMU"},
-						"transcode": {"G722"},
-						"mask":      {"opus"},
-					},
-					Supports:   []string{"load limit"},
-					RecordCall: "yes",
-					Flags:      session.Flags{TrustAddress: true, Symmetric: true},
+					Codec:             codecs.Options{Strip: specs("PCMU"), Transcode: specs("G722"), Mask: specs("opus")},
+					Supports:          []string{"load limit"},
+					RecordCall:        "yes",
+					Flags:             session.Flags{TrustAddress: true, Symmetric: true},
 				},
 			},
 		},
@@ -214,11 +211,11 @@ func TestParseRequestAliases(t *testing.T) {
 		{"DTLS active", "DTLS", "active", func(r *Request) bool { return r.DTLS == "active" }},
 		{"codec single strings", "codec", dict{{"strip", "all"}, {"offer", "PCMA"}, {"consume", []string{"CN"}}},
 			func(r *Request) bool {
-				return reflect.DeepEqual(r.Codec, map[string][]string{"strip": {"all"}, "offer": {"PCMA"}, "consume": {"CN"}})
+				return reflect.DeepEqual(r.Codec, codecs.Options{Strip: specs("all"), Offer: specs("PCMA"), Consume: specs("CN")})
 			}},
 		{"codec every verb", "codec", dict{{"set", []string{"opus/48000/2"}}, {"except", []string{"G722"}}, {"accept", []string{"PCMU"}}, {"Transcode", []string{"PCMA"}}},
 			func(r *Request) bool {
-				return reflect.DeepEqual(r.Codec, map[string][]string{"set": {"opus/48000/2"}, "except": {"G722"}, "accept": {"PCMU"}, "transcode": {"PCMA"}})
+				return reflect.DeepEqual(r.Codec, codecs.Options{Set: specs("opus/48000/2"), Except: specs("G722"), Accept: specs("PCMU"), Transcode: specs("PCMA")})
 			}},
 		{"endpoint learning", "endpoint learning", "Immediate", func(r *Request) bool { return r.EndpointLearning == "immediate" }},
 		{"record call", "record call", "ON", func(r *Request) bool { return r.RecordCall == "on" }},
@@ -292,10 +289,10 @@ func TestParseRequestFlags(t *testing.T) {
 			"codec-mask-all", "codec-set-opus/48000/2", "codec-except-telephone-event", "codec-accept-G729",
 			"codec-consume-CN", "codec-strip-opus--useinbandfec..1"},
 			func(r *Request) bool {
-				return reflect.DeepEqual(r.Codec, map[string][]string{
-					"strip": {"PCMU", "opus=useinbandfec 1"}, "offer": {"G722"}, "transcode": {"opus", "PCMA"},
-					"mask": {"all"}, "set": {"opus/48000/2"}, "except": {"telephone-event"},
-					"accept": {"G729"}, "consume": {"CN"},
+				return reflect.DeepEqual(r.Codec, codecs.Options{
+					Strip: specs("PCMU", "opus=useinbandfec 1"), Offer: specs("G722"), Transcode: specs("opus", "PCMA"),
+					Mask: specs("all"), Set: specs("opus/48000/2"), Except: specs("telephone-event"),
+					Accept: specs("G729"), Consume: specs("CN"),
 				})
 			}},
 		{"endpoint-learning prefix", []string{"endpoint-learning-delayed"},
@@ -381,8 +378,8 @@ func TestParseRequestIgnored(t *testing.T) {
 		{"address-family", "IPX"},
 		{"endpoint-learning", "never"},
 		{"record-call", "maybe"},
-		{"codec", dict{{"ignore", []string{"PCMU"}}, {"strip", []string{"G729"}}}},
-		{"flags", []string{"trust-address", "no-such-flag", "codec-ignore-PCMA", "replace-nothing"}},
+		{"codec", dict{{"frob", []string{"PCMU"}}, {"strip", []string{"G729"}}}},
+		{"flags", []string{"trust-address", "no-such-flag", "codec-strip-opus/fast", "replace-nothing"}},
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -390,7 +387,7 @@ func TestParseRequestIgnored(t *testing.T) {
 	// Keys in normalised order, then the flags in the order sent.
 	want := []string{
 		"address-family=IPX",
-		"codec.ignore",
+		"codec.frob",
 		"DTLS=sideways",
 		"endpoint-learning=never",
 		"frobnicate",
@@ -400,13 +397,13 @@ func TestParseRequestIgnored(t *testing.T) {
 		"rtcp-mux=whatever",
 		"transport-protocol=TCP/MSRP",
 		"flags=no-such-flag",
-		"flags=codec-ignore-PCMA",
+		"codec-strip=opus/fast",
 		"flags=replace-nothing",
 	}
 	if !reflect.DeepEqual(got.Ignored, want) {
 		t.Errorf("Ignored\n got %q\nwant %q", got.Ignored, want)
 	}
-	if got.ICE != "force" || !got.Flags.TrustAddress || !reflect.DeepEqual(got.Codec["strip"], []string{"G729"}) {
+	if got.ICE != "force" || !got.Flags.TrustAddress || !reflect.DeepEqual(got.Codec.Strip, specs("G729")) {
 		t.Errorf("known values lost next to unknown ones: %+v", *got)
 	}
 }
@@ -506,7 +503,7 @@ func TestParseRequestRTPPFlags(t *testing.T) {
 			want: session.Options{
 				Direction: []string{"external", "internal"}, ICE: "force", DTLS: "passive", SDES: []string{"off"},
 				RTCPMux: []string{"offer"}, TransportProtocol: "UDP/TLS/RTP/SAVPF", Label: "caller",
-				Codec:      map[string][]string{"strip": {"PCMU"}, "transcode": {"G722"}, "mask": {"opus"}},
+				Codec:      codecs.Options{Strip: specs("PCMU"), Transcode: specs("G722"), Mask: specs("opus")},
 				RecordCall: "yes",
 				Flags:      session.Flags{TrustAddress: true, Symmetric: true},
 			},
@@ -609,4 +606,17 @@ func TestNormName(t *testing.T) {
 	if !KnownCommand("start recording") || KnownCommand("start-recording") || canonicalCommand("Start_Recording") != "start recording" {
 		t.Error("command names are not canonicalised")
 	}
+}
+
+// specs parses codec option values, as the decoder does.
+func specs(list ...string) []codecs.Spec {
+	var out []codecs.Spec
+	for _, s := range list {
+		sp, err := codecs.ParseSpec(s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, sp)
+	}
+	return out
 }

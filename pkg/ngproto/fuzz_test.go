@@ -133,8 +133,8 @@ func FuzzParseRequest(f *testing.F) {
 		if req.TOS != nil {
 			fields = append(fields, F("tos", Int(int64(*req.TOS))))
 		}
-		for verb, l := range req.Codec {
-			fields = append(fields, F(verb, Strings(l)))
+		for _, sp := range req.Codec.Strip {
+			fields = append(fields, F("strip", Str(sp.String())))
 		}
 		if _, err := Encode("c", FormatBencode, NewReply(fields...)); err != nil {
 			t.Fatalf("cannot encode request fields: %v", err)

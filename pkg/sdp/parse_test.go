@@ -60,6 +60,7 @@ func TestParseExamples(t *testing.T) {
 				RTPMaps: map[uint8]RTPMap{
 					0: {"PCMU", 8000, 1}, 8: {"PCMA", 8000, 1}, 101: {"telephone-event", 8000, 1},
 				},
+				Fmtp: map[uint8]string{101: "0-15"}, PTime: 20,
 			}},
 		},
 		{
@@ -72,6 +73,7 @@ func TestParseExamples(t *testing.T) {
 				Direction: "sendrecv",
 				RTCP:      &RTCPAttr{Port: 19201, Connection: conn("10.0.1.30")},
 				RTPMaps:   map[uint8]RTPMap{8: {"PCMA", 8000, 1}, 101: {"telephone-event", 8000, 1}},
+				Fmtp:      map[uint8]string{101: "0-16"}, PTime: 20,
 			}},
 		},
 		{
@@ -84,6 +86,7 @@ func TestParseExamples(t *testing.T) {
 				RTPMaps: map[uint8]RTPMap{
 					0: {"PCMU", 8000, 1}, 8: {"PCMA", 8000, 1}, 101: {"telephone-event", 8000, 1},
 				},
+				Fmtp: map[uint8]string{101: "0-15"}, PTime: 20,
 			}},
 		},
 		{
@@ -101,6 +104,7 @@ func TestParseExamples(t *testing.T) {
 					Type: "video", Port: 40002, NumPorts: 1, Proto: "RTP/AVP", Formats: []string{"96"},
 					Direction: "sendrecv",
 					RTPMaps:   map[uint8]RTPMap{96: {"H264", 90000, 1}},
+					Fmtp:      map[uint8]string{96: "profile-level-id=42e01f"},
 				},
 			},
 		},
@@ -123,6 +127,7 @@ func TestParseExamples(t *testing.T) {
 					0: {"PCMU", 8000, 1}, 8: {"PCMA", 8000, 1}, 13: {"CN", 8000, 1},
 					110: {"telephone-event", 48000, 1}, 126: {"telephone-event", 8000, 1},
 				},
+				Fmtp: map[uint8]string{63: "111/111", 111: "minptime=10;useinbandfec=1"},
 			}},
 		},
 	}

@@ -75,6 +75,22 @@ type MediaPlan struct {
 	// with their a=rtpmap, a=fmtp and a=rtcp-fb lines. At least one format
 	// must remain.
 	RemoveFormats []string
+	// Formats, when non-nil, is the m= line's format list in this order:
+	// input formats it leaves out go as with RemoveFormats, and formats the
+	// input lacks need their a=rtpmap/a=fmtp lines in FormatAttributes.
+	Formats []string
+	// FormatAttributes are appended as "a=<value>" after the media's last
+	// a=rtpmap, a=fmtp or a=rtcp-fb line (after its last attribute when it
+	// has none): the codecs the relay adds, e.g. "rtpmap:96
+	// telephone-event/8000" and "fmtp:96 0-15".
+	FormatAttributes []string
+	// OwnFormatLines drops every a=rtpmap, a=fmtp and a=rtcp-fb line of the
+	// input: FormatAttributes are the media's only ones (an answer whose
+	// codecs are the relay's choice, not the answerer's, whose payload
+	// types may mean other codecs).
+	OwnFormatLines bool
+	// PTime, when non-zero, rewrites a=ptime (appending it if absent).
+	PTime int
 	// RemoveAttributes names further attributes of this media to drop, e.g.
 	// "fingerprint" and "setup" when the relay terminates DTLS. The attributes
 	// managed by the other fields (rtcp, rtcp-mux, direction and ICE ones) are
@@ -245,7 +261,16 @@ func (d *Description) checkMediaPlan(i int, mp *MediaPlan) error {
 			return err
 		}
 	}
-	if len(mp.RemoveFormats) > 0 {
+	if mp.Formats != nil {
+		if len(mp.Formats) == 0 {
+			return planErr("empty format list")
+		}
+		for _, f := range mp.Formats {
+			if err := checkValue("format", f, false); err != nil {
+				return err
+			}
+		}
+	} else if len(mp.RemoveFormats) > 0 {
 		left := 0
 		for _, f := range d.sects[i].m.formats {
 			if !slices.Contains(mp.RemoveFormats, f) {
@@ -255,6 +280,14 @@ func (d *Description) checkMediaPlan(i int, mp *MediaPlan) error {
 		if left == 0 {
 			return planErr("removing formats %v leaves none", mp.RemoveFormats)
 		}
+	}
+	for _, a := range mp.FormatAttributes {
+		if err := checkValue("format attribute", a, true); err != nil {
+			return err
+		}
+	}
+	if mp.PTime < 0 || mp.PTime > 1000 {
+		return planErr("ptime %d", mp.PTime)
 	}
 	for _, a := range mp.AddAttributes {
 		if err := checkValue("attribute", a, true); err != nil {
@@ -282,6 +315,14 @@ func (d *Description) checkMediaPlan(i int, mp *MediaPlan) error {
 		}
 	}
 	return nil
+}
+
+// drops tells whether format f of the input leaves the m= line.
+func (mp *MediaPlan) drops(f string) bool {
+	if mp.Formats != nil {
+		return !slices.Contains(mp.Formats, f)
+	}
+	return slices.Contains(mp.RemoveFormats, f)
 }
 
 // managed reports the media attributes that dedicated plan fields control.

@@ -226,6 +226,22 @@ func (r *rewrite) insertions() {
 		if sec.lastAttr >= 0 {
 			at = sec.lastAttr
 		}
+		if len(mp.FormatAttributes) > 0 && !mp.Reject {
+			fat := at
+			for j := sec.first; j <= sec.last; j++ {
+				if ln := &d.lines[j]; ln.typ == 'a' && (ln.attr == "rtpmap" || ln.attr == "fmtp" || ln.attr == "rtcp-fb") {
+					fat = j
+				}
+			}
+			for _, a := range mp.FormatAttributes {
+				r.insertAttr(fat, a)
+			}
+		}
+		if mp.PTime > 0 && !mp.Reject && !r.hasAttr(sec, func(a string) bool { return a == "ptime" }) {
+			from := len(r.gen)
+			r.gen = strconv.AppendInt(append(r.gen, "a=ptime:"...), int64(mp.PTime), 10)
+			r.insert(at, from)
+		}
 		if mp.Direction != "" && !r.hasAttr(sec, isDirection) {
 			r.insertAttr(at, mp.Direction)
 		}
@@ -429,12 +445,24 @@ func (r *rewrite) mediaLine(ln *line, dirSeen *bool) {
 		r.emit(ln, from)
 		return
 	case attr == "rtpmap" || attr == "fmtp" || attr == "rtcp-fb":
-		if len(mp.RemoveFormats) > 0 {
+		if mp.OwnFormatLines {
+			return
+		}
+		if len(mp.RemoveFormats) > 0 || mp.Formats != nil {
 			pt, _, _ := strings.Cut(ln.aval, " ")
-			if slices.Contains(mp.RemoveFormats, pt) {
+			if mp.drops(pt) {
 				return
 			}
 		}
+	case attr == "ptime" && mp.PTime > 0:
+		if v, _ := strconv.Atoi(strings.TrimSpace(ln.aval)); v == mp.PTime {
+			r.keep(ln)
+			return
+		}
+		from := len(r.gen)
+		r.gen = strconv.AppendInt(append(r.gen, "a=ptime:"...), int64(mp.PTime), 10)
+		r.emit(ln, from)
+		return
 	}
 	if slices.Contains(mp.RemoveAttributes, ln.attr) && !managed(ln.attr) {
 		return
@@ -452,15 +480,13 @@ func (r *rewrite) mLine(i int, ln *line) {
 	if mp.Proto != "" {
 		proto = mp.Proto
 	}
-	removed := 0
-	if len(mp.RemoveFormats) > 0 {
-		for _, f := range m.formats {
-			if slices.Contains(mp.RemoveFormats, f) {
-				removed++
-			}
-		}
+	formats := m.formats
+	if mp.Formats != nil {
+		formats = mp.Formats
+	} else if len(mp.RemoveFormats) > 0 {
+		formats = slices.DeleteFunc(slices.Clone(m.formats), mp.drops)
 	}
-	if port == m.port && proto == m.proto && removed == 0 {
+	if port == m.port && proto == m.proto && slices.Equal(formats, m.formats) {
 		r.keep(ln)
 		return
 	}
@@ -475,10 +501,7 @@ func (r *rewrite) mLine(i int, ln *line) {
 	}
 	r.gen = append(r.gen, ' ')
 	r.gen = append(r.gen, proto...)
-	for _, f := range m.formats {
-		if removed > 0 && slices.Contains(mp.RemoveFormats, f) {
-			continue
-		}
+	for _, f := range formats {
 		r.gen = append(r.gen, ' ')
 		r.gen = append(r.gen, f...)
 	}

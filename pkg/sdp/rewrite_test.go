@@ -208,6 +208,36 @@ func TestRewriteRules(t *testing.T) {
 			want: "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 2000 RTP/AVP 0\r\n",
 		},
 		{
+			name: "format list reordered, one dropped, codecs added with their lines, ptime rewritten",
+			in: "v=0\r\nm=audio 1000 RTP/AVP 111 9 110\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n" +
+				"a=rtpmap:9 G722/8000\r\na=rtpmap:110 telephone-event/48000\r\na=ptime:20\r\na=sendrecv\r\n",
+			plan: func(p *Plan) {
+				p.Media[0].Formats = []string{"111", "0", "96", "110"}
+				p.Media[0].FormatAttributes = []string{"rtpmap:0 PCMU/8000", "rtpmap:96 telephone-event/8000", "fmtp:96 0-15"}
+				p.Media[0].PTime = 30
+			},
+			want: "v=0\r\nm=audio 1000 RTP/AVP 111 0 96 110\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n" +
+				"a=rtpmap:110 telephone-event/48000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n" +
+				"a=ptime:30\r\na=sendrecv\r\n",
+		},
+		{
+			name: "own format lines replace the input's",
+			in:   "v=0\r\nm=audio 1000 RTP/AVP 0 111\r\na=rtpmap:111 G7221/16000\r\na=fmtp:111 bitrate=24000\r\na=sendrecv\r\n",
+			plan: func(p *Plan) {
+				p.Media[0].Formats = []string{"111", "110"}
+				p.Media[0].OwnFormatLines = true
+				p.Media[0].FormatAttributes = []string{"rtpmap:111 opus/48000/2", "rtpmap:110 telephone-event/48000"}
+			},
+			// Where the input had its own.
+			want: "v=0\r\nm=audio 1000 RTP/AVP 111 110\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:110 telephone-event/48000\r\na=sendrecv\r\n",
+		},
+		{
+			name: "ptime added when absent",
+			in:   "v=0\r\nm=audio 1000 RTP/AVP 0\r\na=sendrecv\r\n",
+			plan: func(p *Plan) { p.Media[0].PTime = 20 },
+			want: "v=0\r\nm=audio 1000 RTP/AVP 0\r\na=sendrecv\r\na=ptime:20\r\n",
+		},
+		{
 			name: "direction replaced once, duplicates dropped",
 			in:   "v=0\r\nm=audio 1000 RTP/AVP 0\r\na=sendrecv\r\na=ptime:20\r\na=inactive\r\n",
 			plan: func(p *Plan) { p.Media[0].Direction = "recvonly" },
@@ -375,6 +405,10 @@ func TestRewritePlanErrors(t *testing.T) {
 		{"unknown direction", func(p *Plan) { p.Media[0].Direction = "sendrecv\r\na=x" }},
 		{"proto with space", func(p *Plan) { p.Media[0].Proto = "RTP/AVP 0" }},
 		{"all formats removed", func(p *Plan) { p.Media[0].RemoveFormats = []string{"0", "8"} }},
+		{"empty format list", func(p *Plan) { p.Media[0].Formats = []string{} }},
+		{"format with space", func(p *Plan) { p.Media[0].Formats = []string{"0 8"} }},
+		{"format attribute with newline", func(p *Plan) { p.Media[0].FormatAttributes = []string{"rtpmap:0 PCMU/8000\r\na=x"} }},
+		{"ptime negative", func(p *Plan) { p.Media[0].PTime = -1 }},
 		{"origin username with space", func(p *Plan) { p.Origin.Username = "a b" }},
 		{"origin version with newline", func(p *Plan) { p.Origin.Version = "1\n" }},
 		{"session name with newline", func(p *Plan) { p.SessionName = "x\r\nc=IN IP4 1.2.3.4" }},

@@ -69,7 +69,12 @@ type Media struct {
 	Direction  string      // sendrecv/sendonly/recvonly/inactive, "" if absent at media level
 	ICE        bool        // media has a=ice-ufrag, a=ice-pwd or a=candidate
 	RTPMaps    map[uint8]RTPMap
-	Mid        string
+	// Fmtp holds the a=fmtp parameters by payload type; nil when the media
+	// has none.
+	Fmtp map[uint8]string
+	// PTime is the a=ptime value in ms, 0 when absent.
+	PTime int
+	Mid   string
 }
 
 // mediaStore holds a Media and what its pointers point to, so that all
@@ -368,6 +373,20 @@ func (d *Description) fillView() {
 				if _, dup := m.RTPMaps[pt]; !dup {
 					m.RTPMaps[pt] = rm
 				}
+			}
+		case ln.attr == "fmtp":
+			ptStr, params, _ := strings.Cut(ln.aval, " ")
+			if pt, ok := parseUint(ptStr, 127); ok {
+				if m.Fmtp == nil {
+					m.Fmtp = map[uint8]string{}
+				}
+				if _, dup := m.Fmtp[uint8(pt)]; !dup {
+					m.Fmtp[uint8(pt)] = strings.TrimSpace(params)
+				}
+			}
+		case ln.attr == "ptime":
+			if v, ok := parseUint(strings.TrimSpace(ln.aval), 1000); ok && m.PTime == 0 {
+				m.PTime = v
 			}
 		case ln.attr == "mid":
 			if m.Mid == "" {

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	mplane "github.com/relayd/relayd/pkg/media"
-
 	"github.com/relayd/relayd/pkg/ports"
 )
 
@@ -114,6 +114,17 @@ type media struct {
 	ice             bool
 	clockRates      map[uint8]uint32
 	demuxRequested  bool // offer asked to demux this party's rtcp-mux onward
+	ptime           int  // the party's a=ptime, 0 when absent
+
+	// codecOffer is how the relay negotiated this party's last offer (what
+	// the answerer was offered), kept to map the answer back; nil before
+	// this party offered.
+	codecOffer *codecs.Offer
+	// transcoding is set while the two parties of this media share no
+	// codec (or the proxy forced transcoding); transcodeOfferer says which
+	// side of it this party is.
+	transcoding      *codecs.Transcoding
+	transcodeOfferer bool
 
 	// What relayd advertised to this party.
 	advertisedMux   bool
@@ -201,6 +212,7 @@ func (md *media) apply(u *media) {
 	}
 	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
 	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
+	md.ptime = u.ptime
 }
 
 // release closes every socket of the call.

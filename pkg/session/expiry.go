@@ -82,7 +82,7 @@ func (m *Manager) Expire() {
 	now := m.now()
 	for {
 		m.mu.Lock()
-		if len(m.due) == 0 || m.due[0].due.After(now) {
+		if m.handingOver || len(m.due) == 0 || m.due[0].due.After(now) {
 			m.mu.Unlock()
 			break
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// FingerprintHash is the hash of the a=fingerprint written ("" is
 	// sha-256).
 	FingerprintHash string
+	// Codecs says which codecs the relay can transcode; nil transcodes
+	// none (codec options that need it are answered with a warning).
+	Codecs codecs.Capability
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown
@@ -96,6 +100,9 @@ type Manager struct {
 	rates, prev struct{ packets, bytes, errors uint64 }
 
 	adm admin // run-time limits, call origins, duration stats (admin.go)
+	// handingOver is set when this relayd stops and leaves its calls to
+	// the next (HandOver): nothing ends them any more.
+	handingOver bool
 }
 
 type totals struct {
@@ -302,10 +309,25 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// Close ends every call and releases its ports (foreign calls are dropped:
-// their owner keeps them).
+// HandOver stops the manager without ending its calls: another relayd
+// continues them from their saved state (and the kernel keeps forwarding
+// them meanwhile). Expiry stops; Close and the end of Run leave the calls
+// be — their sockets close with the media plane or the process. Snapshots
+// keep working, for the last write of every call.
+func (m *Manager) HandOver() {
+	m.mu.Lock()
+	m.handingOver = true
+	m.mu.Unlock()
+}
+
+// Close ends every call and releases its ports (nothing after HandOver);
+// foreign calls are dropped: their owner keeps them.
 func (m *Manager) Close() {
 	m.mu.Lock()
+	if m.handingOver {
+		m.mu.Unlock()
+		return
+	}
 	calls := make([]*Call, 0, len(m.calls))
 	for _, c := range m.calls {
 		calls = append(calls, c)

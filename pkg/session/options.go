@@ -3,10 +3,11 @@
 package session
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/relayd/relayd/pkg/codecs"
 )
 
 // Options are the per-request choices a SIP proxy makes for one offer, answer or
@@ -47,9 +48,9 @@ type Options struct {
 	TOS *int
 	// DeleteDelay overrides the configured delete-delay (seconds); nil when not given.
 	DeleteDelay *int
-	// Codec holds the codec manipulation lists keyed by verb ("strip",
-	// "offer", "transcode", "mask", "set", "except", "accept", "consume").
-	Codec map[string][]string
+	// Codec holds the codec options (the ng "codec" dictionary, its flag
+	// spellings, ptime, always-transcode, single-codec).
+	Codec codecs.Options
 	// EndpointLearning is "off", "immediate", "delayed", "heuristic" or "".
 	EndpointLearning string
 	// Supports lists optional reply features the client understands ("load limit").
@@ -94,11 +95,6 @@ type Flags struct {
 // a flag took effect when it did not.
 func (o *Options) unhonoured() []string {
 	var w []string
-	for verb, list := range o.Codec {
-		if verb != "strip" && verb != "mask" && len(list) > 0 {
-			w = append(w, fmt.Sprintf("codec %s %v (transcoding is not available)", verb, list))
-		}
-	}
 	switch o.ICE {
 	case "force-relay", "optional":
 		w = append(w, "ICE="+o.ICE+" (treated as default)")

@@ -13,7 +13,7 @@ import (
 )
 
 // plan decides what the SDP from party from says when it reaches party to.
-func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, isOffer bool, zero []bool, secs []secOut) sdp.Plan {
+func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, isOffer bool, zero []bool, secs []secOut, cods []codecOut) sdp.Plan {
 	plan := sdp.Plan{RemoveICE: opts.ICE == "remove", Media: make([]sdp.MediaPlan, len(desc.Media))}
 	has := func(list []string, v string) bool { return slices.Contains(list, v) }
 	first := -1
@@ -78,7 +78,11 @@ func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, i
 				plan.RemoveSessionAttributes = append(plan.RemoveSessionAttributes, a)
 			}
 		}
-		mp.RemoveFormats = stripFormats(dm, opts.Codec)
+		cod := cods[i]
+		mp.Formats, mp.FormatAttributes, mp.OwnFormatLines, mp.PTime = cod.formats, cod.attrs, cod.own, cod.ptime
+		if cod.reject {
+			mp = sdp.MediaPlan{Reject: true, Addr: mp.Addr}
+		}
 		plan.Media[i] = mp
 		if first < 0 {
 			first = i

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/relayd/relayd/pkg/webrtc"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/pkg/codecs"
+	"github.com/relayd/relayd/pkg/webrtc"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -233,7 +235,10 @@ func TestGoldenSDP(t *testing.T) {
 		}},
 		{"codec-strip", []step{
 			{from: "A", sdp: "desk-phone-behind-nat-offer.sdp", opts: func(o *Options) {
-				o.Codec = map[string][]string{"strip": {"G729", "PCMU"}}
+				for _, c := range []string{"G729", "PCMU"} {
+					sp, _ := codecs.ParseSpec(c)
+					o.Codec.Strip = append(o.Codec.Strip, sp)
+				}
 			}},
 		}},
 		{"sdp-version", []step{
@@ -666,4 +671,87 @@ func testIdentity(t *testing.T) *webrtc.Keeper {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// testCodecs transcodes what pkg/transcode has in a build with libopus.
+func testCodecs(f codecs.Format) error {
+	switch strings.ToLower(f.Name) {
+	case "pcmu", "pcma", "g722", "opus":
+		return nil
+	}
+	return fmt.Errorf("%s: no such codec", f.Name)
+}
+
+// Codec negotiation as the proxy's codec options ask, byte for byte: the
+// incumbent's browser example (Opus + telephone-event/48000 offered with
+// transcode PCMU reaches the phone as 111 0 96 110, the phone's PCMU answer
+// reaches the browser as 111 110), masking, strip-all with offer.
+func TestGoldenCodecSDP(t *testing.T) {
+	spec := func(list ...string) []codecs.Spec {
+		var out []codecs.Spec
+		for _, s := range list {
+			sp, err := codecs.ParseSpec(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, sp)
+		}
+		return out
+	}
+	toSIP := func(o *Options) {
+		o.Direction = []string{"external", "internal"}
+		o.ICE, o.TransportProtocol, o.RTCPMux = "remove", "RTP/AVP", []string{"demux"}
+	}
+	toBrowser := func(o *Options) { o.ICE = "force" }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"browser-transcode-pcmu", []step{
+			{from: "A", sdp: "browser-opus-only-offer.sdp", opts: func(o *Options) { toSIP(o); o.Codec.Transcode = spec("PCMU") }},
+			{answer: true, from: "A", to: "B", sdp: "pcmu-phone-answer.sdp", opts: toBrowser},
+		}},
+		{"browser-mask-opus-transcode-pcma", []step{
+			{from: "A", sdp: "browser-opus-only-offer.sdp", opts: func(o *Options) {
+				toSIP(o)
+				o.Codec.Mask, o.Codec.Transcode = spec("opus"), spec("PCMA")
+			}},
+		}},
+		{"trunk-strip-all-offer-pcma", []step{
+			{from: "A", sdp: "sip-trunk-offer.sdp", opts: func(o *Options) {
+				o.Direction = []string{"external", "internal"}
+				o.Codec.Strip, o.Codec.Offer = spec("all"), spec("PCMA")
+			}},
+			{answer: true, from: "A", to: "B", sdp: "freeswitch-answer.sdp"},
+		}},
+		{"trunk-transcode-g722-ptime-30", []step{
+			{from: "A", sdp: "sip-trunk-offer.sdp", opts: func(o *Options) {
+				o.Direction = []string{"external", "internal"}
+				o.Codec.Transcode, o.Codec.PTime = spec("G722"), 30
+			}},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _ := newTestManager(t, func(c *Config) { c.Codecs = testCodecs })
+			for i, st := range tc.steps {
+				s := Signal{CallID: "call-" + tc.name, FromTag: st.from, ToTag: st.to,
+					SDP: example(t, st.sdp), Options: opts(st.opts)}
+				var o Outcome
+				var err error
+				if st.answer {
+					o, err = m.AnswerOutcome(s)
+				} else {
+					o, err = m.OfferOutcome(s)
+				}
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if len(o.Warnings) > 0 {
+					t.Errorf("step %d warnings: %q", i, o.Warnings)
+				}
+				golden(t, fmt.Sprintf("codec-%s.%d", tc.name, i), o.SDP)
+			}
+		})
+	}
 }

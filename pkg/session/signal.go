@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/relayd/relayd/pkg/ports"
@@ -281,6 +280,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		u.ice = dm.ICE || sessionICE
 		u.clockRates = clockRates(dm)
+		u.ptime = dm.PTime
 		u.demuxRequested = fm.demuxRequested
 		if isOffer {
 			u.demuxRequested = slices.Contains(opts.RTCPMux, "demux")
@@ -325,6 +325,18 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		}
 		secs[i] = out
 	}
+	cods := make([]codecOut, len(desc.Media))
+	for i, dm := range desc.Media {
+		if upd[i].rejected {
+			continue
+		}
+		out, w, err := c.negotiateCodecs(fms[i], tms[i], dm, opts, isOffer)
+		warnings = append(warnings, w...)
+		if err != nil {
+			return Outcome{}, err
+		}
+		cods[i] = out
+	}
 	if err := c.allocate(pending); err != nil {
 		return Outcome{}, err
 	}
@@ -341,6 +353,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 			tms[i].advertisedProto = p
 		}
 		fms[i].apply(&upd[i])
+		commitCodecs(fms[i], tms[i], cods[i])
 	}
 	for _, p := range pending {
 		if p.fresh {
@@ -353,7 +366,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	}
 	// The plan decides what each party is told (rtcp-mux among it), which
 	// the media configuration then follows.
-	plan := c.plan(from, to, desc, opts, isOffer, zero, secs)
+	plan := c.plan(from, to, desc, opts, isOffer, zero, secs, cods)
 	for i := range desc.Media {
 		if !fms[i].rejected {
 			c.configureMedia(fms[i], tms[i], opts)
@@ -485,34 +498,4 @@ func clockRates(dm *sdp.Media) map[uint8]uint32 {
 		}
 	}
 	return rates
-}
-
-// stripFormats lists the payload types the codec strip/mask lists remove from
-// media dm; removing all of them is refused (the original list stays).
-func stripFormats(dm *sdp.Media, codec map[string][]string) []string {
-	names := append(slices.Clone(codec["strip"]), codec["mask"]...)
-	if len(names) == 0 {
-		return nil
-	}
-	var drop []string
-	for _, f := range dm.Formats {
-		pt, err := strconv.Atoi(f)
-		if err != nil {
-			continue
-		}
-		enc := staticName[uint8(pt)]
-		if rm, ok := dm.RTPMaps[uint8(pt)]; ok {
-			enc = rm.Encoding
-		}
-		for _, n := range names {
-			if strings.EqualFold(n, "all") || n == f || (enc != "" && strings.EqualFold(n, enc)) {
-				drop = append(drop, f)
-				break
-			}
-		}
-	}
-	if len(drop) == len(dm.Formats) {
-		return nil
-	}
-	return drop
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	mplane "github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
@@ -89,6 +90,13 @@ type MediaState struct {
 	Sets            []SetState       `json:"sets,omitempty"`
 	Cur             int              `json:"cur"` // index in Sets, -1 for none
 	Security        *SecurityState   `json:"security,omitempty"`
+	PTime           int              `json:"ptime,omitempty"`
+	// CodecOffer is the negotiation of this party's last offer; Transcoding
+	// what each side of a transcoded media speaks (TranscodeOfferer: this
+	// party is the offerer's side).
+	CodecOffer       *codecs.Offer       `json:"codec_offer,omitempty"`
+	Transcoding      *codecs.Transcoding `json:"transcoding,omitempty"`
+	TranscodeOfferer bool                `json:"transcode_offerer,omitempty"`
 }
 
 // SetState is a port set: where it is bound and what each socket learned.
@@ -250,7 +258,8 @@ func (md *media) state() MediaState {
 		RTCPMux: md.rtcpMux, Direction: md.direction, Rejected: md.rejected, ICE: md.ice,
 		ClockRates: md.clockRates, DemuxRequested: md.demuxRequested, AdvertisedMux: md.advertisedMux,
 		AdvertisedProto: md.advertisedProto, AdvertisedICE: md.advertisedICE, Ufrag: md.ufrag, Pwd: md.pwd,
-		Cur: slices.Index(md.sets, md.cur)}
+		Cur: slices.Index(md.sets, md.cur), PTime: md.ptime, CodecOffer: md.codecOffer, Transcoding: md.transcoding,
+		TranscodeOfferer: md.transcodeOfferer}
 	for _, ps := range md.sets {
 		ss := SetState{Key: ps.key, Iface: ps.addr.name, Local: ps.addr.local, Port: ps.alloc.Port}
 		for _, sock := range ps.streams {
@@ -282,6 +291,22 @@ func (md *media) state() MediaState {
 		st.Security = sec
 	}
 	return st
+}
+
+// Locals lists the local addresses of every socket of the call: what a
+// relayd that adopts its predecessor's kernel rules keeps.
+func (cs *CallState) Locals() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, ml := range cs.Monologues {
+		for _, md := range ml.Medias {
+			for _, set := range md.Sets {
+				for i := range set.Sockets {
+					out = append(out, netip.AddrPortFrom(set.Local, uint16(set.Port+i)))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ErrStateVersion means a saved call state from a relay whose state format
@@ -379,7 +404,8 @@ func (c *Call) restoreMedia(st MediaState) (*media, error) {
 	md := &media{index: st.Index, typ: st.Type, proto: st.Proto, sdpRTP: st.SDPRTP, sdpRTCP: st.SDPRTCP,
 		rtcpMux: st.RTCPMux, direction: st.Direction, rejected: st.Rejected, ice: st.ICE,
 		clockRates: st.ClockRates, demuxRequested: st.DemuxRequested, advertisedMux: st.AdvertisedMux,
-		advertisedProto: st.AdvertisedProto, advertisedICE: st.AdvertisedICE, ufrag: st.Ufrag, pwd: st.Pwd}
+		advertisedProto: st.AdvertisedProto, advertisedICE: st.AdvertisedICE, ufrag: st.Ufrag, pwd: st.Pwd,
+		ptime: st.PTime, codecOffer: st.CodecOffer, transcoding: st.Transcoding, transcodeOfferer: st.TranscodeOfferer}
 	for _, ss := range st.Sets {
 		ia := c.m.addrOf(ss.Iface, ss.Local)
 		if ia == nil {

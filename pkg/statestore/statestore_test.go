@@ -155,8 +155,7 @@ func TestWriterSavesAndRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := w.Stats()
-	// Three calls written at least once each (an offer and its answer
-	// may coalesce into one write), two again by Flush.
+	// Three calls written (offer and answer may coalesce), two flushed.
 	if st.Writes < 5 || st.Deletes < 1 || st.Failures != 0 || !st.Healthy || st.Pending != 0 {
 		t.Errorf("stats = %+v", st)
 	}

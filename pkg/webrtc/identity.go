@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -194,4 +195,40 @@ func (k *Keeper) Run(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// MarshalPEM encodes the certificate and its private key, for the relayd
+// that continues this one's calls: a restarted or standby relay that keeps
+// the identity keeps the fingerprint its SDP already promised, so a
+// re-INVITE after the takeover needs no new handshake.
+func (id *Identity) MarshalPEM() ([]byte, error) {
+	key, err := x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("encode DTLS key: %w", err)
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.der})
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})...), nil
+}
+
+// ParseIdentityPEM reads what MarshalPEM wrote.
+func ParseIdentityPEM(b []byte) (*Identity, error) {
+	cert, err := tls.X509KeyPair(b, b)
+	if err != nil {
+		return nil, fmt.Errorf("DTLS identity: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("DTLS identity: %w", err)
+	}
+	return &Identity{Cert: cert, NotAfter: leaf.NotAfter, der: cert.Certificate[0]}, nil
+}
+
+// Adopt makes id current unless it expires within the renewal margin (a
+// fresh one is kept then); it reports whether it did.
+func (k *Keeper) Adopt(id *Identity) bool {
+	if !k.now().Add(renewAhead).Before(id.NotAfter) {
+		return false
+	}
+	k.cur.Store(id)
+	return true
 }
