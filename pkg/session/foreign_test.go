@@ -262,7 +262,12 @@ func TestForeignCallUpdatedAndDropped(t *testing.T) {
 // saved by this relay any more, and max-sessions counts own calls only.
 func TestOwnCallsBecomeForeign(t *testing.T) {
 	a, _, cha := standby(t, true) // on 127.0.0.2
-	b, _ := newMediaManager(t, func(c *Config) { c.MaxSessions = 1 })
+	// b on 127.0.0.3, where nothing else on this machine binds: it claims
+	// a's ports there.
+	b, _ := newMediaManager(t, func(c *Config) {
+		c.MaxSessions = 1
+		c.Interfaces = []Interface{{Name: "internal", Local: netip.MustParseAddr("127.0.0.3")}}
+	})
 	setupCall(t, a, "x", newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), Options{})
 	setupCall(t, a, "y", newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), Options{})
 	cha.take()
