@@ -43,7 +43,10 @@ type Sources struct {
 	// Notices counts teardown notices by result (sent, failed, dropped).
 	Notices func() map[string]uint64
 	// Store reports the call state store's writer (nil without a store).
-	Store   func() statestore.Stats
+	Store func() statestore.Stats
+	// Follow reports the keyspace followers of a standby (nil without
+	// subscribe-keyspace), summed over the followed databases.
+	Follow  func() statestore.FollowerStats
 	Version string
 }
 
