@@ -110,15 +110,25 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		keep.adoptIdentity(identity)
 		onChange = keep.changed
 		o.store = keep.stats
+		if len(keep.subscribe) > 0 {
+			o.follow = keep.followStats
+		}
 	}
-	go identity.Run(ctx, log.With("component", "webrtc"))
+	if keep.sharesIdentity() {
+		go keep.runIdentity(ctx) // the group's certificate, renewed by one relay for all
+	} else {
+		go identity.Run(ctx, log.With("component", "webrtc"))
+	}
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
-		OnChange: onChange,
+		OnChange: onChange, ActiveSwitchover: cfg.ActiveSwitchover,
+		// A relay that holds other relays' calls binds their floating
+		// address before it moves here.
+		FreeBind: len(cfg.SubscribeKeyspace) > 0,
 	})
 	if err != nil {
 		if keep != nil {

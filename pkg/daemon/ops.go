@@ -58,7 +58,8 @@ type ops struct {
 	http     *metrics.Server
 	cli      *cli.Server
 	sd       *sdnotify.Notifier
-	store    func() statestore.Stats // nil without a state store
+	store    func() statestore.Stats         // nil without a state store
+	follow   func() statestore.FollowerStats // nil without subscribe-keyspace
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -96,6 +97,7 @@ func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Co
 			src.Notices = o.notifier.Counters
 		}
 		src.Store = o.store
+		src.Follow = o.follow
 		o.registry = metrics.New(src)
 		h, err := metrics.Listen(cfg.ListenHTTP, o.registry, o.log)
 		if err != nil {

@@ -215,6 +215,29 @@ func (m *Manager) Snapshot(id string) (CallState, bool) {
 	return cs, true
 }
 
+// Locals are the local sockets of every live call, foreign ones included:
+// the kernel rules a restarted relay keeps.
+func (m *Manager) Locals() map[netip.AddrPort]bool {
+	m.mu.Lock()
+	calls := make([]*Call, 0, len(m.calls))
+	for _, c := range m.calls {
+		calls = append(calls, c)
+	}
+	m.mu.Unlock()
+	out := map[netip.AddrPort]bool{}
+	for _, c := range calls {
+		c.mu.Lock()
+		if !c.ended {
+			cs := c.state()
+			for _, l := range cs.Locals() {
+				out[l] = true
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
 // SnapshotAll returns the state of every live own call.
 func (m *Manager) SnapshotAll() []CallState {
 	var out []CallState

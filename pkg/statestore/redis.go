@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -180,4 +181,15 @@ func (r *Redis) Close() error { return r.c.Close() }
 
 func (r *Redis) String() string {
 	return "redis " + r.cfg.Addr + "/" + strconv.Itoa(r.cfg.DB)
+}
+
+// RouteRedisLogs sends go-redis's own messages (reconnects, pool errors)
+// to log at debug level: relayd's warnings already say when Redis fails.
+// go-redis keeps one logger per process, so the daemon calls this once.
+func RouteRedisLogs(log *slog.Logger) { redis.SetLogger(redisLog{log}) }
+
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Log(ctx, slog.LevelDebug, fmt.Sprintf(format, v...), "component", "go-redis")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/test/testenv"
 )
 
 // managerOn is a signalling-only manager whose logical interface "default"
@@ -45,11 +46,11 @@ type node struct {
 	b    *Redis
 }
 
-func startNode(t *testing.T, srv *redisServer, name, addr string, portMin int) *node {
+func startNode(t *testing.T, srv *testenv.Redis, name, addr string, portMin int) *node {
 	t.Helper()
 	n := &node{name: name}
 	n.m = managerOn(t, addr, portMin, func(id string) { n.w.Changed(id) })
-	cfg := RedisConfig{Addr: srv.addr(), DB: 3, Expires: time.Hour, Timeout: 500 * time.Millisecond}
+	cfg := RedisConfig{Addr: srv.Addr(), DB: 3, Expires: time.Hour, Timeout: 500 * time.Millisecond}
 	n.b = OpenRedis(cfg)
 	t.Cleanup(func() { n.b.Close() })
 	log := slog.New(slog.NewTextHandler(testLog{t, name}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -75,9 +76,9 @@ func (l testLog) Write(b []byte) (int, error) { l.t.Logf("%s: %s", l.name, b); r
 func sortedIDs(t *testing.T, b Backend) []string { return ids(t, b) }
 
 func TestRedisBackend(t *testing.T) {
-	srv := startRedis(t)
+	srv := testenv.StartRedis(t)
 	ctx := context.Background()
-	r := OpenRedis(RedisConfig{Addr: srv.addr(), DB: 2, Expires: time.Hour})
+	r := OpenRedis(RedisConfig{Addr: srv.Addr(), DB: 2, Expires: time.Hour})
 	defer r.Close()
 	if err := r.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -99,7 +100,7 @@ func TestRedisBackend(t *testing.T) {
 		t.Errorf("IDs = %q (the identity key must not be listed)", got)
 	}
 	// Records expire: the key carries the configured lifetime.
-	raw := redis.NewClient(&redis.Options{Addr: srv.addr(), DB: 2, Protocol: 2})
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr(), DB: 2, Protocol: 2})
 	defer raw.Close()
 	if ttl := raw.TTL(ctx, "abc@host").Val(); ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Errorf("TTL %v, want about an hour", ttl)
@@ -126,7 +127,7 @@ func TestRedisBackend(t *testing.T) {
 	if err != nil || g1 == "" {
 		t.Fatalf("Generation = %q, %v", g1, err)
 	}
-	srv.restart()
+	srv.Restart()
 	if g2, err := r.Generation(ctx); err != nil || g2 == g1 {
 		t.Errorf("generation after a restart %q (before %q), %v", g2, g1, err)
 	}
@@ -139,14 +140,14 @@ func TestRedisBackend(t *testing.T) {
 // failures are counted, and once it is back every live call is in it again
 // and no ended one is.
 func TestWriterRewritesAfterRedisRestart(t *testing.T) {
-	srv := startRedis(t)
+	srv := testenv.StartRedis(t)
 	a := startNode(t, srv, "a", "127.0.0.1", 42000)
 	for i := range 20 {
 		call(t, a.m, fmt.Sprint("c", i))
 	}
 	waitFor(t, "20 records", func() bool { return len(ids(t, a.b)) == 20 })
 
-	srv.kill()
+	srv.Kill()
 	start := time.Now()
 	for i := 20; i < 30; i++ {
 		call(t, a.m, fmt.Sprint("c", i))
@@ -161,7 +162,7 @@ func TestWriterRewritesAfterRedisRestart(t *testing.T) {
 		t.Errorf("signalling took %v with Redis down", took)
 	}
 	waitFor(t, "failures counted", func() bool { st := a.w.Stats(); return st.Failures > 0 && !st.Healthy })
-	srv.start()
+	srv.Start()
 	want := []string{}
 	for i := range 30 {
 		if i != 0 && i != 25 {
@@ -178,7 +179,7 @@ func TestWriterRewritesAfterRedisRestart(t *testing.T) {
 	// A restart too quick to fail a write (no signalling meanwhile): the
 	// sweep sees another server and writes everything again.
 	resyncs := a.w.Stats().Resyncs
-	srv.restart()
+	srv.Restart()
 	waitFor(t, "records back after a quiet restart", func() bool {
 		return slices.Equal(ids(t, a.b), want)
 	})
@@ -191,7 +192,7 @@ func TestWriterRewritesAfterRedisRestart(t *testing.T) {
 // and deletes, takes them over and writes them as its own; the old active,
 // still there, sees that and holds them as foreign in turn.
 func TestFollowerHoldsTheActivesCalls(t *testing.T) {
-	srv := startRedis(t)
+	srv := testenv.StartRedis(t)
 	a := startNode(t, srv, "a", "127.0.0.1", 42400)
 	b := startNode(t, srv, "b", "127.0.0.2", 42400)
 	for i := range 10 {
@@ -219,7 +220,7 @@ func TestFollowerHoldsTheActivesCalls(t *testing.T) {
 	waitFor(t, "the deleted call dropped on the standby", func() bool { return !b.m.IsForeign("c3") })
 	// Redis restarts empty: the active writes everything again, the
 	// standby reads everything again and keeps its foreign calls.
-	srv.restart()
+	srv.Restart()
 	waitFor(t, "the standby resubscribed and resynced", func() bool {
 		st := b.f.Stats()
 		return st.Subscribed && st.Resyncs >= 2 && len(ids(t, a.b)) == 9
