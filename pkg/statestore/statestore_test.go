@@ -275,4 +275,13 @@ func TestDigestIgnoresCounters(t *testing.T) {
 	if Digest(&cs) == d0 {
 		t.Error("a latched source did not change the digest")
 	}
+	// A DTLS handshake that ended after the answer: its keys are news.
+	d1 := Digest(&cs)
+	cs.Monologues[0].Medias[0].Security = &session.SecurityState{
+		DTLSLocal:  &session.KeysJSON{Suite: "AES_CM_128_HMAC_SHA1_80", Key: make([]byte, 16), Salt: make([]byte, 14)},
+		DTLSRemote: &session.KeysJSON{Suite: "AES_CM_128_HMAC_SHA1_80", Key: make([]byte, 16), Salt: make([]byte, 14)},
+	}
+	if Digest(&cs) == d1 {
+		t.Error("DTLS keys did not change the digest")
+	}
 }

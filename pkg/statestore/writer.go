@@ -365,8 +365,8 @@ func Decode(rec []byte) (session.CallState, error) {
 }
 
 // Digest sums what changes in a call's state without signalling: learned
-// endpoints and SRTP rollover counters (packet counters are left out, or
-// every sweep would write every call).
+// endpoints, the keys a DTLS handshake exported and SRTP rollover counters
+// (packet counters are left out, or every sweep would write every call).
 func Digest(cs *session.CallState) uint64 {
 	h := fnv.New64a()
 	var b [8]byte
@@ -395,6 +395,15 @@ func Digest(cs *session.CallState) uint64 {
 				rocs(sec.ProtectROC)
 				rocs(sec.ProtectSRTCP)
 				rocs(sec.UnprotectROC)
+				// A DTLS handshake ends after the signalling that started
+				// it: its keys must reach the store on their own.
+				for _, k := range []*session.KeysJSON{sec.DTLSLocal, sec.DTLSRemote} {
+					if k != nil {
+						h.Write(k.Key)
+						h.Write(k.Salt)
+					}
+					u64(0)
+				}
 			}
 		}
 	}
