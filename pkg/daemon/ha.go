@@ -199,6 +199,9 @@ func (k *keeper) identityChanged(pem []byte) {
 		k.log.Warn("group DTLS certificate unusable", "error", err)
 		return
 	}
+	if cur := k.id.Current(); cur != nil && cur.NotAfter.Equal(ident.NotAfter) && sameCert(cur, ident) {
+		return // this relay's own, or one it has
+	}
 	if k.identitySeen.Swap(ident.NotAfter.UnixNano()) != ident.NotAfter.UnixNano() && k.id.Adopt(ident) {
 		k.log.Info("group DTLS certificate changed by another relay", "not_after", ident.NotAfter)
 	}
@@ -219,3 +222,8 @@ func (discard) Get(_ context.Context, id string) ([]byte, error) {
 func (discard) IDs(context.Context) ([]string, error) { return nil, nil }
 func (discard) Close() error                          { return nil }
 func (discard) String() string                        { return "nowhere (follow only)" }
+
+func sameCert(a, b *webrtc.Identity) bool {
+	return len(a.Cert.Certificate) > 0 && len(b.Cert.Certificate) > 0 &&
+		string(a.Cert.Certificate[0]) == string(b.Cert.Certificate[0])
+}
