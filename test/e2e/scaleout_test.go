@@ -34,7 +34,7 @@ const (
 // README's Kamailio example for a set of relays, with this test's
 // addresses: node 1 takes 9 of 10 new calls while it has room.
 func scaleSock() string {
-	return fmt.Sprintf("1 == udp:127.0.0.1:%d=%d udp:127.0.0.1:%d=%d", ngPort, scaleWeight1, scaleNG2, scaleWeight2)
+	return fmt.Sprintf("udp:127.0.0.1:%d=%d udp:127.0.0.1:%d=%d", ngPort, scaleWeight1, scaleNG2, scaleWeight2)
 }
 
 func TestKamailioScaleOut(t *testing.T) {
