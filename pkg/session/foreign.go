@@ -3,10 +3,12 @@
 package session
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	mplane "github.com/relayd/relayd/pkg/media"
+	"github.com/relayd/relayd/pkg/ports"
 )
 
 // Foreign calls are what a standby relay holds of the calls another relay
@@ -52,6 +54,16 @@ func (m *Manager) Foreign(cs CallState) error {
 	if cs.Version != stateVersion {
 		return fmt.Errorf("call %s: version %d: %w", cs.CallID, cs.Version, ErrStateVersion)
 	}
+	err := m.foreign(cs)
+	if errors.Is(err, ports.ErrInUse) && m.dropForeignOn(cs) > 0 {
+		// The owner gave those ports to this call: the foreign calls that
+		// held them here are gone there, their deletes still on the way.
+		err = m.foreign(cs)
+	}
+	return err
+}
+
+func (m *Manager) foreign(cs CallState) error {
 	for {
 		m.mu.Lock()
 		c := m.calls[cs.CallID]
@@ -333,6 +345,51 @@ func (m *Manager) switchover() int {
 		c.mu.Unlock()
 		if moved {
 			m.changed(c.id)
+			n++
+		}
+	}
+	return n
+}
+
+// dropForeignOn drops the foreign calls (never own ones) holding a port
+// cs's sets need, and reports how many it dropped.
+func (m *Manager) dropForeignOn(cs CallState) int {
+	type slot struct {
+		ia   *ifaceAddr
+		port int
+	}
+	want := map[slot]bool{}
+	for _, ms := range cs.Monologues {
+		for _, md := range ms.Medias {
+			for _, ss := range md.Sets {
+				ia := m.addrOf(ss.Iface, ss.Local)
+				if ia == nil {
+					ia = m.sameNamed(ss.Iface, familyOf(ss.Local))
+				}
+				if ia != nil {
+					want[slot{ia, ss.Port}] = true
+				}
+			}
+		}
+	}
+	n := 0
+	for _, c := range m.foreignCalls() {
+		if c.id == cs.CallID {
+			continue
+		}
+		c.mu.Lock()
+		holds := false
+		for _, ml := range c.monos {
+			for _, md := range ml.medias {
+				for _, ps := range md.sets {
+					holds = holds || want[slot{ps.addr, ps.alloc.Port}]
+				}
+			}
+		}
+		c.mu.Unlock()
+		if holds && c.foreign.Load() {
+			m.log.Info("foreign call dropped: its owner gave its ports to another call", "call-id", c.id, "for", cs.CallID)
+			c.end(endDropped)
 			n++
 		}
 	}

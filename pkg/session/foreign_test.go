@@ -310,3 +310,43 @@ func TestOwnCallsBecomeForeign(t *testing.T) {
 		t.Error("a demoted call is offered for saving")
 	}
 }
+
+// The owner reused a deleted call's ports for a new call, and the new
+// call's record arrived before the old one's delete: the new record wins,
+// the stale foreign call goes (its sockets close on the media plane's
+// time, so the store's follower reads the record again meanwhile).
+func TestForeignCallTakesPortsOfAStaleOne(t *testing.T) {
+	active, _ := newMediaManager(t, nil)
+	setupCall(t, active, "old", newParty(t, "127.0.0.1"), newParty(t, "127.0.0.1"), Options{})
+	sb, _, _ := standby(t, true)
+	old := replicate(t, active, "old", "node-a")
+	if err := sb.Foreign(old); err != nil {
+		t.Fatal(err)
+	}
+	reuse := replicate(t, active, "old", "node-a")
+	reuse.CallID = "new"
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := sb.Foreign(reuse)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new call never got its ports: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sb.IsForeign("old") || !sb.IsForeign("new") {
+		t.Errorf("old foreign %v, new foreign %v", sb.IsForeign("old"), sb.IsForeign("new"))
+	}
+	// An own call's ports are never taken: that is a real conflict.
+	own := replicate(t, active, "old", "node-a")
+	own.CallID = "third"
+	sb.TakeOverAll()
+	if err := sb.Foreign(own); err == nil {
+		t.Error("a record took the ports of an own call")
+	}
+	if sb.IsForeign("new") || !slices.Contains(sb.ListOwn(0), "new") {
+		t.Error("the own call was dropped")
+	}
+}

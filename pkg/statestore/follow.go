@@ -14,10 +14,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -78,6 +80,9 @@ type Follower struct {
 	dirty  map[string]struct{}
 	resync bool
 	wake   chan struct{}
+	// retries counts, per key, the reads put off because the call's ports
+	// were still held here (the apply goroutine's only).
+	retries map[string]int
 
 	updates, drops, rejected, failures, stale, resyncs atomic.Uint64
 	subscribed                                         atomic.Bool
@@ -98,7 +103,7 @@ func NewFollower(cfg FollowerConfig) *Follower {
 	return &Follower{cfg: cfg,
 		log:     log.With("component", "statestore", "follow", "redis "+cfg.Redis.Addr+"/"+strconv.Itoa(cfg.Redis.DB)),
 		channel: fmt.Sprintf("__keyspace@%d__:", cfg.Redis.DB),
-		dirty:   map[string]struct{}{}, wake: make(chan struct{}, 1)}
+		dirty:   map[string]struct{}{}, wake: make(chan struct{}, 1), retries: map[string]int{}}
 }
 
 // Stats reports the counters.
@@ -315,9 +320,16 @@ func (f *Follower) step(ctx context.Context, c *redis.Client) error {
 		f.mu.Unlock()
 		return fmt.Errorf("read %d keys: %w", len(batch), err)
 	}
+	// Gone keys first: a deleted call's ports may be a new one's now.
 	for i, v := range vals {
-		s, _ := v.(string)
-		f.take(batch[i], s, v != nil)
+		if v == nil {
+			f.take(batch[i], "", false)
+		}
+	}
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			f.take(batch[i], s, true)
+		}
 	}
 	return nil
 }
@@ -331,6 +343,7 @@ func (f *Follower) take(key, val string, present bool) {
 		return
 	}
 	if !present {
+		delete(f.retries, key)
 		if f.cfg.Target.DropForeign(key) {
 			f.drops.Add(1)
 		}
@@ -352,12 +365,31 @@ func (f *Follower) take(key, val string, present bool) {
 		f.stale.Add(1)
 		f.log.Debug("record older than this relay's takeover of the call: kept own", "call-id", key, "node", cs.Node)
 		return
+	} else if portBusy(err) && f.retries[key] < maxRetries {
+		// The socket of the call that had the port here closes on the
+		// media plane's time: read the key again in a moment.
+		f.retries[key]++
+		time.AfterFunc(retryPause, func() { f.mark(key) })
+		return
 	} else if err != nil {
+		delete(f.retries, key)
 		f.rejected.Add(1)
 		f.log.Warn("foreign call not taken in", "call-id", key, "node", cs.Node, "error", err)
 		return
 	}
+	delete(f.retries, key)
 	f.updates.Add(1)
+}
+
+// A call whose ports are still held here is read again after retryPause,
+// up to maxRetries times.
+const (
+	retryPause = 100 * time.Millisecond
+	maxRetries = 20
+)
+
+func portBusy(err error) bool {
+	return errors.Is(err, ports.ErrInUse) || errors.Is(err, syscall.EADDRINUSE)
 }
 
 func scanAll(ctx context.Context, c *redis.Client, timeout time.Duration) ([]string, error) {

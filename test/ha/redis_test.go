@@ -49,7 +49,8 @@ func TestRedisRestart(t *testing.T) {
 		t.Errorf("agent errors %q, failed requests %q", res.Errors, res.Failed)
 	}
 	for _, s := range res.Streams {
-		t.Logf("%-20s received %4d, longest gap %v", s.Name, s.Received, s.MaxGap.Round(time.Millisecond))
+		t.Logf("%-20s received %4d, longest gap %v (ended %v after Redis was killed)", s.Name, s.Received,
+			s.MaxGap.Round(time.Millisecond), s.MaxGapEnd.Sub(down).Round(time.Millisecond))
 		if s.MaxGap >= maxGap {
 			t.Errorf("%s: media stopped for %v", s.Name, s.MaxGap.Round(time.Millisecond))
 		}
