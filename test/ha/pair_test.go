@@ -198,6 +198,7 @@ foreground = yes
     enable_script_security
     script_user root
     vrrp_version 3
+    vrrp_rt_priority 50
 }
 track_file relayd_down {
     file %[2]s

@@ -81,6 +81,11 @@ func TestRedisRestart(t *testing.T) {
 			t.Errorf("the active relay's totals do not show %s:\n%s", re, totals)
 		}
 	}
+	// The floating address stayed on a: a late VRRP advert (a stalled
+	// machine) would have moved the calls, which this test is not about.
+	if ka, _ := os.ReadFile(b.keepalived.LogPath); strings.Contains(string(ka), "Entering MASTER STATE") {
+		t.Errorf("keepalived moved the floating address to b during the test (a late VRRP advert)")
+	}
 	log, _ := os.ReadFile(a.relayd.LogPath)
 	for _, want := range []string{"call state store failing", "writing every call again"} {
 		if !strings.Contains(string(log), want) {
