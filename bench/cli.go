@@ -21,6 +21,7 @@ import (
 	"github.com/relayd/relayd/bench/internal/relay"
 	"github.com/relayd/relayd/bench/internal/report"
 	"github.com/relayd/relayd/bench/internal/runner"
+	"github.com/relayd/relayd/bench/internal/sdes"
 	"github.com/relayd/relayd/bench/internal/topo"
 )
 
@@ -42,6 +43,7 @@ type options struct {
 	relays, topology, modes, calls string
 	installed                      string
 	scalingCalls                   int
+	srtpSuites, srtpCalls          string
 	relayArgs                      listFlag
 	relaydBin, rtpengineBin        string
 	pps                            float64
@@ -94,7 +96,7 @@ Flags:
 	fs.StringVar(&o.relaydBin, "relayd-bin", "", "relayd binary (default: build ./cmd/relayd)")
 	fs.StringVar(&o.rtpengineBin, "rtpengine-bin", "/usr/bin/rtpengine", "the incumbent's binary")
 	fs.StringVar(&o.topology, "topology", string(topo.TwoLegs), "veth2 (callers and callees in two namespaces), veth1 (one namespace, one relay interface) or loopback")
-	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak")
+	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP)")
 	fs.StringVar(&o.calls, "calls", "100,200,300,400", "fixed loads: comma-separated call counts")
 	fs.Float64Var(&o.pps, "pps", 50, "packets per second per stream (2 streams per call)")
 	fs.IntVar(&o.payload, "payload", 160, "RTP payload bytes")
@@ -107,6 +109,8 @@ Flags:
 	fs.IntVar(&o.rampSteps, "ramp-steps", 2, "bisection steps once the ramp has bracketed the limit")
 	fs.StringVar(&o.installed, "installed-streams", "1000,10000,100000", "streams mode: rule-table sizes (the calls' own rules plus fillers no packet matches)")
 	fs.IntVar(&o.scalingCalls, "streams-calls", 200, "streams mode: calls carrying media meanwhile")
+	fs.StringVar(&o.srtpCalls, "srtp-calls", "", "srtp mode: comma-separated call counts (default: the --calls loads)")
+	fs.StringVar(&o.srtpSuites, "srtp-suites", "AES_CM_128_HMAC_SHA1_80", "srtp mode: comma-separated SDES crypto suites, each measured at every --calls load ("+strings.Join(sdes.Names(), ", ")+")")
 	fs.DurationVar(&o.ctrlDur, "control-duration", 3*time.Second, "length of each control-plane run")
 	fs.IntVar(&o.ctrlConc, "control-concurrency", 8, "requests in flight in the concurrent and paced control-plane runs")
 	fs.Float64Var(&o.ctrlRate, "control-rate", 1000, "setups per second of the paced control-plane run (0: none)")
@@ -147,7 +151,8 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 			o.relays += ",rtpengine"
 		}
 	})
-	def("mode", func() { o.modes = "fixed,streams,control" })
+	def("mode", func() { o.modes = "fixed,streams,control,srtp" })
+	def("srtp-calls", func() { o.srtpCalls = "20" })
 	def("installed-streams", func() { o.installed = "1000,20000" })
 	def("streams-calls", func() { o.scalingCalls = 20 })
 	def("calls", func() { o.calls = "20,100" })
@@ -307,6 +312,12 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 	if err != nil {
 		return nil, fmt.Errorf("--calls: %w", err)
 	}
+	srtpLoads := loads
+	if o.srtpCalls != "" {
+		if srtpLoads, err = parseInts(o.srtpCalls); err != nil {
+			return nil, fmt.Errorf("--srtp-calls: %w", err)
+		}
+	}
 	relayCPUs, genCPUs, err := cpuSplit(o.relayCPUs, o.genCPUs)
 	if err != nil {
 		return nil, err
@@ -320,12 +331,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		_, terr := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 		tty = terr == nil
 	}
-	var modes []string
-	for _, m := range strings.Split(o.modes, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			modes = append(modes, m)
-		}
-	}
+	modes, suites := splitList(o.modes), splitList(o.srtpSuites)
 	return &runner.Config{
 		Relays: specs, RelaydBin: o.relaydBin, RtpengineBin: o.rtpengineBin, Topology: kind, Modes: modes,
 		Calls: loads, PPS: o.pps, PayloadLen: o.payload, Warmup: o.warmup, Window: o.window, Drain: o.drain,
@@ -334,7 +340,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		SoakDuration: o.soakDur, SoakCalls: o.soakCalls, SoakChurn: o.soakChurn,
 		RelayCPUs: relayCPUs, GenCPUs: genCPUs, SetupConc: o.setupConc, AddrsPerSide: o.addrs,
 		EndpointGRO: o.gro, Steering: steering, Tick: o.tick, SendBatch: o.sendBatch, RelayLogLevel: o.relayLogLevel,
-		InstalledStreams: installed, ScalingCalls: o.scalingCalls,
+		InstalledStreams: installed, ScalingCalls: o.scalingCalls, SRTPSuites: suites, SRTPCalls: srtpLoads,
 		Profile: o.profile, ProfileCalls: o.profileCalls, Quick: o.quick, Deadline: o.deadline,
 		OutDir: out, Progress: stderr, TTY: tty, Log: log,
 	}, nil
@@ -396,6 +402,17 @@ func parseCPUs(s string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// splitList reads a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func parseInts(s string) ([]int, error) {

@@ -96,3 +96,44 @@ func TestSmokeVerdict(t *testing.T) {
 		})
 	}
 }
+
+func TestSRTPFlags(t *testing.T) {
+	parse := func(args ...string) *runner.Config {
+		t.Helper()
+		var o options
+		fs := newFlagSet(&o, &strings.Builder{})
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if o.quick {
+			applyQuick(&o, set, true)
+		}
+		cfg, err := o.config(nil, &strings.Builder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	cfg := parse("--mode", "srtp", "--calls", "100,200,300")
+	if !slices.Equal(cfg.SRTPCalls, []int{100, 200, 300}) || !slices.Equal(cfg.SRTPSuites, []string{"AES_CM_128_HMAC_SHA1_80"}) {
+		t.Errorf("srtp mode takes the fixed loads and the default suite: %v %v", cfg.SRTPCalls, cfg.SRTPSuites)
+	}
+	cfg = parse("--mode", "srtp", "--srtp-calls", "50", "--srtp-suites", "AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM")
+	if !slices.Equal(cfg.SRTPCalls, []int{50}) || !slices.Equal(cfg.SRTPSuites, []string{"AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"}) {
+		t.Errorf("--srtp-calls and --srtp-suites: %v %v", cfg.SRTPCalls, cfg.SRTPSuites)
+	}
+	cfg = parse("--quick")
+	if !slices.Contains(cfg.Modes, "srtp") || !slices.Equal(cfg.SRTPCalls, []int{20}) {
+		t.Errorf("the smoke test's SRTP part: modes %v, loads %v", cfg.Modes, cfg.SRTPCalls)
+	}
+	var o options
+	fs := newFlagSet(&o, &strings.Builder{})
+	if err := fs.Parse([]string{"--srtp-calls", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.config(nil, &strings.Builder{}); err == nil {
+		t.Errorf("a bad --srtp-calls was accepted")
+	}
+}

@@ -57,6 +57,7 @@ func TestLayoutsMatchProgram(t *testing.T) {
 		relayReasonREASON_NOT_RTP, relayReasonREASON_IP_OPTIONS, relayReasonREASON_FRAGMENT,
 		relayReasonREASON_IPV6EXT, relayReasonREASON_NO_NEXTHOP, relayReasonREASON_TRUNCATED,
 		relayReasonREASON_BAD_RULE, relayReasonREASON_ZERO_CSUM6, relayReasonREASON_RULE_CHANGING,
+		relayReasonREASON_RTCP,
 	}
 	if len(generated) != int(reasonCount) || relayReasonREASON_MAX != relayReason(reasonCount) {
 		t.Fatalf("program has %d reasons, Go %d", relayReasonREASON_MAX, reasonCount)

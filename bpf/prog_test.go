@@ -115,6 +115,10 @@ func testProgram(t *testing.T, d *Datapath) {
 		{name: "empty_payload", flags: allChecks, in: func(f *frame) { f.payload = nil }, action: xdpPass, reason: ReasonNotRTP},
 		{name: "stun_without_rtp_check", flags: FlagCheckSource, in: func(f *frame) { f.payload = stunBinding() }, out: same, action: xdpTX, reason: ReasonTX},
 		{name: "rtcp", flags: allChecks, in: func(f *frame) { f.payload = rtcpRR(0x11223344) }, out: same, action: xdpTX, reason: ReasonTX, isRTCP: true},
+		// relayd's rules send RTCP to the userspace loop, which reads the
+		// reports for call quality; RTP still leaves in the kernel.
+		{name: "rtcp_pass", flags: allChecks | FlagRTCPPass, in: func(f *frame) { f.payload = rtcpRR(0x11223344) }, action: xdpPass, reason: ReasonRTCP},
+		{name: "rtcp_pass_rtp", flags: allChecks | FlagRTCPPass, in: same, out: same, action: xdpTX, reason: ReasonTX, isRTP: true},
 		{name: "set_tos", flags: allChecks | FlagSetTOS, tos: 184, in: same, out: func(f *frame) { f.tos = 184 }, action: xdpTX, reason: ReasonTX, isRTP: true},
 		{name: "keep_tos", flags: allChecks, tos: 184, in: func(f *frame) { f.tos = 0x28 }, out: func(f *frame) { f.tos = 0x28 }, action: xdpTX, reason: ReasonTX, isRTP: true},
 		{name: "ttl_reset", flags: allChecks, in: func(f *frame) { f.ttl = 3 }, out: same, action: xdpTX, reason: ReasonTX, isRTP: true},

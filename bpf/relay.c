@@ -46,6 +46,7 @@ enum fwd_flag {
 	FLAG_CHECK_SRC = 1 << 0, /* source must be peer_addr:peer_port */
 	FLAG_SET_TOS = 1 << 1,   /* write tos (IPv4 TOS / IPv6 traffic class) */
 	FLAG_RTP_CHECK = 1 << 2, /* payload must look like RTP/RTCP version 2 */
+	FLAG_RTCP_PASS = 1 << 3, /* RTCP goes to user space (call quality) */
 };
 
 enum reason {
@@ -64,6 +65,7 @@ enum reason {
 	REASON_BAD_RULE,      /* shared-table entry outside the streams array */
 	REASON_ZERO_CSUM6,    /* IPv6 UDP with zero checksum: dropped */
 	REASON_RULE_CHANGING, /* user space was rewriting the rule meanwhile */
+	REASON_RTCP,          /* RTCP of a FLAG_RTCP_PASS rule, for user space */
 	REASON_MAX,
 };
 
@@ -298,6 +300,14 @@ static __always_inline int is_rtp_v2(const __u8 *p, __u32 plen,
 	if (plen < 8 || (const void *)(p + 8) > data_end)
 		return 0;
 	return (p[0] & 0xc0) == 0x80;
+}
+
+/* RTCP version 2 by RFC 5761 §4's packet types 192-223 (an RTP payload type
+ * there would clash with RTCP on a multiplexed port). */
+static __always_inline int is_rtcp(const __u8 *p, __u32 plen,
+				   const void *data_end)
+{
+	return is_rtp_v2(p, plen, data_end) && p[1] >= 192 && p[1] <= 223;
 }
 
 static __always_inline void rtp_account(struct stream *st,
@@ -584,6 +594,8 @@ static __always_inline int relay_v4(struct ethhdr *eth, void *data_end,
 
 	if ((r.flags & FLAG_RTP_CHECK) && !is_rtp_v2(payload, plen, data_end))
 		return pass(REASON_NOT_RTP);
+	if ((r.flags & FLAG_RTCP_PASS) && is_rtcp(payload, plen, data_end))
+		return pass(REASON_RTCP);
 
 	int action = egress(&r, ingress);
 
@@ -690,6 +702,8 @@ static __always_inline int relay_v6(struct ethhdr *eth, void *data_end,
 
 	if ((r.flags & FLAG_RTP_CHECK) && !is_rtp_v2(payload, plen, data_end))
 		return pass(REASON_NOT_RTP);
+	if ((r.flags & FLAG_RTCP_PASS) && is_rtcp(payload, plen, data_end))
+		return pass(REASON_RTCP);
 	if (udp->check == 0) {
 		count(REASON_ZERO_CSUM6);
 		return XDP_DROP;

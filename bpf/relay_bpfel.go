@@ -49,7 +49,8 @@ const (
 	relayReasonREASON_BAD_RULE      relayReason = 12
 	relayReasonREASON_ZERO_CSUM6    relayReason = 13
 	relayReasonREASON_RULE_CHANGING relayReason = 14
-	relayReasonREASON_MAX           relayReason = 15
+	relayReasonREASON_RTCP          relayReason = 15
+	relayReasonREASON_MAX           relayReason = 16
 )
 
 type relayStream struct {

@@ -117,8 +117,12 @@ const (
 	// FlagRTPCheck passes payloads that are not RTP/RTCP version 2 (STUN,
 	// DTLS, anything shorter than 8 bytes) to the stack.
 	FlagRTPCheck Flags = 1 << 2
+	// FlagRTCPPass passes RTCP (RFC 5761 packet types 192-223) to the stack:
+	// the userspace loop reads the parties' reports (call quality, MOS)
+	// and forwards them; RTCP is a few packets a second per stream.
+	FlagRTCPPass Flags = 1 << 3
 
-	allFlags = FlagCheckSource | FlagSetTOS | FlagRTPCheck
+	allFlags = FlagCheckSource | FlagSetTOS | FlagRTPCheck | FlagRTCPPass
 )
 
 // NextHop is where a forwarded frame goes at layer 2.
@@ -180,13 +184,14 @@ const (
 	// ReasonRuleChanging: the rule was being rewritten while the packet
 	// read it; passed (the userspace loop relays it).
 	ReasonRuleChanging
+	ReasonRTCP // RTCP of a FlagRTCPPass rule: passed to the userspace loop
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
 	"tx", "redirect", "not_ip", "not_udp", "no_rule", "wrong_source", "not_rtp",
 	"ip_options", "fragment", "ipv6_ext", "no_nexthop", "truncated", "bad_rule",
-	"zero_csum6", "rule_changing",
+	"zero_csum6", "rule_changing", "rtcp",
 }
 
 // Reasons lists every Reason, in counter order.

@@ -142,6 +142,9 @@ func TestNegotiate(t *testing.T) {
 			offered: []Format{pcmu, te101}, opt: Options{Transcode: specs(t, "opus")}, wantTo: "0 96 97 101", added: 2},
 		{name: "G.722 added keeps its static type", offered: []Format{pcmu}, opt: Options{Transcode: specs(t, "G722")},
 			wantTo: "0 9", added: 1},
+		{name: "an Opus-only browser without libopus: nothing to transcode from, warned",
+			offered: []Format{opus, te48}, opt: Options{Transcode: specs(t, "PCMU")}, can: canNoOpus,
+			wantTo: "111 110", warnings: 1},
 		{name: "ignore: never offered, still passed on", offered: []Format{pcma, pcmu}, opt: Options{Ignore: specs(t, "PCMA")},
 			wantTo: "0"},
 		{name: "a transcode of a codec stripped by name is a new instance", offered: []Format{pcmu, pcma},
@@ -212,9 +215,9 @@ func TestAnswer(t *testing.T) {
 		{name: "accept G722: the answerer takes it, passthrough",
 			offered: []Format{g722, pcmu}, opt: Options{Accept: specs(t, "G722")}, answered: []Format{g722},
 			wantBack: "9"},
-		{name: "the offerer's codecs all stripped by name: nothing to transcode from",
+		{name: "nothing of the offerer's to transcode from: PCMU never offered, the answer passes as it is",
 			offered: []Format{g729}, opt: Options{Transcode: specs(t, "PCMU")}, answered: []Format{pcmu},
-			wantError: true},
+			wantBack: "0"},
 		{name: "single codec", offered: []Format{pcmu, pcma, te101}, opt: Options{SingleCodec: true},
 			answered: []Format{pcmu, pcma, te101}, wantBack: "0 101"},
 	} {
@@ -256,6 +259,19 @@ func TestAnswer(t *testing.T) {
 				t.Errorf("telephone-events at %v, want %v", got, tc.dtmf)
 			}
 		})
+	}
+}
+
+// An answerer that renumbers the relay's telephone-event is sent events
+// under its own number.
+func TestAnswerKeepsAnswerersPayloadTypes(t *testing.T) {
+	o := Negotiate([]Format{opus, te48}, Options{Transcode: specs(t, "PCMU")}, true, canAll)
+	a, err := o.Answer([]Format{pcmu, te101}, 20, 20, Options{})
+	if err != nil || a.Transcoding == nil {
+		t.Fatalf("Answer = %+v, %v", a, err)
+	}
+	if d := a.Transcoding.Answerer.DTMF; d == nil || d.PT != 101 {
+		t.Errorf("answerer's telephone-event %+v, want its own PT 101 (the relay offered 96)", d)
 	}
 }
 

@@ -120,8 +120,24 @@ func Negotiate(offered []Format, opt Options, audio bool, can Capability) Offer 
 		}
 	}
 
+	// What the offerer's side of the transcoder may speak.
+	var cannot error
+	for _, f := range o.From {
+		if f.Supplementary() || named(opt.Strip, f) {
+			continue
+		}
+		if err := can(f); err != nil {
+			if cannot == nil {
+				cannot = err
+			}
+			continue
+		}
+		o.Accepted = append(o.Accepted, f)
+	}
+
 	// Codecs to transcode to: one the offerer listed stays (restored if a
-	// keyword stripped it); any other is added.
+	// keyword stripped it); any other is added — if there is anything of
+	// the offerer's to transcode from.
 	used := map[uint8]bool{}
 	for _, f := range o.From {
 		used[f.PT] = true
@@ -147,6 +163,12 @@ func Negotiate(offered []Format, opt Options, audio bool, can Capability) Offer 
 		f, err := formatOf(sp)
 		if err == nil {
 			err = can(f)
+		}
+		if err == nil && len(o.Accepted) == 0 {
+			err = fmt.Errorf("none of the offerer's codecs can be transcoded from (%v)", cannot)
+			if cannot == nil {
+				err = errors.New("the offerer lists no codec to transcode from")
+			}
 		}
 		if err != nil {
 			o.Warnings = append(o.Warnings, fmt.Sprintf("codec transcode %s: %v", sp, err))
@@ -221,12 +243,6 @@ func Negotiate(offered []Format, opt Options, audio bool, can Capability) Offer 
 	}
 	o.To = to
 
-	// What the offerer's side of the transcoder may speak.
-	for _, f := range o.From {
-		if !f.Supplementary() && !named(opt.Strip, f) && can(f) == nil {
-			o.Accepted = append(o.Accepted, f)
-		}
-	}
 	o.Prefer = append(slices.Clone(opt.Consume), opt.Accept...)
 	o.Forced = opt.AlwaysTranscode || len(opt.Consume) > 0 || len(opt.Accept) > 0 || opt.PTime > 0
 	return o

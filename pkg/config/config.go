@@ -39,6 +39,15 @@ const (
 	XDPOff     = "off"
 )
 
+// Recording methods (the recording-method key). relayd writes pcap files for
+// each of them: proc and all are the incumbent's, accepted so that its
+// configuration loads, and warned about at start.
+const (
+	RecordingPcap = "pcap"
+	RecordingProc = "proc"
+	RecordingAll  = "all"
+)
+
 // Interface is one logical media interface: where sockets bind and what the
 // SDP says.
 type Interface struct {
@@ -66,6 +75,8 @@ type Config struct {
 	PidFile     string
 	Foreground  bool
 	NumThreads  int // resolved: 0/absent -> runtime.NumCPU()
+	// CodecThreads are the transcoding workers (0: one per CPU).
+	CodecThreads int
 
 	EndpointLearning string // off|immediate|delayed|heuristic
 
@@ -114,6 +125,11 @@ type Config struct {
 	B2BURL string
 	// XMLRPCFormat is the notice's form: 0 SEMS, 1 call-id only, 2 Kamailio.
 	XMLRPCFormat int
+
+	// RecordingDir is where call recordings go ("" = recording off);
+	// RecordingMethod is pcap, proc or all as configured ("" = pcap) and
+	// RecordingFormat raw or eth ("" = raw).
+	RecordingDir, RecordingMethod, RecordingFormat string
 
 	// ConfigFile and ConfigSection name what was loaded; both are empty when
 	// no file was read.

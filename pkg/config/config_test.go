@@ -631,7 +631,7 @@ func TestUnknownKeysWarnOncePerKey(t *testing.T) {
 log-facility = daemon
 table = 0
 log-facility = local0
-recording-dir = /var/spool
+redis-num-threads = 4
 table = -1
 config-file = /etc/other.conf
 [other]
@@ -644,7 +644,7 @@ not-ours = 1
 	want := []string{
 		`unknown key "log-facility" ignored`,
 		`unknown key "table" ignored`,
-		`unknown key "recording-dir" ignored`,
+		`unknown key "redis-num-threads" ignored`,
 		`unknown key "config-file" ignored`,
 	}
 	if !reflect.DeepEqual(warnings, want) {

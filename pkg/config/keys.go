@@ -4,6 +4,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -110,6 +111,8 @@ func keyDefs() []keyDef {
 			}},
 		{name: "num-threads", argName: "INT", help: "worker threads, 0 = one per CPU (default 0)",
 			set: intKey(func(c *Config) *int { return &c.NumThreads }, 0, maxThreads)},
+		{name: "codec-num-threads", argName: "INT", help: "transcoding worker threads, 0 = one per CPU (default 0)",
+			set: intKey(func(c *Config) *int { return &c.CodecThreads }, 0, maxThreads)},
 		{name: "endpoint-learning", argName: "MODE",
 			help: "off, immediate, delayed or heuristic (default heuristic)",
 			set: func(c *Config, v string) error {
@@ -223,6 +226,36 @@ func keyDefs() []keyDef {
 				}
 				c.NodeName = v
 				return nil
+			}},
+		{name: "recording-dir", argName: "PATH",
+			help: "directory for call recordings (pcaps/, metadata/), empty = recording off (default off)",
+			set: func(c *Config, v string) error {
+				v = strings.TrimSpace(v)
+				if v != "" && !filepath.IsAbs(v) {
+					return fmt.Errorf("want an absolute path")
+				}
+				c.RecordingDir = v
+				return nil
+			}},
+		{name: "recording-method", argName: "METHOD",
+			help: "pcap; the incumbent's proc and all are accepted and write pcap files (default pcap)",
+			set: func(c *Config, v string) error {
+				switch m := strings.ToLower(strings.TrimSpace(v)); m {
+				case RecordingPcap, RecordingProc, RecordingAll:
+					c.RecordingMethod = m
+					return nil
+				}
+				return fmt.Errorf("want pcap (proc and all are accepted and write pcap files)")
+			}},
+		{name: "recording-format", argName: "FORMAT",
+			help: "link layer of the pcap files: raw (IP) or eth (synthetic Ethernet header) (default raw)",
+			set: func(c *Config, v string) error {
+				switch f := strings.ToLower(strings.TrimSpace(v)); f {
+				case "raw", "eth":
+					c.RecordingFormat = f
+					return nil
+				}
+				return fmt.Errorf("want raw or eth")
 			}},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",

@@ -17,6 +17,7 @@ import (
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/transcode"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -83,8 +84,14 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	// What stops the media plane: at a hand-over the kernel keeps
 	// forwarding, otherwise every stream leaves the kernel. The fast path
 	// goes last, after every stream has left it.
+	// Transcoding on workers of its own; closed before the media plane so
+	// that no bridge delivers into a closed engine.
+	codecReg := transcode.NewRegistry()
+	transcoders := transcode.NewPool(transcode.PoolConfig{Workers: cfg.CodecThreads, Registry: codecReg, Logger: log})
+	logCodecs(log, codecReg)
 	handingOver := false
 	defer func() {
+		transcoders.Close()
 		if handingOver {
 			engine.HandOver()
 			if fp != nil {
@@ -119,13 +126,22 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	} else {
 		go identity.Run(ctx, log.With("component", "webrtc"))
 	}
+	recorder, err := newRecorder(cfg, log)
+	if err != nil {
+		return err
+	}
+	if recorder != nil {
+		defer recorder.Close() // after the manager has ended every call
+	}
 	mgr, err := session.NewManager(session.Config{
 		Interfaces: ifaces, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
 		Timeout: cfg.Timeout, SilentTimeout: cfg.SilentTimeout, OfferTimeout: cfg.OfferTimeout,
 		FinalTimeout: cfg.FinalTimeout, DeleteDelay: cfg.DeleteDelay, TOS: cfg.TOS,
 		MaxSessions: cfg.MaxSessions, EndpointLearning: cfg.EndpointLearning, Logger: log,
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
-		OnChange: onChange, ActiveSwitchover: cfg.ActiveSwitchover,
+		Recorder: recorder,
+		OnChange: onChange, Codecs: session.TranscodeCapability(codecReg), Transcoders: transcoders,
+		ActiveSwitchover: cfg.ActiveSwitchover,
 		// A relay that holds other relays' calls binds their floating
 		// address before it moves here.
 		FreeBind: len(cfg.SubscribeKeyspace) > 0,
@@ -156,6 +172,11 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	var handler ngproto.Handler = ctrl
 	if o.registry != nil {
 		handler = o.registry.InstrumentNG(ctrl)
+		if recorder != nil {
+			if err := registerRecordingMetrics(o.registry, recorder); err != nil {
+				log.Warn("recording metrics not exported", "error", err)
+			}
+		}
 	}
 	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
 	if err != nil {
@@ -219,6 +240,19 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 		return nil, nil
 	}
 	return fp, nil
+}
+
+// logCodecs says once what this build can transcode, and why not the rest.
+func logCodecs(log *slog.Logger, reg *transcode.Registry) {
+	var have []string
+	for _, c := range reg.Codecs() {
+		if err := c.Available(); err != nil {
+			log.Warn("codec unavailable for transcoding", "codec", c.Name, "reason", err)
+			continue
+		}
+		have = append(have, c.Name)
+	}
+	log.Info("transcoding", "codecs", have)
 }
 
 // fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.

@@ -289,7 +289,7 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 		return fmt.Errorf("egress ifindex %d for %s: %w", nh.Ifindex, r.Dest, ErrNotAttached)
 	}
 	rule := bpf.Rule{Local: r.Local, Peer: r.Source, Source: r.Egress, Dest: r.Dest, NextHop: nh,
-		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck}
+		Flags: bpf.FlagCheckSource | bpf.FlagRTPCheck | bpf.FlagRTCPPass}
 	if r.TOS >= 0 {
 		rule.TOS, rule.Flags = uint8(r.TOS), rule.Flags|bpf.FlagSetTOS
 	}

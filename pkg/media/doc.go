@@ -86,5 +86,6 @@
 // streams, and the packet path never makes a kernel-rule syscall.
 //
 // The media plane never calls back into control code: the session layer calls
-// Configure on every signalling event and polls Stats.
+// Configure on every signalling event (Reconfigure when only a stream's
+// stages change, such as a recording's taps) and polls Stats.
 package media

@@ -90,7 +90,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		s := c.src.Sessions()
 		gauge(descSessions, float64(s.SessionsOwn), "own")
 		gauge(descSessions, float64(s.SessionsForeign), "foreign")
-		gauge(descTranscoded, 0) // relayd never transcodes (yet)
+		gauge(descTranscoded, float64(s.TranscodedMedia))
 		gauge(descMediaStreams, float64(s.MediaUserspace), "userspace")
 		gauge(descMediaStreams, float64(s.MediaKernel), "kernel")
 		// Each stream is in the kernel or in userspace at any time; the

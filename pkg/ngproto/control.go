@@ -57,6 +57,8 @@ func (c *Control) HandleNG(_ context.Context, req *Request, from netip.AddrPort)
 		return OK(F("calls", Strings(c.mgr.List(limit))))
 	case "statistics":
 		return OK(F("statistics", c.statistics()))
+	case "start recording", "stop recording", "pause recording":
+		return c.recording(req)
 	default:
 		return ErrorReply(ReasonUnknownCommand)
 	}
@@ -93,6 +95,9 @@ func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
 	// For the CLI's proxy column and the b2b-url's %%.
 	c.mgr.NoteOrigin(req.CallID, from)
 	rep := OK(F("sdp", Bytes(out.SDP)))
+	if len(out.Recordings) > 0 {
+		rep = rep.With("recordings", Strings(out.Recordings))
+	}
 	if w := warnings(req, out.Warnings); w != "" {
 		rep = rep.WithWarning(w)
 	}
@@ -121,6 +126,32 @@ func (c *Control) delete(req *Request) Reply {
 		return OK()
 	}
 	return callReply(info)
+}
+
+// recording runs start, stop and pause recording on the whole call.
+func (c *Control) recording(req *Request) Reply {
+	if req.CallID == "" {
+		return ErrorReply(ReasonNoCallID)
+	}
+	r := session.RecordingRequest{CallID: req.CallID, FromTag: req.FromTag, ToTag: req.ToTag, Options: req.Options}
+	var w []string
+	var err error
+	switch req.Command {
+	case "start recording":
+		w, err = c.mgr.StartRecording(r)
+	case "stop recording":
+		w, err = c.mgr.StopRecording(r)
+	default:
+		w, err = c.mgr.PauseRecording(r)
+	}
+	if err != nil {
+		return ErrorReply(reason(err))
+	}
+	rep := OK()
+	if s := warnings(req, w); s != "" {
+		rep = rep.WithWarning(s)
+	}
+	return rep
 }
 
 func (c *Control) query(req *Request) Reply {
@@ -222,11 +253,13 @@ func callReply(ci *session.CallInfo) Reply {
 				}
 			}
 			medias[mi].Value = a.dict(
+				F("codec", optStr(md.Codec)),
 				F("flags", a.strings(md.Flags)),
 				F("index", Int(int64(md.Index))),
 				F("protocol", Str(md.Protocol)),
 				F("security", securityTree(&a, md.Security)),
 				F("streams", Value{kind: KindList, items: streams}),
+				F("transcoding", transcodeTree(&a, md.Transcoding)),
 				F("type", Str(md.Type)),
 			)
 		}
@@ -257,12 +290,30 @@ func callReply(ci *session.CallInfo) Reply {
 		F("created", Int(ci.Created.Unix())),
 		F("created_us", Int(int64(ci.Created.Nanosecond()/1000))),
 		F("last signal", Int(ci.LastSignal.Unix())),
+		F("recording", recordingTree(ci.Recording)),
 		F("tags", Value{kind: KindDict, items: sortFields(tags)}),
 		F("totals", a.dict(
 			F("RTCP", counters(&a, ci.RTCP)),
 			F("RTP", counters(&a, ci.RTP)),
 		)),
 		F("result", okResult),
+	)
+}
+
+// recordingTree is a call's recording in query and delete: its state, the
+// pcap file and what was written, dropped (queue full) and lost to the file;
+// Null (left out) when the call is not recorded.
+func recordingTree(r *session.RecordingInfo) Value {
+	if r == nil {
+		return Value{}
+	}
+	return Dict(
+		F("bytes", Uint(r.Bytes)),
+		F("dropped", Uint(r.Dropped)),
+		F("failed", Uint(r.Failed)),
+		F("file", Str(r.File)),
+		F("packets", Uint(r.Packets)),
+		F("state", Str(r.State)),
 	)
 }
 
@@ -382,6 +433,27 @@ func securityTree(a *arena, s *session.SecurityInfo) Value {
 	)
 }
 
+// transcodeTree is what the transcoder does on a party's side; Null (left
+// out) when the media is not transcoded.
+func transcodeTree(a *arena, t *session.TranscodeInfo) Value {
+	if t == nil {
+		return Value{}
+	}
+	errs := make([]Field, 0, len(t.Errors))
+	for _, k := range slices.Sorted(maps.Keys(t.Errors)) {
+		errs = append(errs, F(k, Uint(t.Errors[k])))
+	}
+	return a.dict(
+		F("DTMF events", Uint(t.Events)),
+		F("concealed", Uint(t.Concealed)),
+		F("errors", a.dict(errs...)),
+		F("packets in", Uint(t.In)),
+		F("packets out", Uint(t.Out)),
+		F("receives", Str(t.Receives)),
+		F("sends", Str(t.Sends)),
+	)
+}
+
 func endpoint(a *arena, names *addrNames, ap netip.AddrPort) Value {
 	if !ap.IsValid() {
 		return Value{kind: KindDict}
@@ -441,9 +513,20 @@ func (c *Control) statistics() Value {
 			)),
 		))
 	}
-	var control Value
+	var control, rec Value
 	if c.server != nil {
 		control = controlStatistics(c.server())
+	}
+	if r := s.Recording; r != nil {
+		rec = Dict(
+			F("active", Int(int64(r.Active))),
+			F("bytes", Uint(r.Bytes)),
+			F("dropped", Uint(r.Dropped)),
+			F("failed", Uint(r.Failed)),
+			F("finished", Uint(r.Finished)),
+			F("packets", Uint(r.Packets)),
+			F("started", Uint(r.Started)),
+		)
 	}
 	return Dict(
 		F("controlstatistics", control),
@@ -457,9 +540,10 @@ func (c *Control) statistics() Value {
 			F("sessionsforeign", Int(int64(s.SessionsForeign))),
 			F("sessionsown", Int(int64(s.SessionsOwn))),
 			F("sessionstotal", Int(int64(s.SessionsOwn+s.SessionsForeign))),
-			F("transcodedmedia", Int(0)),
+			F("transcodedmedia", Int(int64(s.TranscodedMedia))),
 		)),
 		F("interfaces", List(ifaces...)),
+		F("recordingstatistics", rec),
 		F("totalstatistics", Dict(
 			F("avgcallduration", seconds(s.AvgCallDuration)),
 			F("finaltimeoutsessions", Uint(s.FinalTimeout)),

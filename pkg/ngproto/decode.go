@@ -280,6 +280,8 @@ func (p *reqParser) key(nk, raw string, v Value) error {
 				p.ignoreValue(raw, s)
 			}
 		}
+	case "metadata":
+		r.Metadata, err = ownStr(raw, v)
 	case "all":
 		// Key form used by block/silence media: "all" selects every party.
 		var s string
@@ -560,6 +562,8 @@ func (p *reqParser) flag(orig string) {
 		fl.All = true
 	case "trickle-ice":
 		p.req.ICETrickle = true
+	case "detect-dtmf":
+		fl.DetectDTMF = true
 	case "always-transcode":
 		p.req.Codec.AlwaysTranscode = true
 	case "single-codec":
@@ -857,7 +861,7 @@ var knownNames = func() map[string]string {
 		"label", "from-label", "to-label", "received-from", "media-address", "address-family",
 		"direction", "ice", "dtls", "sdes", "rtcp-mux", "transport-protocol", "replace", "tos",
 		"delete-delay", "limit", "codec", "endpoint-learning", "supports", "record-call", "all",
-		"flags", "rtpp-flags", "sip-message-type", "sip-code",
+		"metadata", "flags", "rtpp-flags", "sip-message-type", "sip-code",
 		"trust-address", "sip-source-address", "asymmetric", "symmetric", "strict-source",
 		"media-handover", "port-latching", "no-port-latching", "no-rtcp-attribute",
 		"full-rtcp-attribute", "original-sendrecv", "loop-protect", "record-call", "generate-mid",

@@ -22,9 +22,6 @@ type Request struct {
 	HasSDP bool
 	// Limit is the "limit" key of list (0 when not given).
 	Limit int
-	// ICETrickle is set by "trickle" in the ICE list, or the trickle-ICE or
-	// WebRTC flags: the client will send candidates later (SDP fragments).
-	ICETrickle bool
 	// Options are the per-call choices handed to the session layer.
 	session.Options
 	// Ignored lists unknown keys, flags and values ("key", "flags=flag",

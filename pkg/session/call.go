@@ -11,6 +11,7 @@ import (
 	"github.com/relayd/relayd/pkg/codecs"
 	mplane "github.com/relayd/relayd/pkg/media"
 	"github.com/relayd/relayd/pkg/ports"
+	"github.com/relayd/relayd/pkg/recording"
 )
 
 type endReason int
@@ -46,6 +47,7 @@ type Call struct {
 	answered   bool
 	tos        int
 	learning   learningFlags
+	detectDTMF bool // in-band digits become telephone-events on transcoded media
 	ended      bool
 	// due is when expiry looks at the call next, dueIdx its place in the
 	// manager's heap (-1: not there); both guarded by Manager.mu.
@@ -54,6 +56,11 @@ type Call struct {
 	// group keeps the call's sockets on one media worker, so that a packet
 	// leaves by its sink's socket where it was received.
 	group mplane.Group
+	// rec is the call's recording while one runs or is paused
+	// (recording.go); recMetadata the proxy's "metadata" for it.
+	rec              *recording.Recording
+	recMetadata      string
+	discardRecording bool // a delete said discard-recording
 
 	// foreign: another relay owns the call (foreign.go); written under
 	// c.mu, read anywhere. fstate is what it keeps until its takeover and
@@ -113,8 +120,9 @@ type media struct {
 	rejected        bool
 	ice             bool
 	clockRates      map[uint8]uint32
-	demuxRequested  bool // offer asked to demux this party's rtcp-mux onward
-	ptime           int  // the party's a=ptime, 0 when absent
+	demuxRequested  bool              // offer asked to demux this party's rtcp-mux onward
+	ptime           int               // the party's a=ptime, 0 when absent
+	sdpCodecs       []recording.Codec // the codecs its SDP listed, for a recording's metadata
 
 	// codecOffer is how the relay negotiated this party's last offer (what
 	// the answerer was offered), kept to map the answer back; nil before
@@ -125,6 +133,11 @@ type media struct {
 	// side of it this party is.
 	transcoding      *codecs.Transcoding
 	transcodeOfferer bool
+	// bridge transcodes between this party and the other while
+	// transcoding is set and the relay has a transcoder.
+	bridge *bridged
+	// firstCodec is the first codec of the party's latest SDP, for query.
+	firstCodec string
 
 	// What relayd advertised to this party.
 	advertisedMux   bool
@@ -213,6 +226,7 @@ func (md *media) apply(u *media) {
 	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
 	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
 	md.ptime = u.ptime
+	md.sdpCodecs = u.sdpCodecs
 }
 
 // release closes every socket of the call.
@@ -220,6 +234,7 @@ func (c *Call) releaseAll() {
 	for _, ml := range c.monos {
 		for _, md := range ml.medias {
 			md.sec.close()
+			closeBridge(md)
 			for _, ps := range md.sets {
 				c.releaseSet(ps)
 			}
@@ -245,6 +260,7 @@ func (c *Call) end(reason endReason) {
 		return
 	}
 	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
+	c.finishRecording(reason)
 	c.collectTotals()
 	c.releaseAll()
 	c.mu.Unlock()

@@ -43,6 +43,9 @@ type foreignState struct {
 	seen uint64
 	// node is the relay that owns the call, as its record says.
 	node string
+	// recording is the owner's recording state ("", "on", "paused"):
+	// this relay records the call from its takeover.
+	recording string
 }
 
 // Foreign takes in the state of a call another relay owns: a call new here
@@ -120,7 +123,7 @@ func (m *Manager) foreign(cs CallState) error {
 
 // noteForeign records what the call needs until its takeover; c.mu is held.
 func (c *Call) noteForeign(cs CallState) {
-	fs := &foreignState{counters: map[socketKey]mplane.CounterState{}, node: cs.Node}
+	fs := &foreignState{counters: map[socketKey]mplane.CounterState{}, node: cs.Node, recording: cs.Recording}
 	for _, ms := range cs.Monologues {
 		for _, md := range ms.Medias {
 			for _, set := range md.Sets {
@@ -153,6 +156,9 @@ func (c *Call) receivedHere() uint64 {
 
 // demote makes an own call foreign; c.mu is held.
 func (c *Call) demote() {
+	if c.rec != nil {
+		c.stopRecording("the call is another relay's now", false)
+	}
 	c.foreign.Store(true)
 	c.m.mu.Lock()
 	c.m.foreignN++
@@ -230,8 +236,9 @@ func (c *Call) takeOver(why string) {
 		}
 	}
 	owner := ""
-	if c.fstate != nil {
-		owner = c.fstate.node
+	if fs := c.fstate; fs != nil {
+		owner = fs.node
+		c.continueRecording(fs.recording)
 	}
 	c.fstate = nil
 	c.m.mu.Lock()

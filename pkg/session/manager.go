@@ -14,6 +14,7 @@ import (
 
 	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
+	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -46,9 +47,15 @@ type Config struct {
 	// FingerprintHash is the hash of the a=fingerprint written ("" is
 	// sha-256).
 	FingerprintHash string
+	// Recorder records calls (recording-dir); nil: recording is off and
+	// record-call is answered with a warning.
+	Recorder *recording.Recorder
 	// Codecs says which codecs the relay can transcode; nil transcodes
 	// none (codec options that need it are answered with a warning).
 	Codecs codecs.Capability
+	// Transcoders builds the bridges of transcoded media (transcode.Pool);
+	// nil leaves negotiated transcoding undone, so Codecs must be nil too.
+	Transcoders Transcoders
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// OnCallEnd, when set, is told about every call that ends (teardown

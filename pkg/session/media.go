@@ -28,6 +28,10 @@ type streamState struct {
 	local netip.AddrPort
 	rtcp  bool
 	ms    *mplane.Stream // nil without a media plane
+	// cfg is the socket's configuration without recording taps, kept for
+	// when a recording starts or stops (recording.go).
+	cfg        mplane.StreamConfig
+	configured bool
 }
 
 // attach hands the set's sockets to the media plane, which closes them after
@@ -92,6 +96,10 @@ func (c *Call) configureMedia(fm, tm *media, opts *Options) {
 	if c.m.cfg.Media == nil || fm.cur == nil || tm.cur == nil {
 		return
 	}
+	if opts != nil && opts.Flags.DetectDTMF {
+		c.detectDTMF = true
+	}
+	c.updateBridge(fm, tm, opts)
 	for _, ps := range fm.sets {
 		c.configureSet(ps, fm, tm)
 	}
@@ -116,12 +124,15 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 	rtp := base
 	rtp.Sink, rtp.Peer = sink[0].ms, peer
 	rtp.Handlers, rtp.Egress = c.secureStages(md, ps.streams[0].ms, true)
+	if ps == md.cur {
+		rtp.Stages = transcodeStages(md, false)
+	}
 	// This party multiplexes RTCP onto RTP and the other does not: its RTCP
 	// leaves by the other side's RTCP socket (rtcp-mux demux).
 	if md.rtcpMux && md.advertisedMux && len(sink) > 1 && !(other.rtcpMux && other.advertisedMux) {
 		rtp.RTCPSink = sink[1].ms
 	}
-	ps.streams[0].ms.Configure(rtp)
+	c.configureStream(ps.streams[0], rtp)
 	c.startDTLSClient(md, ps.streams[0].ms)
 	if len(ps.streams) < 2 {
 		return
@@ -139,7 +150,10 @@ func (c *Call) configureSet(ps *portSet, md, other *media) {
 		rtcp.Peer = netip.AddrPort{}
 	}
 	rtcp.Handlers, rtcp.Egress = c.secureStages(md, ps.streams[1].ms, false)
-	ps.streams[1].ms.Configure(rtcp)
+	if ps == md.cur {
+		rtcp.Stages = transcodeStages(md, true)
+	}
+	c.configureStream(ps.streams[1], rtcp)
 }
 
 // setTOS applies the call's TOS to every socket.
@@ -307,6 +321,9 @@ func (c *Call) liveCounters() liveTotals {
 	var l liveTotals
 	for _, ml := range c.monos {
 		for _, md := range ml.medias {
+			if md.bridge != nil && md.transcodeOfferer {
+				l.transcoded++ // once per bridge: its offerer's side
+			}
 			for _, ps := range md.sets {
 				for _, st := range ps.streams {
 					if st.ms == nil {

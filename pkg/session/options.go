@@ -27,6 +27,11 @@ type Options struct {
 	AddressFamily string
 	// ICE is "remove", "force", "default", "force-relay", "optional" or "".
 	ICE string
+	// ICETrickle is set by "trickle" in the ICE list, or the trickle-ICE or
+	// WebRTC flags: the party trickles candidates. The relay, ICE-lite with
+	// every candidate known at once, says a=ice-options:trickle and
+	// a=end-of-candidates to it.
+	ICETrickle bool
 	// DTLS is "off", "passive", "active" or "".
 	DTLS string
 	// SDES holds the SDES options ("off", "no-SUITE", "only-SUITE", ...).
@@ -57,6 +62,8 @@ type Options struct {
 	Supports []string
 	// RecordCall is the record-call key ("yes", "no", "on", "off") when given.
 	RecordCall string
+	// Metadata is free-form text for a recording's metadata file.
+	Metadata string
 	// Flags are the boolean flags of the "flags" list.
 	Flags Flags
 }
@@ -78,7 +85,10 @@ type Flags struct {
 	LoopProtect       bool
 	RecordCall        bool
 	GenerateMid       bool
-	Reset             bool
+	// DetectDTMF turns in-band digits into telephone-events on transcoded
+	// media (the incumbent's "detect DTMF").
+	DetectDTMF bool
+	Reset      bool
 	// Delete-only flags.
 	Fatal            bool
 	Fast             bool
@@ -92,15 +102,16 @@ type Flags struct {
 
 // unhonoured lists what an offer or answer asked for that the relay accepts
 // but does not do (yet), for the reply's warning: a proxy must never believe
-// a flag took effect when it did not.
-func (o *Options) unhonoured() []string {
+// a flag took effect when it did not. recording tells whether recording is
+// configured.
+func (o *Options) unhonoured(recording bool) []string {
 	var w []string
 	switch o.ICE {
 	case "force-relay", "optional":
 		w = append(w, "ICE="+o.ICE+" (treated as default)")
 	}
-	if rc := strings.ToLower(o.RecordCall); o.Flags.RecordCall || rc == "yes" || rc == "on" {
-		w = append(w, "record-call (recording is not available)")
+	if !recording && recordCall(o) > 0 {
+		w = append(w, "record-call (recording-dir is not set)")
 	}
 	if o.Flags.OriginalSendrecv {
 		w = append(w, "original-sendrecv")

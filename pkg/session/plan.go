@@ -65,6 +65,7 @@ func (c *Call) plan(from, to *monologue, desc *sdp.Description, opts *Options, i
 		// A DTLS-SRTP party is a WebRTC one: it gets ICE unless told not to.
 		if opts.ICE == "force" || (opts.ICE != "remove" && (fm.ice || transportOf(sec.proto) == dtlsSRTP)) {
 			mp.ICE = tm.icePlan(set, mux)
+			mp.ICE.Trickle, mp.ICE.EndOfCandidates = opts.ICETrickle, opts.ICETrickle
 			iceLite = true
 		}
 		tm.advertisedICE = mp.ICE != nil

@@ -16,6 +16,8 @@ type CallInfo struct {
 	LastSignal time.Time
 	Tags       []TagInfo
 	RTP, RTCP  Counters // totals over all streams, received side
+	// Recording is the call's recording, nil when none runs.
+	Recording *RecordingInfo
 }
 
 // TagInfo is one monologue.
@@ -38,6 +40,11 @@ type MediaInfo struct {
 	Streams  []StreamInfo
 	// Security is the party's SRTP/DTLS/ICE state; nil for plain RTP.
 	Security *SecurityInfo
+	// Codec is what the party speaks ("PCMU/8000"), "" when unknown;
+	// Transcoding what the relay's transcoder does on its side, nil when
+	// the media is not transcoded.
+	Codec       string
+	Transcoding *TranscodeInfo
 }
 
 // SecurityInfo is what query shows of a secure party: how it is keyed and
@@ -154,7 +161,7 @@ func (m *Manager) Query(callID, fromTag, toTag string) (*CallInfo, error) {
 }
 
 func (c *Call) info() *CallInfo {
-	ci := &CallInfo{CallID: c.id, Created: c.created, LastSignal: c.lastSignal}
+	ci := &CallInfo{CallID: c.id, Created: c.created, LastSignal: c.lastSignal, Recording: c.recordingInfo()}
 	for _, ml := range c.monos {
 		ti := TagInfo{Tag: ml.tag, Label: ml.label, ViaBranch: ml.viaBranch, Aliases: ml.aliases, Created: ml.created}
 		if ml.peer != nil {
@@ -178,6 +185,10 @@ func (c *Call) info() *CallInfo {
 				mi.Flags = append(mi.Flags, "ICE")
 			}
 			mi.Security = md.securityInfo()
+			mi.Codec, mi.Transcoding = md.codecOf(), md.transcodeInfo()
+			if mi.Transcoding != nil {
+				mi.Flags = append(mi.Flags, "transcoding")
+			}
 			if sec := mi.Security; sec != nil {
 				switch sec.Keying {
 				case "DTLS":
@@ -235,6 +246,9 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 		return nil, ErrDialogue
 	}
 	c.takeOver(bySignal)
+	if r.Options.Flags.DiscardRecording {
+		c.discardRecording = true // the recording ends with the call
+	}
 	var info *CallInfo
 	if !r.Options.Flags.Fast {
 		info = c.info()

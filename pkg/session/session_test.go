@@ -194,6 +194,13 @@ func TestGoldenSDP(t *testing.T) {
 			}},
 			{answer: true, from: "A", to: "B", sdp: "freeswitch-answer.sdp", opts: func(o *Options) { o.ICE = "force" }},
 		}},
+		{"trunk-to-browser-trickle", []step{
+			{from: "A", sdp: "sip-trunk-offer.sdp", opts: func(o *Options) {
+				extInt(o)
+				o.ICE, o.ICETrickle, o.TransportProtocol = "force", true, "UDP/TLS/RTP/SAVPF"
+				o.RTCPMux = []string{"offer"}
+			}},
+		}},
 		{"browser-ice-default", []step{
 			{from: "A", sdp: "browser-chromium-offer.sdp", opts: extInt},
 		}},

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/relayd/relayd/pkg/codecs"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/sdp"
 )
@@ -31,6 +32,8 @@ type Signal struct {
 type Outcome struct {
 	SDP      []byte
 	Warnings []string
+	// Recordings are the pcap files the call is being recorded into.
+	Recordings []string
 }
 
 // Offer handles an offer from FromTag: it creates the call if needed, allocates
@@ -281,6 +284,8 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 		u.ice = dm.ICE || sessionICE
 		u.clockRates = clockRates(dm)
 		u.ptime = dm.PTime
+		u.firstCodec = firstCodecOf(codecs.FromMedia(dm))
+		u.sdpCodecs = codecsOf(dm)
 		u.demuxRequested = fm.demuxRequested
 		if isOffer {
 			u.demuxRequested = slices.Contains(opts.RTCPMux, "demux")
@@ -312,7 +317,7 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 
 	// What each side's security is, and what the SDP to the receiver says
 	// about it; refused before anything of the call changes.
-	warnings := opts.unhonoured()
+	warnings := opts.unhonoured(c.m.cfg.Recorder != nil)
 	secs := make([]secOut, len(desc.Media))
 	for i := range desc.Media {
 		if upd[i].rejected {
@@ -367,16 +372,22 @@ func (c *Call) forward(from, to *monologue, desc *sdp.Description, s Signal, isO
 	// The plan decides what each party is told (rtcp-mux among it), which
 	// the media configuration then follows.
 	plan := c.plan(from, to, desc, opts, isOffer, zero, secs, cods)
+	c.applyRecordCall(opts) // before the media are configured: new sockets get their taps
 	for i := range desc.Media {
 		if !fms[i].rejected {
 			c.configureMedia(fms[i], tms[i], opts)
 		}
 	}
+	c.refreshRecordingMeta()
 	out, err := c.rewrite(to, desc, plan, opts)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return Outcome{SDP: out, Warnings: warnings}, nil
+	o := Outcome{SDP: out, Warnings: warnings}
+	if c.rec != nil {
+		o.Recordings = []string{c.rec.Path()}
+	}
+	return o, nil
 }
 
 // pendingSet is a port set chosen (set != nil) or to be allocated for one

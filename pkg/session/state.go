@@ -38,6 +38,11 @@ type CallState struct {
 	} `json:"learning"`
 	Origin     netip.AddrPort `json:"origin,omitzero"`
 	Monologues []MonoState    `json:"monologues"`
+	// Recording is "on" or "paused" while the call is recorded (the
+	// relay that restores it records on, in a file of its own), with the
+	// proxy's metadata for it.
+	Recording         string `json:"recording,omitempty"`
+	RecordingMetadata string `json:"recording_metadata,omitempty"`
 	// Node names the relay that saved the state and Saved when (both set
 	// by the store's writer): a standby tells its own records from another
 	// relay's by Node, and a record older than this relay's takeover of
@@ -273,6 +278,7 @@ func (c *Call) state() CallState {
 		}
 		cs.Monologues = append(cs.Monologues, ms)
 	}
+	cs.Recording, cs.RecordingMetadata = c.recordingState(), c.recMetadata
 	return cs
 }
 
@@ -419,6 +425,12 @@ func (c *Call) restore(cs CallState) error {
 			}
 			resumeSockets(md, ms.Medias[j], c.foreign.Load())
 		}
+	}
+	c.recMetadata = cs.RecordingMetadata
+	if !c.foreign.Load() {
+		// A foreign call is recorded by its owner; this relay records it
+		// from its takeover (foreign.go).
+		c.continueRecording(cs.Recording) // taps on the restored sockets; latches stay
 	}
 	return nil
 }

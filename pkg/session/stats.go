@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -19,6 +20,8 @@ type Statistics struct {
 	SessionsForeign int
 	MediaUserspace  int
 	MediaKernel     int
+	// TranscodedMedia counts the media streams being transcoded now.
+	TranscodedMedia int
 	// Rates over the last second of relayed media (received side).
 	PacketRate, ByteRate, ErrorRate uint64
 	Managed, Rejected               uint64
@@ -34,6 +37,9 @@ type Statistics struct {
 	// Security sums what the SRTP, DTLS and ICE stages of every call, live
 	// and ended, refused and did.
 	Security webrtc.Snapshot
+	// Recording sums the recordings (recording.go); nil when recording is
+	// off.
+	Recording *recording.Stats
 
 	Interfaces []InterfaceStats
 }
@@ -94,6 +100,10 @@ func (m *Manager) Statistics() Statistics {
 	m.mu.Lock()
 	s.PacketRate, s.ByteRate, s.ErrorRate = m.rates.packets, m.rates.bytes, m.rates.errors
 	m.mu.Unlock()
+	if m.cfg.Recorder != nil {
+		rs := m.cfg.Recorder.Stats()
+		s.Recording = &rs
+	}
 	for _, ia := range m.order {
 		used, total := ia.pool.Stats()
 		s.Interfaces = append(s.Interfaces, InterfaceStats{Name: ia.name, Address: ia.local,
@@ -108,6 +118,7 @@ type liveTotals struct {
 	packets, bytes, errors     uint64
 	kernelPackets, kernelBytes uint64
 	streams, kernelStreams     int
+	transcoded                 int
 }
 
 func (s *Statistics) add(l liveTotals) {
@@ -116,6 +127,7 @@ func (s *Statistics) add(l liveTotals) {
 	s.RelayedErrors += l.errors
 	s.MediaUserspace += l.streams
 	s.MediaKernel += l.kernelStreams
+	s.TranscodedMedia += l.transcoded
 	s.RelayedPacketsKernel += l.kernelPackets
 	s.RelayedBytesKernel += l.kernelBytes
 }

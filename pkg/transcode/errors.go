@@ -49,3 +49,6 @@ var ErrBufferTooSmall = errors.New("buffer too small")
 
 // ErrBadEvent means a telephone-event payload shorter than one event block.
 var ErrBadEvent = errors.New("malformed telephone-event payload")
+
+// ErrPoolClosed means a bridge asked of a Pool after its Close.
+var ErrPoolClosed = errors.New("transcoding pool closed")

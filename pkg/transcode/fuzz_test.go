@@ -5,6 +5,8 @@ package transcode
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/pion/rtcp"
 )
 
 // Fuzz targets for every decoder's packet entry point and for the
@@ -176,6 +178,92 @@ func FuzzParseFmtp(f *testing.F) {
 		}
 		if p.MaxAverageBitrate != 0 && (p.MaxAverageBitrate < 6000 || p.MaxAverageBitrate > 510000) {
 			t.Fatalf("bitrate %d", p.MaxAverageBitrate)
+		}
+	})
+}
+
+// FuzzParseRTCP reads what a party sends the bridge as RTCP. Whatever
+// pion/rtcp can read, parseRTCP must read too, and find the same SR and the
+// same report block about the relay's source.
+func FuzzParseRTCP(f *testing.F) {
+	const ours = 0x5eed
+	for _, pkts := range [][]rtcp.Packet{
+		{&rtcp.SenderReport{SSRC: 1, NTPTime: 1 << 40, Reports: []rtcp.ReceptionReport{{SSRC: ours, Jitter: 5}}}},
+		{&rtcp.ReceiverReport{SSRC: 2, Reports: []rtcp.ReceptionReport{{SSRC: 9}, {SSRC: ours, TotalLost: 0xffffff}}},
+			&rtcp.Goodbye{Sources: []uint32{2}}},
+	} {
+		b, err := rtcp.Marshal(pkts)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in, ok := parseRTCP(b, ours)
+		pkts, err := rtcp.Unmarshal(b)
+		if err != nil {
+			return
+		}
+		if !ok {
+			t.Fatalf("pion reads %v, parseRTCP refuses", pkts)
+		}
+		var want rtcpIn
+		block := func(rs []rtcp.ReceptionReport) {
+			for _, r := range rs {
+				if r.SSRC == ours {
+					want.report, want.fraction, want.jitter = true, r.FractionLost, r.Jitter
+					want.cumLost = int32(r.TotalLost<<8) >> 8
+					want.lsr, want.dlsr = r.LastSenderReport, r.Delay
+				}
+			}
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.SenderReport:
+				want.sr, want.srSSRC, want.ntpMid = true, p.SSRC, uint32(p.NTPTime>>16)
+				block(p.Reports)
+			case *rtcp.ReceiverReport:
+				block(p.Reports)
+			}
+		}
+		if in != want {
+			t.Fatalf("parseRTCP %+v, pion says %+v", in, want)
+		}
+	})
+}
+
+// FuzzRTCPReport drives a side's receive statistics with arbitrary RTP
+// headers and arrival times (each 14 bytes: seq, timestamp, SSRC, arrival
+// step, flags) and checks the report the relay then sends is well-formed
+// RTCP that pion/rtcp reads back.
+func FuzzRTCPReport(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 0, 0, 160, 0, 0, 0, 1, 0, 20, 1, 0})
+	buf := make([]byte, rtcpMaxLen)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var rx rxStats
+		tx := txStats{ssrc: 7, clock: 48000}
+		var sr partySR
+		now := int64(1e18)
+		for len(data) >= 14 {
+			h := rtpHeader{seq: binary.BigEndian.Uint16(data), ts: binary.BigEndian.Uint32(data[2:]),
+				ssrc: binary.BigEndian.Uint32(data[6:])}
+			now += int64(binary.BigEndian.Uint16(data[10:])) * 1e5
+			flags := data[12]
+			rx.update(h, now, 8000, flags&1 != 0)
+			if flags&2 != 0 {
+				pkt := make([]byte, 12+int(data[13]))
+				putRTP(pkt, false, 0, h.seq, h.ts, 7)
+				tx.sent(pkt, now, flags&4 != 0)
+			}
+			if flags&8 != 0 {
+				sr = partySR{ssrc: h.ssrc, mid: h.ts, at: now - int64(data[13])*1e7}
+			}
+			data = data[14:]
+		}
+		n := rtcpReport(buf, &tx, &rx, &sr, "cname", now)
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil || len(pkts) != 2 {
+			t.Fatalf("report % x: %v", buf[:n], err)
 		}
 	})
 }

@@ -79,6 +79,15 @@ func TestXDP(t *testing.T) {
 			if after.packets-before.packets != 100 || after.kernel-before.kernel != 100 {
 				t.Errorf("socket facing a: before %+v after %+v: want all 100 new packets forwarded by the kernel", before, after)
 			}
+			// RTCP stays with the userspace loop, which reads the parties'
+			// reports (MOS): the kernel passes it up even from a latched
+			// stream, and the loop forwards it.
+			exchange(t, "RTCP latch", true, a.rtcp, aT.rtcp, b.rtcp, bT.rtcp, 10)
+			time.Sleep(300 * time.Millisecond) // any rule for the RTCP streams is in by now
+			exchange(t, "RTCP", true, a.rtcp, aT.rtcp, b.rtcp, bT.rtcp, 20)
+			if s := streamKernelState(t, r, c, c.toA.rtcpPort); s.kernel != 0 || s.packets != 30 {
+				t.Errorf("RTCP socket facing a: %+v, want its 30 packets in userspace and none in the kernel", s)
+			}
 			if n := currentStatistic(t, r, "media_kernel"); n < 2 {
 				t.Errorf("statistics media_kernel %d, want >= 2", n)
 			}

@@ -212,6 +212,16 @@ func TestDebInstallRunPurge(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", sockPath)
 	t.Setenv("WATCHDOG_USEC", "1000000") // the unit's 30 s, shortened for the test
 
+	// StateDirectory=: systemd makes /var/lib/<name> the service user's.
+	if sd := u.get("Service", "StateDirectory"); sd != "" {
+		dir := filepath.Join("/var/lib", sd)
+		mode := u.get("Service", "StateDirectoryMode")
+		if mode == "" {
+			mode = "0755"
+		}
+		run(t, root, "install", "-d", "-o", "relayd", "-g", "relayd", "-m", mode, dir)
+	}
+
 	nsName := fmt.Sprintf("relayd-pkg-%d", os.Getpid())
 	run(t, root, "ip", "netns", "add", nsName)
 	t.Cleanup(func() { exec.Command("ip", "netns", "delete", nsName).Run() }) //nolint:errcheck
@@ -282,7 +292,7 @@ func TestDebInstallRunPurge(t *testing.T) {
 			t.Errorf("%s left after purge", f)
 		}
 	}
-	for _, d := range []string{"/etc/relayd", "/usr/share/relayd", "/usr/share/doc/relayd"} {
+	for _, d := range []string{"/etc/relayd", "/usr/share/relayd", "/usr/share/doc/relayd", "/var/lib/relayd"} {
 		if _, err := os.Lstat(d); err == nil {
 			t.Errorf("%s left after purge", d)
 		}

@@ -269,7 +269,7 @@ type phone struct {
 	t     *testing.T
 	conn  *net.UDPConn
 	rx    *receiver
-	relay netip.AddrPort // where its media goes (from the relay's SDP)
+	relay netip.AddrPort // where its media goes (from the relay's SDP); mu
 	sdes  bool
 	keys  webrtc.Keys    // the phone's own SDES key
 	tx    *srtp.Context  // encrypts what the phone sends
@@ -279,6 +279,9 @@ type phone struct {
 	wg    sync.WaitGroup
 	last  []byte // the latest datagram sent, for replays
 	mu    sync.Mutex
+	// sending makes a second send wait for the first: both would use the
+	// SRTP context and its rollover state.
+	sending sync.Mutex
 }
 
 // lastSent is a copy of the latest datagram the phone sent.
@@ -368,7 +371,10 @@ func (p *phone) takeSDP(sdp string) {
 			}
 		}
 	}
+	// A re-INVITE moves it while the sender runs.
+	p.mu.Lock()
 	p.relay = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	p.mu.Unlock()
 	if p.sdes {
 		if p.crypt == nil {
 			p.t.Fatalf("no a=crypto in the relay's SDP to an SDES phone:\n%s", sdp)
@@ -406,6 +412,8 @@ func (p *phone) read() {
 
 // send sends n packets of a phoneHz tone.
 func (p *phone) send(n int) {
+	p.sending.Lock()
+	defer p.sending.Unlock()
 	pcm := make([]int16, frame)
 	for i := range n {
 		transcode.Tone(pcm, phoneHz, rate, toneAmp, i*frame)
@@ -424,10 +432,11 @@ func (p *phone) send(n int) {
 				return
 			}
 		}
-		_, _ = p.conn.WriteToUDPAddrPort(b, p.relay)
 		p.mu.Lock()
+		dst := p.relay
 		p.last = b
 		p.mu.Unlock()
+		_, _ = p.conn.WriteToUDPAddrPort(b, dst)
 		time.Sleep(20 * time.Millisecond)
 	}
 }

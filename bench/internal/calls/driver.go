@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/relayd/relayd/bench/internal/netns"
+	"github.com/relayd/relayd/bench/internal/sdes"
 	"github.com/relayd/relayd/pkg/ngproto"
 )
 
@@ -30,7 +32,24 @@ type Call struct {
 	CalleeSendTo netip.AddrPort
 	// PT is the payload type the answer settled on.
 	PT int
+	// SRTP, when set, makes the caller's leg SDES-SRTP and leaves the
+	// callee's plain RTP: the relay must decrypt one way and encrypt the
+	// other.
+	SRTP *SRTP
 }
+
+// SRTP is the keying of a call whose caller speaks SRTP (RTP/SAVP, SDES).
+type SRTP struct {
+	// Local is the caller's key, offered in its a=crypto line: the caller
+	// encrypts with it and the relay decrypts with it.
+	Local sdes.Key
+	// Relay is the key of the relay's answer to the caller: the relay
+	// encrypts with it and the caller decrypts with it.
+	Relay sdes.Key
+}
+
+// cryptoTag is the tag of the caller's only a=crypto line.
+const cryptoTag = 1
 
 // Options configure a Driver.
 type Options struct {
@@ -180,8 +199,14 @@ func (d *Driver) offerRequest(c *Call, sdp string) map[string]any {
 }
 
 // Offer sends the caller's offer and learns where the callee must send.
+// An SRTP call's offer goes out as RTP/SAVP with the caller's key; what
+// the relay offers the plain callee must be plain RTP without keys.
 func (d *Driver) Offer(ctx context.Context, c *Call) (time.Duration, error) {
-	reply, rtt, err := d.Do(ctx, d.offerRequest(c, BuildOffer(c.Caller, d.nextSessID())))
+	crypto := ""
+	if c.SRTP != nil {
+		crypto = sdes.Format(cryptoTag, c.SRTP.Local)
+	}
+	reply, rtt, err := d.Do(ctx, d.offerRequest(c, BuildSecureOffer(c.Caller, d.nextSessID(), crypto)))
 	if err != nil {
 		return rtt, err
 	}
@@ -189,19 +214,55 @@ func (d *Driver) Offer(ctx context.Context, c *Call) (time.Duration, error) {
 	if err != nil {
 		return rtt, fmt.Errorf("offer reply of call %s: %w", c.ID, err)
 	}
+	if c.SRTP != nil && (a.Proto != "RTP/AVP" || len(a.Crypto) > 0) {
+		return rtt, fmt.Errorf("offer reply of call %s: %w: the plain callee was offered %s with %d a=crypto lines, want RTP/AVP without",
+			c.ID, ErrSDP, a.Proto, len(a.Crypto))
+	}
 	c.CalleeSendTo = a.Addr
 	return rtt, nil
 }
 
-// Answer sends the callee's answer and learns where the caller must send.
+// relayKey finds the relay's key in its answer to an SRTP caller: RTP/SAVP
+// and an a=crypto line with the tag and suite the caller offered
+// (RFC 4568 §5.1.2).
+func relayKey(a Audio, offered sdes.Key) (sdes.Key, error) {
+	if a.Proto != "RTP/SAVP" {
+		return sdes.Key{}, fmt.Errorf("%w: the SRTP caller was answered %s, want RTP/SAVP", ErrSDP, a.Proto)
+	}
+	var problems []string
+	for _, v := range a.Crypto {
+		cr, err := sdes.Parse(v)
+		switch {
+		case err != nil:
+			problems = append(problems, err.Error())
+		case cr.Tag != cryptoTag || cr.Key.Suite.Name != offered.Suite.Name:
+			problems = append(problems, fmt.Sprintf("tag %d %s, the caller offered tag %d %s", cr.Tag, cr.Key.Suite.Name, cryptoTag, offered.Suite.Name))
+		default:
+			return cr.Key, nil
+		}
+	}
+	if len(problems) == 0 {
+		problems = append(problems, "no a=crypto line")
+	}
+	return sdes.Key{}, fmt.Errorf("%w: no usable key in the answer to the SRTP caller: %s", ErrSDP, strings.Join(problems, "; "))
+}
+
+// Answer sends the callee's answer and learns where the caller must send;
+// for an SRTP call it asks for RTP/SAVP towards the caller (as a proxy
+// that bridges an SRTP caller to a plain callee does) and learns the
+// relay's key from the answer.
 func (d *Driver) Answer(ctx context.Context, c *Call) (time.Duration, error) {
+	proto := "RTP/AVP"
+	if c.SRTP != nil {
+		proto = "RTP/SAVP"
+	}
 	req := map[string]any{
 		"supports":           []any{"load limit"},
 		"sdp":                BuildAnswer(c.Callee, d.nextSessID()),
 		"ICE":                "remove",
 		"flags":              []any{"trust-address"},
 		"replace":            []any{"origin", "session-connection"},
-		"transport-protocol": "RTP/AVP",
+		"transport-protocol": proto,
 		"call-id":            c.ID,
 		"received-from":      []any{"IP4", c.Callee.Addr().String()},
 		"from-tag":           c.FromTag,
@@ -218,6 +279,13 @@ func (d *Driver) Answer(ctx context.Context, c *Call) (time.Duration, error) {
 	}
 	if len(a.Payloads) == 0 {
 		return rtt, fmt.Errorf("answer reply of call %s: %w: no payload types", c.ID, ErrSDP)
+	}
+	if c.SRTP != nil {
+		k, err := relayKey(a, c.SRTP.Local)
+		if err != nil {
+			return rtt, fmt.Errorf("answer reply of call %s: %w", c.ID, err)
+		}
+		c.SRTP.Relay = k
 	}
 	c.CallerSendTo, c.PT = a.Addr, a.Payloads[0]
 	return rtt, nil

@@ -12,18 +12,30 @@ import (
 // BuildOffer returns the caller's offer: a SIP trunk's G.711 offer (PCMU,
 // PCMA, telephone-event, 20 ms) with the caller's media address.
 func BuildOffer(media netip.AddrPort, sessID uint64) string {
+	return BuildSecureOffer(media, sessID, "")
+}
+
+// BuildSecureOffer returns the caller's offer; with a crypto value (what
+// follows "a=crypto:") it is an SDES-SRTP offer (RTP/SAVP), as an SRTP
+// phone or trunk sends it.
+func BuildSecureOffer(media netip.AddrPort, sessID uint64, crypto string) string {
 	a := media.Addr().String()
+	proto, sec := "RTP/AVP", ""
+	if crypto != "" {
+		proto, sec = "RTP/SAVP", "a=crypto:"+crypto+"\r\n"
+	}
 	return "v=0\r\n" +
 		"o=- " + u64(sessID) + " " + u64(sessID) + " IN IP4 " + a + "\r\n" +
 		"s=SIP Call\r\n" +
 		"c=IN IP4 " + a + "\r\n" +
 		"t=0 0\r\n" +
-		"m=audio " + strconv.Itoa(int(media.Port())) + " RTP/AVP 0 8 101\r\n" +
+		"m=audio " + strconv.Itoa(int(media.Port())) + " " + proto + " 0 8 101\r\n" +
 		"a=rtpmap:0 PCMU/8000\r\n" +
 		"a=rtpmap:8 PCMA/8000\r\n" +
 		"a=rtpmap:101 telephone-event/8000\r\n" +
 		"a=fmtp:101 0-15\r\n" +
 		"a=ptime:20\r\n" +
+		sec +
 		"a=sendrecv\r\n"
 }
 
@@ -54,6 +66,10 @@ type Audio struct {
 	Addr     netip.AddrPort // connection address (media level, else session level) and m= port
 	Payloads []int          // payload types in m= order
 	RTCPPort int            // from a=rtcp, 0 when absent
+	Proto    string         // the m= line's transport protocol (RTP/AVP, RTP/SAVP, ...)
+	// Crypto are the stream's a=crypto values (after "a=crypto:"), in
+	// order, unparsed: the caller decides which suite it needs.
+	Crypto []string
 }
 
 // ParseAudio finds the first audio stream of an SDP. It accepts "\r\n" and
@@ -89,6 +105,7 @@ func ParseAudio(sdp string) (Audio, error) {
 				return Audio{}, fmt.Errorf("%w: bad port in m=%s", ErrSDP, val)
 			}
 			port = p
+			out.Proto = f[2]
 			for _, pt := range f[3:] {
 				n, err := strconv.Atoi(pt)
 				if err != nil || n < 0 || n > 127 {
@@ -111,6 +128,9 @@ func ParseAudio(sdp string) (Audio, error) {
 		case 'a':
 			if !inAudio {
 				continue
+			}
+			if v, ok := strings.CutPrefix(val, "crypto:"); ok {
+				out.Crypto = append(out.Crypto, strings.TrimSpace(v))
 			}
 			if rest, ok := strings.CutPrefix(val, "rtcp:"); ok {
 				f := strings.Fields(rest)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/relayd/relayd/bench/internal/sdes"
 )
 
 func TestBuildParseRoundTrip(t *testing.T) {
@@ -112,5 +114,60 @@ func TestParseStatistics(t *testing.T) {
 	}
 	if _, err := ParseStatistics(map[string]any{"result": "ok"}); !errors.Is(err, ErrRelay) {
 		t.Errorf("empty statistics: error %v, want ErrRelay", err)
+	}
+}
+
+func TestSecureOffer(t *testing.T) {
+	ep := netip.MustParseAddrPort("198.51.100.7:10002")
+	s, _ := sdes.Lookup("AES_CM_128_HMAC_SHA1_80")
+	k, _ := sdes.NewKey(s)
+	offer := BuildSecureOffer(ep, 1, sdes.Format(cryptoTag, k))
+	a, err := ParseAudio(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Proto != "RTP/SAVP" || len(a.Crypto) != 1 {
+		t.Fatalf("offer: proto %q, crypto %q", a.Proto, a.Crypto)
+	}
+	c, err := sdes.Parse(a.Crypto[0])
+	if err != nil || c.Tag != cryptoTag || !c.Key.Equal(k) {
+		t.Errorf("offer's a=crypto: %+v, %v", c, err)
+	}
+	if plain, _ := ParseAudio(BuildOffer(ep, 1)); plain.Proto != "RTP/AVP" || len(plain.Crypto) != 0 {
+		t.Errorf("plain offer: proto %q, crypto %q", plain.Proto, plain.Crypto)
+	}
+}
+
+func TestRelayKey(t *testing.T) {
+	s80, _ := sdes.Lookup("AES_CM_128_HMAC_SHA1_80")
+	s32, _ := sdes.Lookup("AES_CM_128_HMAC_SHA1_32")
+	ours, _ := sdes.NewKey(s80)
+	theirs, _ := sdes.NewKey(s80)
+	other, _ := sdes.NewKey(s32)
+	tests := []struct {
+		name string
+		a    Audio
+		ok   bool
+	}{
+		{"answer with the relay's key", Audio{Proto: "RTP/SAVP", Crypto: []string{sdes.Format(1, theirs)}}, true},
+		{"unusable line first", Audio{Proto: "RTP/SAVP", Crypto: []string{"1 F8_128_HMAC_SHA1_80 inline:AAAA", sdes.Format(1, theirs)}}, true},
+		{"plain answer", Audio{Proto: "RTP/AVP"}, false},
+		{"SAVP without a key", Audio{Proto: "RTP/SAVP"}, false},
+		{"another tag", Audio{Proto: "RTP/SAVP", Crypto: []string{sdes.Format(2, theirs)}}, false},
+		{"another suite", Audio{Proto: "RTP/SAVP", Crypto: []string{sdes.Format(1, other)}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			k, err := relayKey(tc.a, ours)
+			if !tc.ok {
+				if !errors.Is(err, ErrSDP) {
+					t.Errorf("relayKey = %v, want ErrSDP", err)
+				}
+				return
+			}
+			if err != nil || !k.Equal(theirs) {
+				t.Errorf("relayKey = %x, %v; want the relay's key", k.Key, err)
+			}
+		})
 	}
 }

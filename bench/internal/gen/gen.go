@@ -13,11 +13,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/srtp/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/bench/internal/metrics"
 	"github.com/relayd/relayd/bench/internal/netns"
 	"github.com/relayd/relayd/bench/internal/payload"
+	"github.com/relayd/relayd/bench/internal/sdes"
 )
 
 // Side is where one party of every call lives.
@@ -265,8 +267,35 @@ func (g *Generator) Release(cs CallSlot) {
 // Activate starts the call's media: the caller sends to callerSendTo, the
 // callee to calleeSendTo, both with payload type pt.
 func (g *Generator) Activate(cs CallSlot, callerSendTo, calleeSendTo netip.AddrPort, pt int) error {
+	return g.ActivateSRTP(cs, callerSendTo, calleeSendTo, pt, nil)
+}
+
+// SRTPCall keys a call's caller leg with SDES: the caller encrypts what it
+// sends with Send and decrypts and authenticates what it receives with
+// Recv; the callee's leg stays plain RTP.
+type SRTPCall struct {
+	Send, Recv sdes.Key
+	// Forge is the sequence number of one caller packet sent with a broken
+	// authentication tag (0: none). A relay that authenticates drops it;
+	// one that reaches the callee is counted (SRTPTotals.ForgedPassed).
+	Forge uint64
+}
+
+// ActivateSRTP starts the call's media like Activate, with the caller's
+// leg SRTP when sec is not nil.
+func (g *Generator) ActivateSRTP(cs CallSlot, callerSendTo, calleeSendTo netip.AddrPort, pt int, sec *SRTPCall) error {
 	if !callerSendTo.Addr().Is4() || !calleeSendTo.Addr().Is4() {
 		return fmt.Errorf("call media must be IPv4, got %s and %s", callerSendTo, calleeSendTo)
+	}
+	var tx, rx *srtp.Context
+	if sec != nil {
+		var err error
+		if tx, err = sec.Send.Context(); err != nil {
+			return err
+		}
+		if rx, err = sec.Recv.Context(); err != nil {
+			return err
+		}
 	}
 	g.mu.Lock()
 	g.gens[cs.Worker][cs.Index]++
@@ -279,10 +308,13 @@ func (g *Generator) Activate(cs CallSlot, callerSendTo, calleeSendTo netip.AddrP
 			hdr: payload.Header{PT: uint8(pt), SSRC: ssrc(g.cfg.Run, cs.Worker, s, gen), SamplesPerPacket: samples},
 		}}
 	}
-	g.workers[cs.Worker].queue(
-		mk(2*cs.Index, cs.Index/g.k, cs.Caller.Addr(), callerSendTo),
-		mk(2*cs.Index+1, g.perSide+cs.Index/g.k, cs.Callee.Addr(), calleeSendTo),
-	)
+	up := mk(2*cs.Index, cs.Index/g.k, cs.Caller.Addr(), callerSendTo)
+	down := mk(2*cs.Index+1, g.perSide+cs.Index/g.k, cs.Callee.Addr(), calleeSendTo)
+	if sec != nil {
+		up.st.tx, up.st.forge = tx, sec.Forge
+		down.st.rx = rx
+	}
+	g.workers[cs.Worker].queue(up, down)
 	return nil
 }
 
@@ -325,6 +357,58 @@ func (g *Generator) Totals() (sent, recv uint64) {
 		recv += w.recvTotal.Load()
 	}
 	return sent, recv
+}
+
+// SRTPTotals are the lifetime counts of the SRTP legs' packets, summed
+// over the workers.
+type SRTPTotals struct {
+	// Encrypted are packets the SRTP callers sent, Decrypted packets they
+	// received that authenticated with the relay's key.
+	Encrypted, Decrypted uint64
+	// AuthFailed are packets to an SRTP caller that did not authenticate
+	// with the key of the relay's answer (or were not SRTP at all).
+	AuthFailed uint64
+	// PlainOnSRTP are plain bench packets that reached an SRTP caller: the
+	// relay forwarded without encrypting.
+	PlainOnSRTP uint64
+	// Corrupt are packets of an SRTP call whose payload, once decrypted
+	// (by the relay towards the callee, by the bench towards the caller),
+	// is not the payload that was sent.
+	Corrupt uint64
+	// ForgedSent are caller packets sent with a broken authentication
+	// tag, ForgedPassed those of them that reached the callee anyway.
+	ForgedSent, ForgedPassed uint64
+}
+
+// Sub returns a-b, counter by counter.
+func (a SRTPTotals) Sub(b SRTPTotals) SRTPTotals {
+	return SRTPTotals{
+		Encrypted: a.Encrypted - b.Encrypted, Decrypted: a.Decrypted - b.Decrypted, AuthFailed: a.AuthFailed - b.AuthFailed,
+		PlainOnSRTP: a.PlainOnSRTP - b.PlainOnSRTP, Corrupt: a.Corrupt - b.Corrupt,
+		ForgedSent: a.ForgedSent - b.ForgedSent, ForgedPassed: a.ForgedPassed - b.ForgedPassed,
+	}
+}
+
+// Failures are the counts that mean a relay did not terminate SRTP
+// correctly.
+func (a SRTPTotals) Failures() uint64 {
+	return a.AuthFailed + a.PlainOnSRTP + a.Corrupt + a.ForgedPassed
+}
+
+// SRTPTotals are the SRTP legs' lifetime counts.
+func (g *Generator) SRTPTotals() SRTPTotals {
+	var t SRTPTotals
+	for _, w := range g.workers {
+		c := &w.srtpTotals
+		t.Encrypted += c.encrypted.Load()
+		t.Decrypted += c.decrypted.Load()
+		t.AuthFailed += c.authFailed.Load()
+		t.PlainOnSRTP += c.plainOnSRTP.Load()
+		t.Corrupt += c.corrupt.Load()
+		t.ForgedSent += c.forgedSent.Load()
+		t.ForgedPassed += c.forgedPassed.Load()
+	}
+	return t
 }
 
 // Report is one window's media measurements.

@@ -3,6 +3,7 @@
 package gen
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
@@ -12,10 +13,13 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/relayd/relayd/bench/internal/metrics"
 	"github.com/relayd/relayd/bench/internal/payload"
+	"github.com/relayd/relayd/bench/internal/sdes"
 )
 
 // maxLagSkip is how far behind schedule a packet may fall before the sender
@@ -43,6 +47,13 @@ type stream struct {
 
 	lifeSent, lifeRecv uint64 // since activation
 	winRecv            uint64
+
+	// An SRTP caller's stream: its sender encrypts with tx and breaks the
+	// tag of sequence forge (0: none); the stream towards it is received
+	// through rx. The worker owns both once the activation is applied.
+	tx    *srtp.Context
+	rx    *srtp.Context
+	forge uint64
 }
 
 // sendBatch is one socket's pending sendmmsg.
@@ -52,6 +63,7 @@ type sendBatch struct {
 	bufs  [][]byte
 	ctrl  [][]byte
 	slots []int32
+	forge []bool // the packet's tag is to be broken after encryption
 	n     int
 }
 
@@ -140,6 +152,18 @@ type worker struct {
 	bufSize                    int
 	sendBatchLen, recvBatchLen int
 	applied                    []op // reused
+
+	// bySSRC finds the stream of a packet to an SRTP caller before it is
+	// decrypted (its SSRC is in the clear; the relay passes it through).
+	bySSRC     map[uint32]int32
+	rtpHdr     rtp.Header // scratch for pion/srtp, reused
+	srtpTotals srtpCounters
+}
+
+// srtpCounters are a worker's SRTP lifetime counts (SRTPTotals).
+type srtpCounters struct {
+	encrypted, decrypted, authFailed, plainOnSRTP atomic.Uint64
+	corrupt, forgedSent, forgedPassed             atomic.Uint64
 }
 
 func newWorker(id, cpu int, cfg *Config, win *sharedWindow, socks []int, perSide, calls int, bufSize int) *worker {
@@ -156,6 +180,7 @@ func newWorker(id, cpu int, cfg *Config, win *sharedWindow, socks []int, perSide
 
 		sendBatchLen: cfg.SendBatch,
 		recvBatchLen: cfg.RecvBatch,
+		bySSRC:       map[uint32]int32{},
 	}
 	w.bits = max(bits.Len(uint(2*calls-1)), 1)
 	w.batches = make([]sendBatch, len(socks))
@@ -169,10 +194,11 @@ func newWorker(id, cpu int, cfg *Config, win *sharedWindow, socks []int, perSide
 func newSendBatch(n, size int) sendBatch {
 	b := sendBatch{
 		msgs: make([]mmsghdr, n), iov: make([]unix.Iovec, n),
-		bufs: make([][]byte, n), ctrl: make([][]byte, n), slots: make([]int32, n),
+		bufs: make([][]byte, n), ctrl: make([][]byte, n), slots: make([]int32, n), forge: make([]bool, n),
 	}
 	for i := range n {
-		b.bufs[i] = make([]byte, size)
+		// Room for the SRTP tag, so that packets are encrypted in place.
+		b.bufs[i] = make([]byte, size, size+sdes.MaxTagLen)
 		payload.Fill(b.bufs[i])
 		b.ctrl[i] = make([]byte, pktinfoLen)
 		putPktinfoHeader(b.ctrl[i])
@@ -303,9 +329,17 @@ func (w *worker) housekeeping() {
 			st := &w.streams[o.stream]
 			switch o.kind {
 			case opActivate:
+				if st.rx != nil && w.bySSRC[st.hdr.SSRC] == int32(o.stream) {
+					delete(w.bySSRC, st.hdr.SSRC)
+				}
 				*st = o.st
 				st.active = true
 				st.activatedNs = now
+				if st.rx != nil {
+					// Kept after deactivation for the packets in flight,
+					// until the slot's next call replaces it.
+					w.bySSRC[st.hdr.SSRC] = int32(o.stream)
+				}
 			case opDeactivate:
 				st.active = false
 			}
@@ -413,7 +447,12 @@ func (w *worker) enqueue(s int) {
 	st := &w.streams[s]
 	b := &w.batches[st.sock]
 	i := b.n
+	if st.tx != nil {
+		// The last packet in this buffer was encrypted in place.
+		payload.Fill(b.bufs[i])
+	}
 	payload.Encode(b.bufs[i], st.hdr, payload.Fields{Run: w.run, Slot: uint32(s), Gen: st.gen, Seq: st.seq})
+	b.forge[i] = st.tx != nil && st.forge != 0 && st.seq == st.forge
 	st.seq++
 	b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&st.dst))
 	setPktinfoSrc(b.ctrl[i], st.src)
@@ -437,6 +476,7 @@ func (w *worker) flush(si int) {
 	now := time.Now().UnixNano()
 	for i := range b.n {
 		payload.StampSent(b.bufs[i], now)
+		w.protect(b, i)
 	}
 	inWin := now >= w.winStart && now < w.winEnd
 	fd := w.socks[si]
@@ -494,11 +534,65 @@ func (w *worker) drain(si int) {
 	w.recvTotal.Add(got)
 }
 
+// protect encrypts packet i of a batch in place when its stream is an SRTP
+// caller's (after the send time is stamped: the time is inside the
+// ciphertext), breaking its tag when it is the stream's forged packet.
+func (w *worker) protect(b *sendBatch, i int) {
+	st := &w.streams[b.slots[i]]
+	size := w.bufSize
+	if st.tx != nil {
+		enc, err := st.tx.EncryptRTP(b.bufs[i][:size], b.bufs[i][:size], &w.rtpHdr)
+		if err == nil && &enc[0] == &b.bufs[i][0] {
+			size = len(enc)
+			w.srtpTotals.encrypted.Add(1)
+			if b.forge[i] {
+				enc[size-1] ^= 0x5a
+				w.srtpTotals.forgedSent.Add(1)
+			}
+		} else {
+			// Cannot happen with a valid context and room for the tag;
+			// a plain packet on an SRTP leg is counted by the far end.
+			w.sendErrors++
+		}
+	}
+	b.iov[i].SetLen(size)
+}
+
+// unprotect turns a packet to an SRTP caller back into a bench packet: it
+// reports false when the packet was not sent through SRTP with the key of
+// the relay's answer (counted), and the packet to decode otherwise. Packets
+// to plain endpoints pass unchanged.
+func (w *worker) unprotect(b []byte) ([]byte, bool) {
+	if len(w.bySSRC) == 0 || len(b) < payload.RTPHeaderLen {
+		return b, true
+	}
+	s, ok := w.bySSRC[binary.BigEndian.Uint32(b[8:12])]
+	if !ok {
+		return b, true
+	}
+	if _, err := payload.Decode(b, w.run); err == nil {
+		// A bench packet in the clear where SRTP was due.
+		w.srtpTotals.plainOnSRTP.Add(1)
+		return nil, false
+	}
+	dec, err := w.streams[s].rx.DecryptRTP(b, b, &w.rtpHdr)
+	if err != nil {
+		w.srtpTotals.authFailed.Add(1)
+		return nil, false
+	}
+	w.srtpTotals.decrypted.Add(1)
+	return dec, true
+}
+
 func (w *worker) receive(b, ctrl []byte) {
 	ts, ok := timestampNs(ctrl)
 	if !ok {
 		ts = time.Now().UnixNano()
 		w.noTimestamp++
+	}
+	b, ok = w.unprotect(b)
+	if !ok {
+		return
 	}
 	f, err := payload.Decode(b, w.run)
 	if err != nil || int(f.Slot) >= len(w.streams) {
@@ -509,6 +603,18 @@ func (w *worker) receive(b, ctrl []byte) {
 	if f.Gen != st.gen {
 		w.oldCall++ // a late packet of the call that had this slot before
 		return
+	}
+	// Streams of an SRTP call: the one from the caller (decrypted by the
+	// relay) and the one to it (decrypted here).
+	if st.tx != nil || st.rx != nil {
+		if st.tx != nil && st.forge != 0 && f.Seq == st.forge {
+			w.srtpTotals.forgedPassed.Add(1)
+			return
+		}
+		if !payload.FillerIntact(b) {
+			w.srtpTotals.corrupt.Add(1)
+			return
+		}
 	}
 	st.lifeRecv++
 	a := st.seqT.observe(f.Seq)

@@ -64,6 +64,18 @@ func Fill(buf []byte) {
 	}
 }
 
+// FillerIntact reports whether a decoded packet's filler is the silence
+// Fill wrote: what the bench checks of a payload that went through SRTP,
+// where a wrong key stream garbles it without touching the header.
+func FillerIntact(b []byte) bool {
+	for _, c := range b[min(len(b), RTPHeaderLen+BenchLen):] {
+		if c != Silence {
+			return false
+		}
+	}
+	return true
+}
+
 // Encode writes the RTP header and the bench header into buf, which must
 // hold at least RTPHeaderLen+BenchLen bytes. It does not allocate.
 func Encode(buf []byte, h Header, f Fields) {

@@ -111,3 +111,16 @@ func TestNoAllocs(t *testing.T) {
 		t.Errorf("Encode+Decode allocate %.1f times per packet, want 0", allocs)
 	}
 }
+
+func TestFillerIntact(t *testing.T) {
+	b := make([]byte, RTPHeaderLen+160)
+	Fill(b)
+	Encode(b, Header{PT: 8}, Fields{Run: 1, Seq: 2})
+	if !FillerIntact(b) || !FillerIntact(b[:20]) {
+		t.Errorf("a filled packet's filler is not intact")
+	}
+	b[len(b)-1] ^= 1
+	if FillerIntact(b) {
+		t.Errorf("a changed filler byte went unnoticed")
+	}
+}

@@ -269,10 +269,12 @@ func fastPathTable(c Comparison) string {
 	fmt.Fprintf(&b, "| calls | offered pps | %s ns/packet | %s ns/packet | %s ns/packet | %s ÷ %s | %s ÷ %s | XDP program ns/run %s / %s | loss %% %s / %s |\n",
 		fp, orDash(ceil), orDash(inc), fp, orDash(ceil), orDash(inc), fp, fp, orDash(ceil), fp, orDash(inc))
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rows := 0
 	for _, p := range c.Points {
 		if p.Relay != fp {
 			continue
 		}
+		rows++
 		pc, okc := get(ceil, p.Calls)
 		pi, oki := get(inc, p.Calls)
 		nc, ni, li, prc := math.NaN(), math.NaN(), math.NaN(), math.NaN()
@@ -284,6 +286,9 @@ func fastPathTable(c Comparison) string {
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", p.Calls, PPS(p.OfferedPPS), f0(p.NsPerPacket), f0(nc), f0(ni),
 			ratio(p.NsPerPacket, nc), ratio(ni, p.NsPerPacket), f0(p.ProgNsPerRun), f0(prc), pct(p.LossPct), pct(li))
+	}
+	if rows == 0 {
+		return "" // no plain fixed loads (a run of the srtp mode alone)
 	}
 	return b.String()
 }

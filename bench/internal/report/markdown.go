@@ -14,7 +14,9 @@ type Summary struct {
 	Ramps    []RampSummary    `json:"ramps,omitempty"`
 	Controls []ControlSummary `json:"controls,omitempty"`
 	Scaling  []ScalingSummary `json:"scaling,omitempty"`
-	Targets  []Target         `json:"targets,omitempty"`
+	// SRTP are the srtp mode's loads, per suite, relay and load.
+	SRTP    []PointSummary `json:"srtp,omitempty"`
+	Targets []Target       `json:"targets,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -32,13 +34,14 @@ func Summarize(r *Run) Summary {
 		Ramps:    SummarizeRamps(r.Ramps, r.Relays),
 		Controls: SummarizeControls(r.Controls, r.Relays),
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
+		SRTP:     SummarizeSRTP(r.Points, r.Relays),
 	}
 	s.Targets = s.comparison(r).Targets()
 	return s
 }
 
 func (s Summary) comparison(r *Run) Comparison {
-	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
+	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, SRTP: s.SRTP, Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
 }
 
 func f0(v float64) string {
@@ -68,6 +71,13 @@ func pct(v float64) string {
 // Markdown renders the run: machine, command, targets, tables, checks,
 // profiles and warnings.
 func Markdown(r *Run, s Summary, plots []string) string {
+	return markdown(r, s, plots, false)
+}
+
+// markdown renders the run; markSRTP puts the srtp mode's tables between
+// the SRTP markers (BENCHMARKS.md), so a later run of that mode alone can
+// replace them without touching the rest.
+func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	m := r.Machine
@@ -163,6 +173,13 @@ func Markdown(r *Run, s Summary, plots []string) string {
 		if t := ratioTable(r.Relays, s.Points); t != "" {
 			w("### Ratios (incumbent ÷ relayd; above 1 favours relayd)\n\n%s\n", t)
 		}
+	}
+
+	if t := srtpSection(r, s); t != "" {
+		if markSRTP {
+			t = SRTPBeginMarker + "\n" + t + SRTPEndMarker + "\n\n"
+		}
+		w("%s", t)
 	}
 
 	for _, so := range r.Soaks {

@@ -13,8 +13,11 @@ import (
 type Point struct {
 	Relay string `json:"relay"`
 	Rep   int    `json:"rep"`
-	Mode  string `json:"mode"` // fixed, ramp, soak
+	Mode  string `json:"mode"` // fixed, ramp, soak, srtp
 	Calls int    `json:"calls"`
+	// SRTPSuite is the SDES suite of the callers' legs in the srtp mode
+	// ("" for plain RTP on both legs).
+	SRTPSuite string `json:"srtp_suite,omitempty"`
 
 	WindowSec    float64 `json:"window_s"`
 	TargetPPS    float64 `json:"target_pps"`    // calls x 2 streams x rate
@@ -77,6 +80,14 @@ type Point struct {
 	GenReasons  []string `json:"generator_reasons,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
 	ModeChecked bool     `json:"mode_checked,omitempty"`
+	// SRTP legs (srtp mode), from the window's start to its drain: packets
+	// the callers encrypted, packets to them that decrypted and
+	// authenticated with the relay's announced key, and packets that
+	// failed (not authenticated, in the clear where SRTP was due, or a
+	// payload damaged across decryption).
+	SRTPEncrypted uint64 `json:"srtp_encrypted,omitempty"`
+	SRTPDecrypted uint64 `json:"srtp_decrypted,omitempty"`
+	SRTPFailed    uint64 `json:"srtp_failed,omitempty"`
 }
 
 // Ramp is the outcome of searching the highest load with loss under the
@@ -146,6 +157,8 @@ type Profile struct {
 	// Inclusive lists the relay binary's functions with the time of
 	// everything they call (perf report --children).
 	Inclusive []string `json:"inclusive,omitempty"`
+	// SRTPSuite is set for a profile of SRTP calls (srtp mode).
+	SRTPSuite string `json:"srtp_suite,omitempty"`
 }
 
 // ScalingPoint is one window of the installed-streams mode: the fast path
@@ -198,4 +211,6 @@ type Setup struct {
 	Modes         []string `json:"modes"`
 	Calls         []int    `json:"calls"`
 	Quick         bool     `json:"quick"`
+	SRTPSuites    []string `json:"srtp_suites,omitempty"`
+	SRTPCalls     []int    `json:"srtp_calls,omitempty"`
 }

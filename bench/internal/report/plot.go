@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -20,18 +21,42 @@ import (
 type plotSpec struct {
 	file, title, ylabel string
 	y                   func(PointSummary) float64
+	// legendBelow puts the legend at the bottom, where CPU-per-packet
+	// lines far above zero leave room for one legend entry per line.
+	legendBelow bool
 }
 
 // Plots writes the PNG figures into dir and returns their file names.
 func Plots(dir string, s Summary, relays []string) ([]string, error) {
 	specs := []plotSpec{
-		{"loss.png", "Loss against offered load", "loss (%)", func(p PointSummary) float64 { return p.LossPct }},
-		{"cpu_per_packet.png", "Relay CPU per delivered packet", "CPU ns per packet", func(p PointSummary) float64 { return p.NsPerPacket }},
-		{"latency_p99.png", "One-way latency through the relay, p99", "latency p99 (µs)", func(p PointSummary) float64 { return p.LatP99Us }},
+		{"loss.png", "Loss against offered load", "loss (%)", func(p PointSummary) float64 { return p.LossPct }, false},
+		{"cpu_per_packet.png", "Relay CPU per delivered packet", "CPU ns per packet", func(p PointSummary) float64 { return p.NsPerPacket }, false},
+		{"latency_p99.png", "One-way latency through the relay, p99", "latency p99 (µs)", func(p PointSummary) float64 { return p.LatP99Us }, false},
 	}
 	var files []string
 	for _, sp := range specs {
+		if len(s.Points) == 0 {
+			break // a run without plain fixed loads (the srtp mode alone)
+		}
 		if err := linePlot(filepath.Join(dir, sp.file), sp, s.Points, relays); err != nil {
+			return files, fmt.Errorf("plot %s: %w", sp.file, err)
+		}
+		files = append(files, sp.file)
+	}
+	if len(s.SRTP) > 0 {
+		// One line per relay and suite.
+		var ps []PointSummary
+		var names []string
+		for _, p := range s.SRTP {
+			p.Relay += " " + p.Suite
+			if !slices.Contains(names, p.Relay) {
+				names = append(names, p.Relay)
+			}
+			ps = append(ps, p)
+		}
+		sp := plotSpec{"srtp_cpu_per_packet.png", "Relay CPU per delivered packet, SRTP on the callers' leg", "CPU ns per packet",
+			func(p PointSummary) float64 { return p.NsPerPacket }, true}
+		if err := linePlot(filepath.Join(dir, sp.file), sp, ps, names); err != nil {
 			return files, fmt.Errorf("plot %s: %w", sp.file, err)
 		}
 		files = append(files, sp.file)
@@ -45,7 +70,7 @@ func linePlot(path string, sp plotSpec, ps []PointSummary, relays []string) erro
 	p.X.Label.Text = "offered load (packets/s)"
 	p.Y.Label.Text = sp.ylabel
 	p.Y.Min = 0
-	p.Legend.Top = true
+	p.Legend.Top = !sp.legendBelow
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	lines := 0

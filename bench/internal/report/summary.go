@@ -52,6 +52,13 @@ type PointSummary struct {
 	// summary is generator-bound when that is at least half.
 	GenBoundReps int  `json:"generator_bound_reps"`
 	GenBound     bool `json:"generator_bound"`
+	// KernelRelayed is the median of the relay's kernel-forwarded packets
+	// per window (statistics relayedpackets_kernel).
+	KernelRelayed float64 `json:"kernel_relayed"`
+	// SRTP mode: the suite, and the packets of SRTP legs that failed their
+	// checks, summed over the repetitions.
+	Suite      string `json:"srtp_suite,omitempty"`
+	SRTPFailed uint64 `json:"srtp_failed,omitempty"`
 }
 
 // SummarizePoints groups points by relay and load (in the order relays
@@ -105,10 +112,12 @@ func summarize(relay string, calls int, ps []Point) PointSummary {
 	s.ProgNsPerRun = med(func(p Point) float64 { return p.ProgNsPerRun })
 	s.MemPerCallKB = med(func(p Point) float64 { return p.MemPerCallKB })
 	s.GenCPUPct = med(func(p Point) float64 { return p.GenCPUPct })
+	s.KernelRelayed = med(func(p Point) float64 { return float64(p.KernelRelayed) })
 	for _, p := range ps {
 		if p.GenBound {
 			s.GenBoundReps++
 		}
+		s.SRTPFailed += p.SRTPFailed
 	}
 	s.GenBound = 2*s.GenBoundReps >= len(ps) && s.GenBoundReps > 0
 	return s

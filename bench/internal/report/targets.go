@@ -24,6 +24,7 @@ type Comparison struct {
 	Ramps    []RampSummary
 	Controls []ControlSummary
 	Scaling  []ScalingSummary
+	SRTP     []PointSummary
 	Relays   []string
 	// LossTargetPct is the loss bound of the throughput target.
 	LossTargetPct float64
@@ -43,13 +44,18 @@ func (c Comparison) pick() (ours, theirs string) {
 	return ours, theirs
 }
 
-// Targets judges the run against the targets.
+// Targets judges the run against the targets: those of plain RTP
+// when the run measured plain media or the control plane (a run of the
+// srtp mode alone says nothing about them), and the SRTP ones.
 func (c Comparison) Targets() []Target {
 	var out []Target
-	if ours, theirs := c.pick(); ours != "" && theirs != "" {
-		out = append(out, c.throughputTarget(ours, theirs), c.cpuTarget(ours, theirs), c.setupRateTarget(ours, theirs), c.latencyTarget(ours))
+	if len(c.Points)+len(c.Ramps)+len(c.Controls)+len(c.Scaling) > 0 {
+		if ours, theirs := c.pick(); ours != "" && theirs != "" {
+			out = append(out, c.throughputTarget(ours, theirs), c.cpuTarget(ours, theirs), c.setupRateTarget(ours, theirs), c.latencyTarget(ours))
+		}
+		out = append(out, c.FastPathTargets()...)
 	}
-	return append(out, c.FastPathTargets()...)
+	return append(out, c.SRTPTargets()...)
 }
 
 func (c Comparison) ramp(relay string) (RampSummary, bool) {
@@ -114,6 +120,13 @@ func (c Comparison) throughputTarget(ours, theirs string) Target {
 // the generator saturates first.
 func (c Comparison) cpuTarget(ours, theirs string) Target {
 	t := Target{Name: "CPU per relayed packet", Goal: fmt.Sprintf("%s ≤ %s / 1.5 (the throughput target per core)", ours, theirs)}
+	cpuVsIncumbent(&t, c.Points, ours, theirs)
+	return t
+}
+
+// cpuVsIncumbent judges ours ≤ theirs / 1.5 in CPU per packet over the
+// points both relays measured at the same loads.
+func cpuVsIncumbent(t *Target, points []PointSummary, ours, theirs string) {
 	// Compare at the loads both carried below saturation (their CPU under
 	// 85 %, loss under 1 %, the generator not limiting): the median over
 	// those loads of each. A saturated relay queues and batches, which
@@ -122,19 +135,21 @@ func (c Comparison) cpuTarget(ours, theirs string) Target {
 		return !p.GenBound && p.LossPct < 1 && p.RelayCPUPct < 85 && !math.IsNaN(p.NsPerPacket)
 	}
 	var o, th []float64
-	for _, p := range c.Points {
+	var loads []string
+	for _, p := range points {
 		if p.Relay != ours || !usable(p) {
 			continue
 		}
-		for _, q := range c.Points {
+		for _, q := range points {
 			if q.Relay == theirs && q.Calls == p.Calls && usable(q) {
 				o, th = append(o, p.NsPerPacket), append(th, q.NsPerPacket)
+				loads = append(loads, fmt.Sprintf("%d calls %.2f×", p.Calls, q.NsPerPacket/p.NsPerPacket))
 			}
 		}
 	}
 	if len(o) == 0 {
 		t.Measured, t.Status = "no common load below saturation", "undetermined"
-		return t
+		return
 	}
 	mo, mt := Median(o), Median(th)
 	ratio := mt / mo
@@ -144,8 +159,8 @@ func (c Comparison) cpuTarget(ours, theirs string) Target {
 		t.Measured = fmt.Sprintf("%s %.0f ns, %s %.0f ns per packet (median over %d common loads): %s needs %.2f× more CPU",
 			ours, mo, theirs, mt, len(o), ours, 1/ratio)
 	}
+	t.Measured += fmt.Sprintf(" (%s ÷ %s: %s)", theirs, ours, strings.Join(loads, ", "))
 	t.Status = status(ratio >= 1.5)
-	return t
 }
 
 func (c Comparison) bestRate(relay string) (ControlSummary, bool) {

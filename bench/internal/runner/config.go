@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/bench/internal/relay"
+	"github.com/relayd/relayd/bench/internal/sdes"
 	"github.com/relayd/relayd/bench/internal/topo"
 )
 
@@ -22,6 +23,9 @@ const (
 	// ModeScaling measures a kernel fast path's CPU per packet at one load
 	// with more and more rules installed.
 	ModeScaling = "streams"
+	// ModeSRTP measures the fixed loads again with every call's caller leg
+	// SDES-SRTP and its callee leg plain RTP, once per suite.
+	ModeSRTP = "srtp"
 )
 
 // Config is one bench invocation.
@@ -67,6 +71,11 @@ type Config struct {
 	InstalledStreams []int
 	ScalingCalls     int
 
+	// SRTPSuites are the SDES crypto suites of the srtp mode, each
+	// measured at every load of SRTPCalls (the fixed loads unless told).
+	SRTPSuites []string
+	SRTPCalls  []int
+
 	Profile      bool
 	ProfileCalls int
 
@@ -93,8 +102,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no relays", ErrConfig)
 	}
 	for _, m := range c.Modes {
-		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling}, m) {
-			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams)", ErrConfig, m)
+		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling, ModeSRTP}, m) {
+			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams, srtp)", ErrConfig, m)
 		}
 	}
 	if len(c.Modes) == 0 {
@@ -102,6 +111,21 @@ func (c *Config) Validate() error {
 	}
 	if c.has(ModeFixed) && len(c.Calls) == 0 {
 		return fmt.Errorf("%w: fixed mode needs --calls", ErrConfig)
+	}
+	if c.has(ModeSRTP) {
+		if len(c.SRTPCalls) == 0 || len(c.SRTPSuites) == 0 {
+			return fmt.Errorf("%w: the srtp mode needs --srtp-calls (or --calls) and --srtp-suites", ErrConfig)
+		}
+		for _, n := range c.SRTPCalls {
+			if n <= 0 {
+				return fmt.Errorf("%w: SRTP call count %d", ErrConfig, n)
+			}
+		}
+		for _, name := range c.SRTPSuites {
+			if _, err := sdes.Lookup(name); err != nil {
+				return fmt.Errorf("%w: --srtp-suites: %w", ErrConfig, err)
+			}
+		}
 	}
 	for _, n := range c.Calls {
 		if n <= 0 {
@@ -139,11 +163,20 @@ func (c *Config) Validate() error {
 
 func (c *Config) has(mode string) bool { return slices.Contains(c.Modes, mode) }
 
+// profilePlain says whether to profile plain RTP media: asked for, and not
+// a run of the srtp mode alone (which profiles its own calls).
+func (c *Config) profilePlain() bool {
+	return c.Profile && (!c.has(ModeSRTP) || c.has(ModeFixed) || c.has(ModeRamp))
+}
+
 // maxCalls is the most calls the generator must hold at once.
 func (c *Config) maxCalls() int {
 	n := 1
 	if c.has(ModeFixed) {
 		n = max(n, slices.Max(c.Calls))
+	}
+	if c.has(ModeSRTP) {
+		n = max(n, slices.Max(c.SRTPCalls))
 	}
 	if c.has(ModeRamp) {
 		n = max(n, c.RampMaxCalls)

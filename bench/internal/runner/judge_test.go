@@ -3,9 +3,11 @@
 package runner
 
 import (
+	"errors"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relayd/relayd/bench/internal/gen"
 	"github.com/relayd/relayd/bench/internal/metrics"
@@ -55,6 +57,13 @@ func TestJudge(t *testing.T) {
 			warnings: 1, wantInWarn: "received nothing"},
 		{name: "kernel mode not active", spec: relay.Spec{Mode: "xdp", ExpectKernel: true}, p: report.Point{TargetPPS: 1000, OfferedPPS: 1000},
 			u: pinned, warnings: 1, wantInWarn: "not active"},
+		{name: "SRTP calls stay in userspace in a kernel mode", spec: relay.Spec{Mode: "xdp", ExpectKernel: true},
+			p: report.Point{TargetPPS: 1000, OfferedPPS: 1000, SRTPSuite: "AES_CM_128_HMAC_SHA1_80"}, u: pinned},
+		{name: "SRTP packets that failed their checks", p: report.Point{TargetPPS: 1000, OfferedPPS: 1000, SRTPSuite: "AEAD_AES_128_GCM", SRTPFailed: 7},
+			u: pinned, warnings: 1, wantInWarn: "7 packets of the SRTP legs"},
+		{name: "SRTP packets forwarded by a kernel", spec: relay.Spec{Mode: "xdp", ExpectKernel: true},
+			p: report.Point{TargetPPS: 1000, OfferedPPS: 1000, SRTPSuite: "AES_CM_128_HMAC_SHA1_80", KernelRelayed: 40}, u: pinned,
+			warnings: 1, wantInWarn: "forwarded in the kernel"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,5 +83,44 @@ func TestJudge(t *testing.T) {
 				t.Errorf("warnings %q lack %q", p.Warnings, tc.wantInWarn)
 			}
 		})
+	}
+}
+
+func TestValidateSRTP(t *testing.T) {
+	base := func() *Config {
+		return &Config{Relays: []relay.Spec{{Name: "relayd:userspace"}}, Modes: []string{ModeSRTP}, PPS: 50, Window: time.Second,
+			Reps: 1, LossTarget: 0.001, Deadline: time.Minute, SRTPCalls: []int{100}, SRTPSuites: []string{"AES_CM_128_HMAC_SHA1_80"}}
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("valid srtp config: %v", err)
+	}
+	tests := map[string]func(c *Config){
+		"no loads":        func(c *Config) { c.SRTPCalls = nil },
+		"no suites":       func(c *Config) { c.SRTPSuites = nil },
+		"unknown suite":   func(c *Config) { c.SRTPSuites = []string{"F8_128_HMAC_SHA1_80"} },
+		"negative load":   func(c *Config) { c.SRTPCalls = []int{-1} },
+		"misspelled mode": func(c *Config) { c.Modes = []string{"sdes"} },
+	}
+	for name, f := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := base()
+			f(c)
+			if err := c.Validate(); !errors.Is(err, ErrConfig) {
+				t.Errorf("Validate = %v, want ErrConfig", err)
+			}
+		})
+	}
+	c := base()
+	c.Calls, c.SRTPCalls = []int{50}, []int{300}
+	if got := c.maxCalls(); got != 300 {
+		t.Errorf("maxCalls = %d, want the largest SRTP load", got)
+	}
+	c.Profile, c.Modes = true, []string{ModeSRTP}
+	if c.profilePlain() {
+		t.Errorf("a run of the srtp mode alone profiles plain media")
+	}
+	c.Modes = []string{ModeFixed, ModeSRTP}
+	if !c.profilePlain() {
+		t.Errorf("a run with fixed loads does not profile plain media")
 	}
 }

@@ -32,8 +32,11 @@ func (s *session) profile(ctx context.Context) error {
 		return err
 	}
 	_ = s.e.topo.PinNAPI()
-	what := fmt.Sprintf("media, %d calls", len(s.live))
-	return s.perf(ctx, "media", what, s.e.cfg.Window, func(ctx context.Context) error {
+	what, tag := fmt.Sprintf("media, %d calls", len(s.live)), "media"
+	if s.suite != "" {
+		what, tag = fmt.Sprintf("media with SRTP (%s) on the callers' leg, %d calls", s.suite, len(s.live)), "srtp"
+	}
+	return s.perf(ctx, tag, what, s.e.cfg.Window, func(ctx context.Context) error {
 		return sleep(ctx, s.e.cfg.Window)
 	})
 }
@@ -107,7 +110,7 @@ func (s *session) perf(ctx context.Context, tag, what string, d time.Duration, d
 		}
 	}
 	s.e.run.Profiles = append(s.e.run.Profiles, report.Profile{
-		Relay: s.spec.Name, What: what, Tool: "perf record -g -F 999 " + strings.Join(target, " "),
+		Relay: s.spec.Name, What: what, Tool: "perf record -g -F 999 " + strings.Join(target, " "), SRTPSuite: s.suite,
 		Top: top, ByDSO: byDSO, Inclusive: inclusive,
 	})
 	return nil

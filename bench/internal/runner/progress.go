@@ -134,8 +134,12 @@ func (p *progress) window(label string, d time.Duration, relay, gen []int) {
 
 // result prints a measured point on its own line.
 func (p *progress) result(pt report.Point) {
+	mode := pt.Mode
+	if pt.SRTPSuite != "" {
+		mode += " (" + pt.SRTPSuite + ")"
+	}
 	line := fmt.Sprintf("[%s rep %d] %s %d calls: offered %s pps, delivered %s pps, loss %.3f%%, latency p50/p99 %.0f/%.0f µs, relay CPU %.0f%% (%.0f ns/packet), generator CPU %.0f%%",
-		pt.Relay, pt.Rep, pt.Mode, pt.Calls, report.PPS(pt.OfferedPPS), report.PPS(pt.DeliveredPPS), pt.LossPct,
+		pt.Relay, pt.Rep, mode, pt.Calls, report.PPS(pt.OfferedPPS), report.PPS(pt.DeliveredPPS), pt.LossPct,
 		pt.LatP50Us, pt.LatP99Us, pt.RelayCPUPct, pt.NsPerPacket, pt.GenCPUPct)
 	if pt.GenBound {
 		line += " [generator-bound]"

@@ -103,6 +103,9 @@ func Run(ctx context.Context, cfg *Config) (*report.Run, error) {
 			LossTargetPct: 100 * cfg.LossTarget, Modes: cfg.Modes, Calls: cfg.Calls, Quick: cfg.Quick,
 		},
 	}
+	if cfg.has(ModeSRTP) {
+		run.Setup.SRTPSuites, run.Setup.SRTPCalls = cfg.SRTPSuites, cfg.SRTPCalls
+	}
 	for _, s := range cfg.Relays {
 		run.Relays = append(run.Relays, s.Name)
 	}
@@ -235,7 +238,7 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 			e.run.Points = append(e.run.Points, p)
 		}
 	}
-	if e.cfg.Profile && rep == 1 && spec.Ceiling == "" {
+	if e.cfg.profilePlain() && rep == 1 && spec.Ceiling == "" {
 		if err := s.profile(ctx); err != nil {
 			e.warn("%s: profile: %v", spec.Name, err)
 		}
@@ -261,6 +264,16 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 		e.run.Soaks = append(e.run.Soaks, so)
 		if err != nil {
 			return err
+		}
+	}
+	// The ceiling bounces packets untouched: it cannot terminate SRTP.
+	if e.cfg.has(ModeSRTP) && spec.Ceiling == "" {
+		if err := s.srtpLoads(ctx); err != nil {
+			if fatal(ctx, err) {
+				return err
+			}
+			e.warn("%s rep %d: srtp mode: %v", spec.Name, rep, err)
+			e.run.Checks = append(e.run.Checks, report.Check{Relay: spec.Name, Rep: rep, Name: "srtp mode", OK: false, Detail: err.Error()})
 		}
 	}
 	// A ceiling's control plane is relayd's own: measured once, under

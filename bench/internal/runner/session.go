@@ -51,6 +51,11 @@ type session struct {
 	checked, mismatched, silent int
 	firstMismatch               string
 	deleteErrors                int
+
+	// suite is the SDES suite of the calls set up from now on ("": plain
+	// RTP); srtp holds this relay instance's SRTP figures.
+	suite string
+	srtp  srtpState
 }
 
 func (e *env) startSession(ctx context.Context, spec relay.Spec, rep int) (*session, error) {
@@ -124,6 +129,7 @@ func (s *session) launch(ctx context.Context) error {
 		return fmt.Errorf("%s: statistics: %w", spec.Name, err)
 	}
 	s.sent0, s.recv0 = e.gen.Totals()
+	s.srtp.reset(e.gen.SRTPTotals())
 	return nil
 }
 
@@ -240,12 +246,15 @@ feed:
 // setupOne runs offer and answer, checks the relay's addresses and starts
 // the media. A failed call is deleted again and its slot released.
 func (s *session) setupOne(ctx context.Context, lc *liveCall) error {
-	_, _, err := s.drv.Setup(ctx, lc.c)
+	err := s.keyCall(lc.c)
+	if err == nil {
+		_, _, err = s.drv.Setup(ctx, lc.c)
+	}
 	if err == nil {
 		err = s.checkAddrs(lc.c)
 	}
 	if err == nil {
-		err = s.e.gen.Activate(lc.slot, lc.c.CallerSendTo, lc.c.CalleeSendTo, lc.c.PT)
+		err = s.e.gen.ActivateSRTP(lc.slot, lc.c.CallerSendTo, lc.c.CalleeSendTo, lc.c.PT, s.srtpCall(lc.c))
 	}
 	if err != nil {
 		_, _, _ = s.drv.Delete(context.WithoutCancel(ctx), lc.c)
@@ -359,6 +368,7 @@ func (s *session) finish(ctx context.Context) error {
 	if s.checked > 0 || s.silent > 0 || s.spec.Ceiling != "" {
 		add("every call carried media both ways", s.silent == 0, fmt.Sprintf("%d calls silent in a direction", s.silent))
 	}
+	s.srtpChecks(add)
 	if alive := s.alive(); alive == nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		st, serr := s.drv.Statistics(sctx)
@@ -390,6 +400,7 @@ type measurement struct {
 	drops0         topo.Drops
 	st0            calls.RelayStats
 	prog0          bpf.RunStats
+	srtp0          gen.SRTPTotals
 	calls, streams int
 	pids, genPIDs  []int
 }
@@ -422,6 +433,7 @@ func (s *session) begin(ctx context.Context) (*measurement, error) {
 	if s.e.runStats {
 		m.prog0, _ = bpf.ReadRunStats()
 	}
+	m.srtp0 = s.e.gen.SRTPTotals()
 	s.e.gen.BeginWindow(time.Now())
 	return m, nil
 }
@@ -454,6 +466,7 @@ func (s *session) end(ctx context.Context, m *measurement, mode string) (report.
 		return report.Point{}, err
 	}
 	u := s.e.acc.Usage(m.s0, s1)
+	sec := s.e.gen.SRTPTotals().Sub(m.srtp0)
 	p := report.Point{
 		Relay: s.spec.Name, Rep: s.rep, Mode: mode, Calls: m.calls, Streams: r.Streams,
 		WindowSec: r.WindowSec, TargetPPS: float64(m.streams) * s.e.cfg.PPS,
@@ -467,6 +480,8 @@ func (s *session) end(ctx context.Context, m *measurement, mode string) (report.
 		ForeignCPUPct:     100 * u.RelayForeign.Seconds() / max(u.Wall.Seconds(), 1e-9) / float64(max(u.RelayCPUCount, 1)),
 		RelayBacklogDrops: u.RelayBacklogDrops, GenBacklogDrops: u.GenBacklogDrops,
 		RelayRelayed: st1.RelayedPackets - m.st0.RelayedPackets, KernelRelayed: st1.KernelPackets - m.st0.KernelPackets,
+		SRTPSuite: s.suite, SRTPEncrypted: sec.Encrypted, SRTPDecrypted: sec.Decrypted,
+		SRTPFailed: sec.AuthFailed + sec.PlainOnSRTP + sec.Corrupt,
 	}
 	if r.Latency.Count() == 0 {
 		p.LatP50Us, p.LatP99Us, p.LatP999Us = math.NaN(), math.NaN(), math.NaN()
@@ -560,7 +575,18 @@ func (s *session) judge(p *report.Point, r *gen.Report, u metrics.Usage) {
 	if r.NoTimestamp > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%d packets without a kernel timestamp", r.NoTimestamp))
 	}
-	if s.spec.ExpectKernel {
+	switch {
+	case p.SRTPSuite != "":
+		// SRTP legs are the relay process's work whatever the mode: a
+		// kernel that forwarded their packets could not have decrypted
+		// or encrypted them.
+		if p.SRTPFailed > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%d packets of the SRTP legs failed their checks (not authenticated with the relay's key, in the clear, or damaged)", p.SRTPFailed))
+		}
+		if p.KernelRelayed > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("the relay reports %d packets of SRTP calls forwarded in the kernel", p.KernelRelayed))
+		}
+	case s.spec.ExpectKernel:
 		p.ModeChecked = true
 		if p.KernelRelayed <= 0 {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("mode %s not active: the relay forwarded no packet in the kernel (statistics relayedpackets_kernel)", s.spec.Mode))
