@@ -219,3 +219,30 @@ func TestRedisRequired(t *testing.T) {
 		t.Errorf("no warning in the log:\n%s", logs.String())
 	}
 }
+
+// A relay of a group restarted (an upgrade) takes its own calls back from
+// Redis as its own, not as foreign: the records carry its node-name.
+func TestRedisRestartKeepsOwnCalls(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	a := startHANode(t, srv, "a", "127.0.0.1", 24330, 24331)
+	peer, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer peer.Close()
+	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n",
+		peer.LocalAddr().(*net.UDPAddr).Port)
+	offered := a.do(t, map[string]any{"command": "offer", "call-id": "upgrade", "from-tag": "fa", "sdp": sdp})
+	a.do(t, map[string]any{"command": "answer", "call-id": "upgrade", "from-tag": "fa", "to-tag": "tb", "sdp": sdp})
+	a.stop()
+	a2 := startHANode(t, srv, "a", "127.0.0.1", 24330, 24331)
+	eventually(t, "the call back", 5*time.Second, func() bool {
+		out, err := cli.Send(a2.cliAddr, "list sessions own", time.Second)
+		return err == nil && strings.Contains(out, "upgrade")
+	})
+	if !strings.Contains(a2.logs.String(), "restored=1 foreign=0") {
+		t.Errorf("restart log:\n%s", a2.logs.String())
+	}
+	// The same ports: a re-INVITE gets the port the first offer got.
+	re := a2.do(t, map[string]any{"command": "offer", "call-id": "upgrade", "from-tag": "fa", "to-tag": "tb", "sdp": sdp})
+	if got, want := relayPort(t, re["sdp"].(string)), relayPort(t, offered["sdp"].(string)); got != want {
+		t.Errorf("port %d after the restart, was %d", got, want)
+	}
+}
