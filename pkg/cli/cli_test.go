@@ -400,3 +400,69 @@ func FuzzExecute(f *testing.F) {
 		}
 	})
 }
+
+// An HA pair's operator: foreign calls are listed and counted as such,
+// "active" makes them own, "standby" makes own calls foreign, and
+// "terminate foreign" drops them here only.
+func TestActiveAndStandby(t *testing.T) {
+	r := newRig(t)
+	r.offer(t, "call-own")
+	r.answer(t, "call-own")
+	// The other relay of the pair, with its interface of the same name on
+	// another address: its call is held here, foreign, on the same ports.
+	other, err := session.NewManager(session.Config{
+		Interfaces: []session.Interface{{Name: "default", Local: netip.MustParseAddr("127.0.0.2")}},
+		PortMin:    21500, PortMax: 21999, MaxSessions: -1, Timeout: time.Minute, SilentTimeout: time.Hour, OfferTimeout: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// Its port on 127.0.0.1 may be taken by another process of this
+	// machine: the other relay offers again until one is free here.
+	for try := 0; ; try++ {
+		if _, err := other.Offer(session.Signal{CallID: "call-theirs", FromTag: "a", SDP: []byte(offerSDP)}); err != nil {
+			t.Fatal(err)
+		}
+		cs, _ := other.Snapshot("call-theirs")
+		cs.Node, cs.Saved = "relay-b", time.Now()
+		err := r.mgr.Foreign(cs)
+		if err == nil {
+			break
+		}
+		if try == 20 {
+			t.Fatal(err)
+		}
+		_ = other.Terminate("call-theirs")
+	}
+	if got := r.send(t, "list numsessions"); !strings.Contains(got, "own: 1\n") || !strings.Contains(got, "foreign: 1\n") ||
+		!strings.Contains(got, "total: 2\n") {
+		t.Errorf("numsessions:\n%s", got)
+	}
+	if got := r.send(t, "list sessions foreign"); !strings.Contains(got, "call-theirs") || strings.Contains(got, "call-own") ||
+		!strings.Contains(got, "foreign:yes") {
+		t.Errorf("sessions foreign:\n%s", got)
+	}
+	if got := r.send(t, "list sessions own"); strings.Contains(got, "call-theirs") || !strings.Contains(got, "foreign:no") {
+		t.Errorf("sessions own:\n%s", got)
+	}
+	if got := r.send(t, "list totals"); !regexp.MustCompile(`Foreign sessions +:1\n`).MatchString(got) {
+		t.Errorf("totals:\n%s", got)
+	}
+	if got := r.send(t, "active"); got != "Success: 1 foreign calls are own now; this relay is active.\n" {
+		t.Errorf("active: %q", got)
+	}
+	if got := r.send(t, "list sessions foreign"); got != "No foreign sessions on this media relay.\n" {
+		t.Errorf("after active: %q", got)
+	}
+	if got := r.send(t, "standby"); got != "Success: 2 own calls are foreign now; this relay is standby.\n" {
+		t.Errorf("standby: %q", got)
+	}
+	r.send(t, "terminate foreign")
+	if got := r.send(t, "list sessions all"); got != noSessions {
+		t.Errorf("after terminate foreign: %q", got)
+	}
+	if st := r.mgr.Statistics(); st.ForcedTerminated != 0 {
+		t.Errorf("dropping foreign calls counted %d forced terminations", st.ForcedTerminated)
+	}
+}

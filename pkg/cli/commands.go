@@ -37,8 +37,16 @@ func (s *Server) Execute(line string) string {
 		return s.set(args[1:])
 	case "terminate":
 		return s.terminate(args[1:])
+	case "active":
+		n := s.cfg.Sessions.TakeOverAll()
+		s.log.Warn("this relay is active: every foreign call taken over by the operator", "calls", n)
+		return fmt.Sprintf("Success: %d foreign calls are own now; this relay is active.\n", n)
+	case "standby":
+		n := s.cfg.Sessions.StandbyAll()
+		s.log.Warn("this relay is standby: every own call made foreign by the operator", "calls", n)
+		return fmt.Sprintf("Success: %d own calls are foreign now; this relay is standby.\n", n)
 	case "help":
-		return subcommands("list", "terminate", "set", "get")
+		return subcommands("list", "terminate", "set", "get", "active", "standby")
 	}
 	return unknown(args[0])
 }
@@ -125,8 +133,11 @@ func secs(d time.Duration) int64 { return int64(d / time.Second) }
 
 func (s *Server) numSessions() string {
 	list := s.cfg.Sessions.Sessions()
-	var v4, v6, mixed int
+	var v4, v6, mixed, foreign int
 	for _, c := range list {
+		if c.Foreign {
+			foreign++
+		}
 		switch {
 		case c.IPv4 && c.IPv6:
 			mixed++
@@ -137,12 +148,12 @@ func (s *Server) numSessions() string {
 		}
 	}
 	return fmt.Sprintf("Current sessions own: %d\n"+
-		"Current sessions foreign: 0\n"+
+		"Current sessions foreign: %d\n"+
 		"Current sessions total: %d\n"+
 		"Current transcoded media: 0\n"+
 		"Current sessions ipv4 only media: %d\n"+
 		"Current sessions ipv6 only media: %d\n"+
-		"Current sessions ip mixed  media: %d\n", len(list), len(list), v4, v6, mixed)
+		"Current sessions ip mixed  media: %d\n", len(list)-foreign, foreign, len(list), v4, v6, mixed)
 }
 
 func yesNo(b bool) string {
@@ -161,19 +172,24 @@ func origin(c session.SessionSummary) string {
 
 func (s *Server) sessions(which string) string {
 	switch which {
-	case "all", "own":
-		list := s.cfg.Sessions.Sessions()
-		if len(list) == 0 {
-			return noSessions
-		}
+	case "all", "own", "foreign":
 		var b strings.Builder
-		for _, c := range list {
-			fmt.Fprintf(&b, "callid: %60s | deletionmark: %3s | created: %11d | proxy:%s | redis_keyspace:0 | foreign:no\n",
-				c.CallID, yesNo(c.Deleting), c.Created.Unix(), origin(c))
+		for _, c := range s.cfg.Sessions.Sessions() {
+			if (which == "own" && c.Foreign) || (which == "foreign" && !c.Foreign) {
+				continue
+			}
+			fmt.Fprintf(&b, "callid: %60s | deletionmark: %3s | created: %11d | proxy:%s | redis_keyspace:0 | foreign:%s\n",
+				c.CallID, yesNo(c.Deleting), c.Created.Unix(), origin(c), yesNo(c.Foreign))
 		}
-		return b.String()
-	case "foreign":
-		return "No foreign sessions on this media relay.\n"
+		switch {
+		case b.Len() > 0:
+			return b.String()
+		case which == "foreign":
+			return "No foreign sessions on this media relay.\n"
+		case which == "own":
+			return "No own sessions on this media relay.\n"
+		}
+		return noSessions
 	}
 	c, err := s.cfg.Sessions.Session(which)
 	if err != nil {
@@ -184,8 +200,8 @@ func (s *Server) sessions(which string) string {
 
 func (s *Server) sessionDetail(c session.SessionSummary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ncallid: %s\ndeletionmark: %s\ncreated: %d\nproxy: %s\ntos: %d\nlast_signal: %d\nredis_keyspace: 0\nforeign: no\n\n",
-		c.CallID, yesNo(c.Deleting), c.Created.Unix(), origin(c), c.TOS, c.LastSignal.Unix())
+	fmt.Fprintf(&b, "\ncallid: %s\ndeletionmark: %s\ncreated: %d\nproxy: %s\ntos: %d\nlast_signal: %d\nredis_keyspace: 0\nforeign: %s\n\n",
+		c.CallID, yesNo(c.Deleting), c.Created.Unix(), origin(c), c.TOS, c.LastSignal.Unix(), yesNo(c.Foreign))
 	now := s.cfg.Now()
 	for i, t := range c.Info.Tags {
 		typ := "FROM_TAG"
@@ -252,8 +268,8 @@ func (s *Server) totals() string {
 	var b strings.Builder
 	b.WriteString("\nStatistics over currently running sessions:\n\n")
 	row(&b, "Owned sessions", st.SessionsOwn)
-	row(&b, "Foreign sessions", 0)
-	row(&b, "Total sessions", st.SessionsOwn)
+	row(&b, "Foreign sessions", st.SessionsForeign)
+	row(&b, "Total sessions", st.SessionsOwn+st.SessionsForeign)
 	row(&b, "Transcoded media", 0)
 	row(&b, "Packets per second (total)", st.PacketRate)
 	row(&b, "Bytes per second (total)", st.ByteRate)
@@ -421,11 +437,15 @@ func (s *Server) terminate(args []string) string {
 		s.log.Info("all calls terminated by the operator", "calls", n)
 		return "All calls terminated by operator.\n"
 	case "own":
-		n := s.cfg.Sessions.TerminateAll()
-		s.log.Info("all calls terminated by the operator", "calls", n)
+		n := s.cfg.Sessions.TerminateOwn()
+		s.log.Info("all own calls terminated by the operator", "calls", n)
 		return "All own calls terminated by operator.\n"
 	case "foreign":
-		return "All foreign calls terminated by operator.\n" // relayd has none
+		// Dropped here only: their owner keeps them (and its next record
+		// of one brings that one back).
+		n := s.cfg.Sessions.TerminateForeign()
+		s.log.Info("all foreign calls dropped by the operator", "calls", n)
+		return "All foreign calls terminated by operator.\n"
 	}
 	id := args[0]
 	if err := s.cfg.Sessions.Terminate(id); err != nil {

@@ -31,7 +31,9 @@ config file (default ` + config.DefaultConfigFile + `), else ` + DefaultCLIAddr 
        counters | jsonstats | interfaces | timeout | silenttimeout |
        offertimeout | finaltimeout | deletedelay | loglevel | maxopenfiles
   get ...                        (same as list)
-  terminate CALLID | all
+  terminate CALLID | all | own | foreign
+  active                         take every foreign call over (HA: this relay is active)
+  standby                        make every own call foreign (HA: another relay is active)
   set maxsessions N              (-1 unlimited, 0 drains: new calls refused)
   set timeout|silenttimeout|offertimeout|finaltimeout|deletedelay SECONDS
   set loglevel 0-7

@@ -31,6 +31,12 @@ type Sessions interface {
 	Session(callID string) (session.SessionSummary, error)
 	Terminate(callID string) error
 	TerminateAll() int
+	TerminateOwn() int
+	TerminateForeign() int
+	// TakeOverAll makes every foreign call own (this relay is the active
+	// one now), StandbyAll every own call foreign.
+	TakeOverAll() int
+	StandbyAll() int
 	Limits() session.Limits
 	SetLimits(session.Limits)
 	Statistics() session.Statistics

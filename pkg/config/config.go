@@ -3,6 +3,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -95,6 +96,30 @@ type Config struct {
 	// with it, stopping hands the calls over instead of ending them.
 	StateDir string
 
+	// Redis keeps every call's state in a Redis database shared by the
+	// relays of a group (the incumbent's redis keys): read at start and
+	// written as calls change. RedisWrite, when set, is where writes go
+	// instead; RedisSubscribe is where SubscribeKeyspace's databases are
+	// followed (default: Redis's server), their calls held as foreign.
+	Redis, RedisWrite, RedisSubscribe RedisAddr
+	// RedisDB is the database of the Redis addresses that name none.
+	RedisDB int
+	// RedisExpires is the records' lifetime in Redis (0 = none).
+	RedisExpires time.Duration
+	// SubscribeKeyspace are the database numbers whose calls this relay
+	// holds ready to take over (a standby, or each of an active-active
+	// pair).
+	SubscribeKeyspace []int
+	// NoRedisRequired starts relayd while Redis does not answer (calls go
+	// on, their state is written once it does); without it a Redis that
+	// does not answer at start stops the start.
+	NoRedisRequired bool
+	// ActiveSwitchover takes a foreign call over on its first media packet.
+	ActiveSwitchover bool
+	// NodeName names this relay in the records it writes (default: the
+	// host name); every relay of a group needs its own.
+	NodeName string
+
 	// ListenHTTP serves /metrics (Prometheus) and ListenCLI the operator's
 	// text protocol (rtpengine-ctl); the zero value is off.
 	ListenHTTP, ListenCLI netip.AddrPort
@@ -112,6 +137,24 @@ type Config struct {
 	// ConfigFile and ConfigSection name what was loaded; both are empty when
 	// no file was read.
 	ConfigFile, ConfigSection string
+}
+
+// RedisAddr is a Redis server and database: [PASSWORD@]HOST:PORT[/DB].
+type RedisAddr struct {
+	Addr     string // host:port; "" = not configured
+	Password string
+	DB       int // -1: not given (redis-db, else 0)
+}
+
+// IsSet reports whether the address was configured.
+func (r RedisAddr) IsSet() bool { return r.Addr != "" }
+
+// String is the address without its password, for logs.
+func (r RedisAddr) String() string {
+	if r.Addr == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", r.Addr, max(r.DB, 0))
 }
 
 // Default returns the configuration relayd runs with when nothing is
@@ -136,6 +179,7 @@ func Default() *Config {
 		XDP:              XDPAuto,
 		XDPPinPath:       DefaultXDPPinPath,
 		DTLSSignature:    "sha-256",
+		RedisExpires:     86400 * time.Second,
 	}
 }
 

@@ -65,6 +65,7 @@ func TestDefault(t *testing.T) {
 		XDP:              "auto",
 		DTLSSignature:    "sha-256",
 		XDPPinPath:       "/sys/fs/bpf/relayd",
+		RedisExpires:     86400 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", c, want)
@@ -642,7 +643,7 @@ func TestUnknownKeysWarnOncePerKey(t *testing.T) {
 log-facility = daemon
 table = 0
 log-facility = local0
-redis = 127.0.0.1:6379/1
+redis-num-threads = 4
 table = -1
 config-file = /etc/other.conf
 [other]
@@ -655,7 +656,7 @@ not-ours = 1
 	want := []string{
 		`unknown key "log-facility" ignored`,
 		`unknown key "table" ignored`,
-		`unknown key "redis" ignored`,
+		`unknown key "redis-num-threads" ignored`,
 		`unknown key "config-file" ignored`,
 	}
 	if !reflect.DeepEqual(warnings, want) {
@@ -689,6 +690,7 @@ func TestSeedFile(t *testing.T) {
 		XDP:              "auto",
 		DTLSSignature:    "sha-256",
 		XDPPinPath:       "/sys/fs/bpf/relayd",
+		RedisExpires:     86400 * time.Second,
 		ConfigFile:       "testdata/rtpengine.conf",
 		ConfigSection:    "rtpengine",
 	}
@@ -909,5 +911,64 @@ func TestXDPPinPath(t *testing.T) {
 		if err != nil || c.XDPPinPath != tc.want {
 			t.Errorf("%s: %q, %v; want %q", tc.arg, c.XDPPinPath, err, tc.want)
 		}
+	}
+}
+
+// The incumbent's HA keys: addresses with or without a password and a
+// database (redis-db fills in the missing one), the keyspace list, the
+// switches; a bad value names its key and never shows the password.
+func TestRedisKeys(t *testing.T) {
+	c, _, err := loadFile(t, `[rtpengine]
+redis = s3cret@10.0.0.5:6379/2
+redis-write = [2001:db8::5]:6380
+redis-db = 4
+redis-expires = 600
+subscribe-keyspace = 2;3;2
+no-redis-required = yes
+active-switchover = true
+node-name = relay-a
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := struct {
+		r, w, s RedisAddr
+		ks      []int
+	}{RedisAddr{"10.0.0.5:6379", "s3cret", 2}, RedisAddr{"[2001:db8::5]:6380", "", 4}, RedisAddr{}, []int{2, 3}}
+	if c.Redis != want.r || c.RedisWrite != want.w || c.RedisSubscribe != want.s || !reflect.DeepEqual(c.SubscribeKeyspace, want.ks) {
+		t.Errorf("redis %+v write %+v subscribe %+v keyspace %v", c.Redis, c.RedisWrite, c.RedisSubscribe, c.SubscribeKeyspace)
+	}
+	if c.RedisExpires != 10*time.Minute || !c.NoRedisRequired || !c.ActiveSwitchover || c.NodeName != "relay-a" {
+		t.Errorf("expires %v no-redis-required %v active-switchover %v node %q", c.RedisExpires, c.NoRedisRequired, c.ActiveSwitchover, c.NodeName)
+	}
+	if got := c.Redis.String(); strings.Contains(got, "s3cret") || got != "10.0.0.5:6379/2" {
+		t.Errorf("String() = %q", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		key  string
+	}{
+		{[]string{"--redis=pw@10.0.0.5"}, "redis"},
+		{[]string{"--redis=pw@10.0.0.5:99999/1"}, "redis"},
+		{[]string{"--redis-write=10.0.0.5:6379/x"}, "redis-write"},
+		{[]string{"--subscribe-keyspace=1;two"}, "subscribe-keyspace"},
+		{[]string{"--subscribe-keyspace=1"}, "subscribe-keyspace"}, // nothing to follow
+		{[]string{"--redis-expires=-1"}, "redis-expires"},
+		{[]string{"--node-name= "}, "node-name"},
+	} {
+		_, _, err := testLoad(t, append([]string{"--config-file=none"}, tc.args...)...)
+		var ve *ValueError
+		if !errors.As(err, &ve) || ve.Key != tc.key {
+			t.Errorf("%v: error %v, want one naming %q", tc.args, err, tc.key)
+			continue
+		}
+		if strings.Contains(err.Error(), "pw@") {
+			t.Errorf("%v: the password is in the error: %v", tc.args, err)
+		}
+	}
+	// Following another server without redis.
+	c, _, err = testLoad(t, "--config-file=none", "--redis-subscribe=10.0.0.6:6379", "--subscribe-keyspace=1")
+	if err != nil || c.RedisSubscribe.DB != 0 || !reflect.DeepEqual(c.SubscribeKeyspace, []int{1}) {
+		t.Errorf("redis-subscribe alone: %+v %v, %v", c.RedisSubscribe, c.SubscribeKeyspace, err)
 	}
 }

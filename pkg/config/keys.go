@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -17,6 +18,8 @@ type keyDef struct {
 	isBool  bool   // a flag that takes no value on the command line
 	argName string // value placeholder in the usage text
 	help    string
+	// secret: the value may hold a password, shown redacted in errors.
+	secret bool
 	// set parses v and stores it in c. The error is the bare reason; the
 	// caller wraps it into a *ValueError naming the key and value.
 	set func(c *Config, v string) error
@@ -31,6 +34,10 @@ const (
 	keyInterface      = "interface"
 	keyPortMin        = "port-min"
 	keyPortMax        = "port-max"
+
+	keyRedis             = "redis"
+	keyRedisDB           = "redis-db"
+	keySubscribeKeyspace = "subscribe-keyspace"
 )
 
 // keyDefs is the list of keys in usage order. It is built by a function, not
@@ -174,6 +181,62 @@ func keyDefs() []keyDef {
 		{name: "state-dir", argName: "PATH",
 			help: "directory where every call's state is kept so that a restarted or upgraded relayd continues its calls; empty = off (default off)",
 			set:  func(c *Config, v string) error { c.StateDir = v; return nil }},
+		{name: keyRedis, argName: "[PW@]HOST:PORT[/DB]", secret: true,
+			help: "Redis database every call's state is kept in and read from at start (HA); empty = off (default off)",
+			set:  func(c *Config, v string) error { return setRedisAddr(&c.Redis, v) }},
+		{name: "redis-write", argName: "[PW@]HOST:PORT[/DB]", secret: true,
+			help: "Redis database call states are written to instead of redis's (default: redis)",
+			set:  func(c *Config, v string) error { return setRedisAddr(&c.RedisWrite, v) }},
+		{name: keyRedisDB, argName: "INT",
+			help: "database number of redis, redis-write and redis-subscribe when they name none (default 0)",
+			set:  intKey(func(c *Config) *int { return &c.RedisDB }, 0, 1<<20)},
+		{name: "redis-expires", argName: "SECS",
+			help: "lifetime of a call's record in Redis, renewed while the call lives; 0 = none (default 86400)",
+			set:  secKey(func(c *Config) *time.Duration { return &c.RedisExpires })},
+		{name: "redis-subscribe", argName: "[PW@]HOST:PORT[/DB]", secret: true,
+			help: "Redis server whose subscribe-keyspace databases are followed (default: redis)",
+			set:  func(c *Config, v string) error { return setRedisAddr(&c.RedisSubscribe, v) }},
+		{name: keySubscribeKeyspace, argName: "DB[;DB...]",
+			help: "Redis databases whose calls this relay holds as foreign, ready to take over (standby); empty = none (default none)",
+			set: func(c *Config, v string) error {
+				c.SubscribeKeyspace = nil
+				for item := range strings.SplitSeq(v, ";") {
+					if item = strings.TrimSpace(item); item == "" {
+						continue
+					}
+					n, err := parseInt(item, 0, 1<<20)
+					if err != nil {
+						return fmt.Errorf("database %q: %w", item, err)
+					}
+					if !slices.Contains(c.SubscribeKeyspace, n) {
+						c.SubscribeKeyspace = append(c.SubscribeKeyspace, n)
+					}
+				}
+				return nil
+			}},
+		{name: "no-redis-required", isBool: true,
+			help: "start even when Redis does not answer (calls go on; their state is written once it does)",
+			set: func(c *Config, v string) error {
+				b, err := parseBool(v)
+				c.NoRedisRequired = b
+				return err
+			}},
+		{name: "active-switchover", isBool: true,
+			help: "take a foreign call over on its first media packet, not only on signalling or 'relayd ctl active'",
+			set: func(c *Config, v string) error {
+				b, err := parseBool(v)
+				c.ActiveSwitchover = b
+				return err
+			}},
+		{name: "node-name", argName: "NAME",
+			help: "this relay's name in the call records it writes to Redis; unique per relay of a group (default: the host name)",
+			set: func(c *Config, v string) error {
+				if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t") {
+					return fmt.Errorf("want a name without blanks")
+				}
+				c.NodeName = v
+				return nil
+			}},
 		{name: "recording-dir", argName: "PATH",
 			help: "directory for call recordings (pcaps/, metadata/), empty = recording off (default off)",
 			set: func(c *Config, v string) error {

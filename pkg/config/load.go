@@ -149,7 +149,11 @@ func apply(c *Config, assigns []assignment) error {
 	last := make(map[string]assignment)
 	for _, a := range assigns {
 		valueErr := func(err error) error {
-			return &ValueError{Key: a.key.name, Value: a.value, Source: a.source, Err: err}
+			v := a.value
+			if a.key.secret {
+				v = redact(v)
+			}
+			return &ValueError{Key: a.key.name, Value: v, Source: a.source, Err: err}
 		}
 		if a.key.name == keyInterface {
 			if a.fromCLI && !cliInterfaces {
@@ -181,7 +185,26 @@ func apply(c *Config, assigns []assignment) error {
 		}
 		last[a.key.name] = a
 	}
+	if err := checkRedis(c, last); err != nil {
+		return err
+	}
 	return checkPorts(c, last)
+}
+
+// checkRedis gives the Redis addresses that named no database redis-db's,
+// and needs a server for subscribe-keyspace to follow.
+func checkRedis(c *Config, last map[string]assignment) error {
+	for _, r := range []*RedisAddr{&c.Redis, &c.RedisWrite, &c.RedisSubscribe} {
+		if r.IsSet() && r.DB < 0 {
+			r.DB = c.RedisDB
+		}
+	}
+	if len(c.SubscribeKeyspace) > 0 && !c.Redis.IsSet() && !c.RedisSubscribe.IsSet() {
+		a := last[keySubscribeKeyspace]
+		return &ValueError{Key: a.key.name, Value: a.value, Source: a.source,
+			Err: errors.New("needs redis or redis-subscribe: the server whose databases are followed")}
+	}
+	return nil
 }
 
 // checkPorts needs the whole range: media sockets come in RTP/RTCP pairs on an

@@ -267,3 +267,40 @@ func parsePrefixList(v string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// setRedisAddr parses [PASSWORD@]HOST:PORT[/DB]; an empty value unsets.
+func setRedisAddr(dst *RedisAddr, v string) error {
+	if v = strings.TrimSpace(v); v == "" {
+		*dst = RedisAddr{}
+		return nil
+	}
+	r := RedisAddr{DB: -1}
+	if at := strings.LastIndex(v, "@"); at >= 0 {
+		r.Password, v = v[:at], v[at+1:]
+	}
+	if slash := strings.LastIndex(v, "/"); slash >= 0 && !strings.Contains(v[slash:], "]") {
+		n, err := parseInt(v[slash+1:], 0, 1<<20)
+		if err != nil {
+			return fmt.Errorf("database number: %w", err)
+		}
+		r.DB, v = n, v[:slash]
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || host == "" {
+		return errors.New("want [PASSWORD@]HOST:PORT[/DB]")
+	}
+	if _, err := parseInt(port, 1, 65535); err != nil {
+		return fmt.Errorf("port: %w", err)
+	}
+	r.Addr = net.JoinHostPort(host, port)
+	*dst = r
+	return nil
+}
+
+// redact hides the password of a [PASSWORD@]HOST... value.
+func redact(v string) string {
+	if at := strings.LastIndex(v, "@"); at >= 0 {
+		return "***" + v[at:]
+	}
+	return v
+}

@@ -118,8 +118,15 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		keep.adoptIdentity(identity)
 		onChange = keep.changed
 		o.store = keep.stats
+		if len(keep.subscribe) > 0 {
+			o.follow = keep.followStats
+		}
 	}
-	go identity.Run(ctx, log.With("component", "webrtc"))
+	if keep.sharesIdentity() {
+		go keep.runIdentity(ctx) // the group's certificate, renewed by one relay for all
+	} else {
+		go identity.Run(ctx, log.With("component", "webrtc"))
+	}
 	recorder, err := newRecorder(cfg, log)
 	if err != nil {
 		return err
@@ -135,6 +142,10 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		Media: engine, OnCallEnd: onCallEnd(o.notifier), Identity: identity, FingerprintHash: cfg.DTLSSignature,
 		Recorder: recorder,
 		OnChange: onChange, Codecs: session.TranscodeCapability(codecReg), Transcoders: transcoders,
+		ActiveSwitchover: cfg.ActiveSwitchover,
+		// A relay that holds other relays' calls binds their floating
+		// address before it moves here.
+		FreeBind: len(cfg.SubscribeKeyspace) > 0,
 	})
 	if err != nil {
 		if keep != nil {

@@ -60,11 +60,12 @@ type ops struct {
 	http     *metrics.Server
 	cli      *cli.Server
 	sd       *sdnotify.Notifier
-	store    func() statestore.Stats // nil without a state store
 	// transcode reports the transcoding workers.
 	transcode func() transcode.PoolStats
 	// setNGAllow applies a reloaded ng-allow-from to the running server.
 	setNGAllow func([]netip.Prefix)
+	store      func() statestore.Stats         // nil without a state store
+	follow     func() statestore.FollowerStats // nil without subscribe-keyspace
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -103,6 +104,7 @@ func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Co
 		}
 		src.Store = o.store
 		src.Transcode = o.transcode
+		src.Follow = o.follow
 		o.registry = metrics.New(src)
 		h, err := metrics.Listen(cfg.ListenHTTP, o.registry, o.log)
 		if err != nil {

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/relayd/relayd/pkg/config"
@@ -39,15 +39,36 @@ const flushTimeout = 10 * time.Second
 // is configured (stopping then ends every call, as before).
 type keeper struct {
 	log     *slog.Logger
-	dir     string // state-dir, for the files beside the records
-	backend statestore.Backend
+	dir     string             // state-dir, for the files beside the records ("" = none)
+	backend statestore.Backend // where calls are written
 	writer  *statestore.Writer
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	// With Redis (redis.go in statestore, ha.go here): the group's
+	// database calls are restored from (nil when only redis-write is
+	// set), the followed keyspaces, this relay's name in the records, and
+	// how long records live.
+	read      *statestore.Redis
+	redis     *statestore.Redis // the write side, for the shared DTLS identity
+	follow    []*statestore.Follower
+	subscribe []statestore.RedisConfig
+	node      string
+	expires   time.Duration
+	// running counts the goroutines (writer, followers) that report on
+	// done when they stop.
+	running int
+	id      *webrtc.Keeper
+	// identitySeen is the expiry of the group certificate last announced
+	// by a follower, so that each change is adopted once.
+	identitySeen atomic.Int64
 }
 
 // openKeeper opens the configured store; nil, nil when none is.
 func openKeeper(cfg *config.Config, log *slog.Logger) (*keeper, error) {
+	if cfg.Redis.IsSet() || cfg.RedisWrite.IsSet() || len(cfg.SubscribeKeyspace) > 0 {
+		return openRedisKeeper(cfg, log)
+	}
 	if cfg.StateDir == "" {
 		return nil, nil
 	}
@@ -59,8 +80,15 @@ func openKeeper(cfg *config.Config, log *slog.Logger) (*keeper, error) {
 }
 
 // adoptIdentity makes the predecessor's DTLS certificate current, so that
-// the fingerprints in the restored calls' SDP stay true.
+// the fingerprints in the restored calls' SDP stay true; with Redis, the
+// group's certificate (ha.go).
 func (k *keeper) adoptIdentity(id *webrtc.Keeper) {
+	if k.redis != nil && k.shareIdentity(id) {
+		return
+	}
+	if k.dir == "" {
+		return
+	}
 	b, err := os.ReadFile(filepath.Join(k.dir, identityFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -84,29 +112,50 @@ func (k *keeper) adoptIdentity(id *webrtc.Keeper) {
 // rules of calls that did not come back, and starts writing changes.
 func (k *keeper) restore(ctx context.Context, mgr *session.Manager, fp *fastpath.FastPath) {
 	start := time.Now()
-	res, err := statestore.Restore(ctx, k.backend, mgr, k.log)
-	if err != nil {
-		k.log.Error("saved calls not restored", "store", k.backend.String(), "error", err)
+	var (
+		res   statestore.RestoreResult
+		err   error
+		from  statestore.Backend = k.backend
+		group                    = len(k.subscribe) > 0
+	)
+	switch {
+	case k.read != nil && group:
+		// A relay of a group: its own records come back own, the others'
+		// foreign (it holds them ready to take over).
+		from = k.read
+		res, err = statestore.RestoreGroup(ctx, k.read, k.node, mgr, mgr, k.log)
+	case k.read != nil:
+		from = k.read
+		res, err = statestore.Restore(ctx, k.read, mgr, k.log)
+	case k.redis != nil:
+		from = nil // redis-write alone: nothing to read back
+	default:
+		res, err = statestore.Restore(ctx, k.backend, mgr, k.log)
 	}
-	if res.Restored+res.Failed > 0 {
-		k.log.Info("calls restored", "restored", res.Restored, "lost", res.Failed, "took", time.Since(start),
-			"store", k.backend.String())
+	if err != nil {
+		k.log.Error("saved calls not restored", "store", from.String(), "error", err)
+	}
+	if res.Restored+res.Foreign+res.Failed > 0 {
+		k.log.Info("calls restored", "restored", res.Restored, "foreign", res.Foreign, "lost", res.Failed,
+			"took", time.Since(start), "store", from.String())
 	}
 	if fp != nil {
-		keep := map[netip.AddrPort]bool{}
-		for _, cs := range mgr.SnapshotAll() {
-			for _, l := range cs.Locals() {
-				keep[l] = true
-			}
-		}
-		if _, err := fp.Prune(keep); err != nil {
+		if _, err := fp.Prune(mgr.Locals()); err != nil {
 			k.log.Warn("kernel rules of calls not restored", "error", err)
 		}
 	}
-	k.writer = statestore.NewWriter(statestore.WriterConfig{Backend: k.backend, Source: mgr, Logger: k.log})
+	wcfg := statestore.WriterConfig{Backend: k.backend, Source: mgr, Logger: k.log, Node: k.node}
+	if k.expires > 0 {
+		// Twice per lifetime: a live call's record never expires.
+		wcfg.Refresh = k.expires / 2
+	}
+	k.writer = statestore.NewWriter(wcfg)
 	wctx, cancel := context.WithCancel(context.Background())
-	k.stop, k.done = cancel, make(chan struct{})
-	go func() { defer close(k.done); k.writer.Run(wctx) }()
+	k.stop, k.done = cancel, make(chan struct{}, 1+len(k.subscribe))
+	n := 1
+	go func() { k.writer.Run(wctx); k.done <- struct{}{} }()
+	n += k.startFollowers(wctx, mgr)
+	k.running = n
 }
 
 // changed is the manager's OnChange.
@@ -150,8 +199,7 @@ func (k *keeper) importReplies(srv *ngproto.Server) {
 // relayed but never counted.
 func (k *keeper) handOver(mgr *session.Manager, srv *ngproto.Server, id *webrtc.Keeper, stopMedia func()) {
 	mgr.HandOver()
-	k.stop()
-	<-k.done
+	k.wait()
 	stopMedia()
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
@@ -159,30 +207,46 @@ func (k *keeper) handOver(mgr *session.Manager, srv *ngproto.Server, id *webrtc.
 		k.log.Error("last write of the calls' state failed: the next relayd continues them from older state",
 			"error", err)
 	}
-	if b, err := id.Current().MarshalPEM(); err == nil {
+	if b, err := id.Current().MarshalPEM(); err == nil && k.dir != "" {
 		err = writeFile(filepath.Join(k.dir, identityFile), b)
 		if err != nil {
 			k.log.Warn("DTLS certificate not saved", "error", err)
 		}
 	}
-	if srv != nil {
+	if srv != nil && k.dir != "" {
 		if b, err := json.Marshal(srv.ExportReplies()); err == nil {
 			if err := writeFile(filepath.Join(k.dir, repliesFile), b); err != nil {
 				k.log.Warn("reply cache not saved", "error", err)
 			}
 		}
 	}
-	k.log.Info("calls handed over to the next relayd", "calls", len(mgr.List(0)), "store", k.backend.String())
-	_ = k.backend.Close()
+	k.log.Info("calls handed over to the next relayd", "calls", len(mgr.ListOwn(0)), "store", k.backend.String())
+	k.closeBackends()
+}
+
+// wait stops the writer and the followers and waits for them.
+func (k *keeper) wait() {
+	if k.stop == nil {
+		return
+	}
+	k.stop()
+	for range k.running {
+		<-k.done
+	}
+	k.stop, k.running = nil, 0
 }
 
 // close stops writing without handing over (a start that failed).
 func (k *keeper) close() {
-	if k.stop != nil {
-		k.stop()
-		<-k.done
-	}
+	k.wait()
+	k.closeBackends()
+}
+
+func (k *keeper) closeBackends() {
 	_ = k.backend.Close()
+	if k.read != nil && k.read != k.backend {
+		_ = k.read.Close()
+	}
 }
 
 // writeFile replaces name atomically, readable by its owner only (the

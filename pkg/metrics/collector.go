@@ -58,6 +58,10 @@ var (
 	descStoreOps    = desc("relayd_state_store_operations_total", "Call state store operations, by op: write, delete, failure", "op")
 	descStorePend   = desc("relayd_state_store_pending", "Calls whose state waits to be written to the store")
 	descStoreUp     = desc("relayd_state_store_up", "1 while the call state store takes writes, 0 while they fail (calls go on; a restart or takeover would lose their recent changes)")
+	descFollowRecs  = desc("relayd_state_follow_records_total", "Records of other relays' calls read from the followed Redis keyspace, by result: update (held as foreign), drop (foreign call removed, its key gone), rejected (unusable), stale (older than this relay's takeover)", "result")
+	descFollowFail  = desc("relayd_state_follow_failures_total", "Keyspace subscriptions lost and reads of the followed Redis that failed")
+	descFollowSync  = desc("relayd_state_follow_resyncs_total", "Full reads of the followed Redis databases (at start and after every reconnect)")
+	descFollowUp    = desc("relayd_state_follow_up", "1 while every followed Redis keyspace sends its notifications, 0 while one does not (foreign calls are not updated)")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -72,6 +76,7 @@ var allDescs = []*prometheus.Desc{
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
 	descNotices, descStoreOps, descStorePend, descStoreUp, descTcPackets, descTcErrors, descTcBridges,
 	descRefused, descShed, descCacheBytes, descCacheItems,
+	descFollowRecs, descFollowFail, descFollowSync, descFollowUp,
 }
 
 // collector reads the sources at scrape time.
@@ -94,7 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Sessions != nil {
 		s := c.src.Sessions()
 		gauge(descSessions, float64(s.SessionsOwn), "own")
-		gauge(descSessions, 0, "foreign") // relayd has no HA peers (yet)
+		gauge(descSessions, float64(s.SessionsForeign), "foreign")
 		gauge(descTranscoded, float64(s.TranscodedMedia))
 		gauge(descMediaStreams, float64(s.MediaUserspace), "userspace")
 		gauge(descMediaStreams, float64(s.MediaKernel), "kernel")
@@ -188,12 +193,27 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descStoreOps, float64(st.Writes), "write")
 		counter(descStoreOps, float64(st.Deletes), "delete")
 		counter(descStoreOps, float64(st.Failures), "failure")
+		counter(descStoreOps, float64(st.Resyncs), "resync")
 		gauge(descStorePend, float64(st.Pending))
 		up := 0.0
 		if st.Healthy {
 			up = 1
 		}
 		gauge(descStoreUp, up)
+	}
+	if c.src.Follow != nil {
+		st := c.src.Follow()
+		counter(descFollowRecs, float64(st.Updates), "update")
+		counter(descFollowRecs, float64(st.Drops), "drop")
+		counter(descFollowRecs, float64(st.Rejected), "rejected")
+		counter(descFollowRecs, float64(st.Stale), "stale")
+		counter(descFollowFail, float64(st.Failures))
+		counter(descFollowSync, float64(st.Resyncs))
+		up := 0.0
+		if st.Subscribed {
+			up = 1
+		}
+		gauge(descFollowUp, up)
 	}
 	if c.src.Kernel != nil {
 		for reason, n := range c.src.Kernel() {

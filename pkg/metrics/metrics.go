@@ -47,7 +47,10 @@ type Sources struct {
 	// Transcode reports the transcoding workers.
 	Transcode func() transcode.PoolStats
 	// Store reports the call state store's writer (nil without a store).
-	Store   func() statestore.Stats
+	Store func() statestore.Stats
+	// Follow reports the keyspace followers of a standby (nil without
+	// subscribe-keyspace), summed over the followed databases.
+	Follow  func() statestore.FollowerStats
 	Version string
 }
 

@@ -23,6 +23,10 @@ import (
 type Pool struct {
 	addr     netip.Addr
 	min, max int
+	// freeBind binds to the address even while it is not on this host: a
+	// standby holds the ports of a floating address (VRRP) before the
+	// address moves to it.
+	freeBind atomic.Bool
 
 	mu    sync.Mutex
 	free  []int // even bases, shuffled at start; freed ones go to the tail
@@ -51,6 +55,14 @@ func NewPool(addr netip.Addr, min, max int) (*Pool, error) {
 
 // Addr is the local address the pool binds to.
 func (p *Pool) Addr() netip.Addr { return p.addr }
+
+// SetFreeBind makes the pool's next binds succeed for an address that is not
+// (yet) on any of this host's interfaces (IP_FREEBIND), as a standby relay
+// needs for a floating address that moves to it on takeover; packets reach
+// the sockets from the moment the address arrives, with no rebind. Off, a
+// bind to an address the host does not have fails, which catches a mistyped
+// interface address at the first offer.
+func (p *Pool) SetFreeBind(on bool) { p.freeBind.Store(on) }
 
 // Socket is one bound, non-blocking UDP socket: a plain descriptor that no Go
 // runtime poller knows, so that whoever takes it (the media plane's workers)
@@ -218,7 +230,7 @@ func (p *Pool) bind(base, n int) ([]Socket, error) {
 	socks := make([]Socket, 0, n)
 	for i := range n {
 		local := netip.AddrPortFrom(p.addr, uint16(base+i))
-		fd, err := Bind(local)
+		fd, err := bind(local, p.freeBind.Load())
 		if err != nil {
 			for _, s := range socks {
 				_ = unix.Close(s.FD)
@@ -232,7 +244,9 @@ func (p *Pool) bind(base, n int) ([]Socket, error) {
 
 // Bind opens a non-blocking, close-on-exec UDP socket bound to local. Running
 // out of descriptors is ErrNoDescriptors.
-func Bind(local netip.AddrPort) (int, error) {
+func Bind(local netip.AddrPort) (int, error) { return bind(local, false) }
+
+func bind(local netip.AddrPort, freeBind bool) (int, error) {
 	fam := unix.AF_INET
 	if !local.Addr().Is4() {
 		fam = unix.AF_INET6
@@ -258,6 +272,16 @@ func Bind(local netip.AddrPort) (int, error) {
 			}
 		}
 		sa = sa6
+	}
+	if freeBind {
+		level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+		if fam == unix.AF_INET6 {
+			level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
+		}
+		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+			_ = unix.Close(fd)
+			return -1, fmt.Errorf("IP_FREEBIND for %s: %w", local, err)
+		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		_ = unix.Close(fd)

@@ -323,3 +323,31 @@ func TestClaim(t *testing.T) {
 		x.Close()
 	}
 }
+
+// A standby binds the ports of a floating address it does not have yet;
+// without free binding the same bind fails.
+func TestFreeBindHoldsAnAbsentAddress(t *testing.T) {
+	absent := netip.MustParseAddr("192.0.2.77") // TEST-NET-1: on no interface here
+	p, err := NewPool(absent, 21800, 21803)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := p.Claim(21800, 2); err == nil {
+		a.Close()
+		t.Skip("192.0.2.77 is bindable here (net.ipv4.ip_nonlocal_bind set?)")
+	}
+	p.SetFreeBind(true)
+	a, err := p.Claim(21800, 2)
+	if err != nil {
+		t.Fatalf("claim with free binding: %v", err)
+	}
+	defer a.Close()
+	if got := a.Sockets[1].Local; got != netip.MustParseAddrPort("192.0.2.77:21801") {
+		t.Errorf("second socket on %v", got)
+	}
+	b, err := p.Allocate(1)
+	if err != nil {
+		t.Fatalf("allocate with free binding: %v", err)
+	}
+	b.Close()
+}

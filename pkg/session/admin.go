@@ -125,7 +125,10 @@ type SessionSummary struct {
 	TOS        int
 	// IPv4 and IPv6 tell which address families the call's sockets use.
 	IPv4, IPv6 bool
-	Info       *CallInfo
+	// Foreign: another relay owns the call; this one holds it ready to
+	// take over.
+	Foreign bool
+	Info    *CallInfo
 }
 
 // Sessions returns every call, oldest first.
@@ -172,7 +175,7 @@ func (m *Manager) summary(c *Call) (SessionSummary, bool) {
 		return SessionSummary{}, false
 	}
 	s := SessionSummary{CallID: c.id, Created: c.created, LastSignal: c.lastSignal,
-		Deleting: !c.deleteAt.IsZero(), Origin: origin, TOS: c.tos, Info: c.info()}
+		Deleting: !c.deleteAt.IsZero(), Origin: origin, TOS: c.tos, Foreign: c.foreign.Load(), Info: c.info()}
 	for _, t := range s.Info.Tags {
 		for _, md := range t.Medias {
 			for _, st := range md.Streams {
@@ -198,12 +201,25 @@ func (m *Manager) Terminate(callID string) error {
 	return nil
 }
 
-// TerminateAll ends every call now and returns how many there were.
-func (m *Manager) TerminateAll() int {
+// TerminateAll ends every call now and returns how many there were:
+// own calls end (and their records go), foreign ones are dropped here
+// only (their owner keeps them).
+func (m *Manager) TerminateAll() int { return m.terminate(true, true) }
+
+// TerminateOwn ends every own call now.
+func (m *Manager) TerminateOwn() int { return m.terminate(true, false) }
+
+// TerminateForeign drops every foreign call here; their owner keeps them,
+// and its next record of one brings that one back.
+func (m *Manager) TerminateForeign() int { return m.terminate(false, true) }
+
+func (m *Manager) terminate(own, foreign bool) int {
 	m.mu.Lock()
 	calls := make([]*Call, 0, len(m.calls))
 	for _, c := range m.calls {
-		calls = append(calls, c)
+		if f := c.foreign.Load(); (f && foreign) || (!f && own) {
+			calls = append(calls, c)
+		}
 	}
 	m.mu.Unlock()
 	for _, c := range calls {

@@ -5,6 +5,7 @@ package session
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/relayd/relayd/pkg/codecs"
@@ -23,10 +24,13 @@ const (
 	endFinalTimeout
 	endForced
 	endRejected
+	// endDropped: a foreign call removed because its owner ended it (or
+	// this relay stopped); it is neither counted nor reported here.
+	endDropped
 )
 
 func (r endReason) String() string {
-	return [...]string{"deleted", "timeout", "silent-timeout", "offer-timeout", "final-timeout", "forced", "rejected"}[r]
+	return [...]string{"deleted", "timeout", "silent-timeout", "offer-timeout", "final-timeout", "forced", "rejected", "dropped"}[r]
 }
 
 // Call is one call-id: its monologues (one per tag) and their media.
@@ -57,11 +61,22 @@ type Call struct {
 	rec              *recording.Recording
 	recMetadata      string
 	discardRecording bool // a delete said discard-recording
+
+	// foreign: another relay owns the call (foreign.go); written under
+	// c.mu, read anywhere. fstate is what it keeps until its takeover and
+	// reuse the sockets a replaced state may keep; both under c.mu.
+	foreign atomic.Bool
+	fstate  *foreignState
+	reuse   map[reuseKey]*portSet
+	// ownSince is when the call became this relay's (created, restored or
+	// taken over); under c.mu.
+	ownSince time.Time
 }
 
 func newCall(m *Manager, id string) *Call {
 	now := m.now()
-	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS, dueIdx: -1}
+	c := &Call{m: m, id: id, created: now, lastSignal: now, tags: map[string]*monologue{}, tos: m.cfg.TOS, dueIdx: -1,
+		ownSince: time.Now()}
 	if m.cfg.Media != nil {
 		c.group = m.cfg.Media.NewGroup()
 	}
@@ -236,6 +251,14 @@ func (c *Call) end(reason endReason) {
 		return
 	}
 	c.ended = true
+	if c.foreign.Load() {
+		// Another relay owns the call: its end is not this one's to count,
+		// report or save.
+		c.releaseAll()
+		c.mu.Unlock()
+		c.m.forget(c, endDropped)
+		return
+	}
 	rec := c.endRecord(reason) // admin.go: for the CDR line and teardown notices
 	c.finishRecording(reason)
 	c.collectTotals()

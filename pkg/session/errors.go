@@ -38,3 +38,7 @@ func (e loadLimitError) Error() string { return string(e) }
 
 // Is makes every load refusal an ErrLoadLimit.
 func (e loadLimitError) Is(target error) bool { return target == ErrLoadLimit }
+
+// ErrStaleState means Foreign was given a record of an own call saved
+// before this relay took the call over: it is kept own.
+var ErrStaleState = errors.New("state older than this relay's ownership of the call")

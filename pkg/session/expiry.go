@@ -50,8 +50,8 @@ func (m *Manager) schedule(c *Call, at time.Time) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.calls[c.id] != c {
-		return // ended
+	if m.calls[c.id] != c || c.foreign.Load() {
+		return // ended, or foreign: its owner times it out
 	}
 	switch {
 	case c.dueIdx < 0:
@@ -90,7 +90,7 @@ func (m *Manager) Expire() {
 		m.mu.Unlock()
 		c.mu.Lock()
 		reason, ended, next := c.check(now)
-		gone := c.ended
+		gone := c.ended || c.foreign.Load()
 		c.mu.Unlock()
 		switch {
 		case gone:

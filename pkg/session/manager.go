@@ -66,7 +66,16 @@ type Config struct {
 	// OnChange, when set, is told the call-id of every call whose state
 	// changed by signalling (offer, answer, delete) or that ended, so that
 	// a state store can save it. Called with no lock held; must not block.
+	// Foreign calls (foreign.go) are never reported: they are not this
+	// relay's to save.
 	OnChange func(callID string)
+	// ActiveSwitchover takes a foreign call over on its first media packet
+	// (the incumbent's active-switchover); signalling takes one over
+	// always.
+	ActiveSwitchover bool
+	// FreeBind binds media ports on addresses this host does not have (yet):
+	// a standby's floating address.
+	FreeBind bool
 }
 
 // ifaceAddr is one bindable address of a logical interface with its pool.
@@ -90,10 +99,12 @@ type Manager struct {
 	start  time.Time
 	id     string // instance id for loop-protect
 
-	mu     sync.Mutex
-	calls  map[string]*Call
-	due    dueHeap // calls by the time they could end (expiry.go)
-	totals totals
+	mu    sync.Mutex
+	calls map[string]*Call
+	// foreignN counts the foreign calls in calls (foreign.go).
+	foreignN int
+	due      dueHeap // calls by the time they could end (expiry.go)
+	totals   totals
 	// rates are per-second deltas of the relayed counters, updated by Expire.
 	rates, prev struct{ packets, bytes, errors uint64 }
 
@@ -148,6 +159,7 @@ func NewManager(cfg Config) (*Manager, error) {
 			if err != nil {
 				return nil, fmt.Errorf("interface %s: %w", in.Name, err)
 			}
+			p.SetFreeBind(cfg.FreeBind)
 			pool, pools[in.Local] = p, p
 		}
 		adv := in.Advertised
@@ -214,7 +226,7 @@ func (m *Manager) lookupOrCreate(id string) (*Call, bool, error) {
 	if c := m.calls[id]; c != nil {
 		return c, false, nil
 	}
-	if m.cfg.MaxSessions >= 0 && len(m.calls) >= m.cfg.MaxSessions {
+	if m.cfg.MaxSessions >= 0 && len(m.calls)-m.foreignN >= m.cfg.MaxSessions {
 		m.totals.rejected++
 		return nil, false, ErrSessionLimit
 	}
@@ -238,6 +250,9 @@ func (m *Manager) forget(c *Call, reason endReason) {
 	delete(m.calls, c.id)
 	m.unschedule(c)
 	switch reason {
+	case endDropped:
+		m.foreignN--
+		return
 	case endTimeout:
 		m.totals.timeout++
 	case endSilentTimeout:
@@ -260,12 +275,20 @@ func (m *Manager) forget(c *Call, reason endReason) {
 	m.totals.callDurationTotal += m.now().Sub(c.created)
 }
 
-// List returns up to limit call-ids (all when limit <= 0), oldest first.
-func (m *Manager) List(limit int) []string {
+// List returns up to limit call-ids (all when limit <= 0), oldest first,
+// foreign calls included.
+func (m *Manager) List(limit int) []string { return m.list(limit, true) }
+
+// ListOwn is List without the foreign calls: what this relay saves.
+func (m *Manager) ListOwn(limit int) []string { return m.list(limit, false) }
+
+func (m *Manager) list(limit int, foreign bool) []string {
 	m.mu.Lock()
 	calls := make([]*Call, 0, len(m.calls))
 	for _, c := range m.calls {
-		calls = append(calls, c)
+		if foreign || !c.foreign.Load() {
+			calls = append(calls, c)
+		}
 	}
 	m.mu.Unlock()
 	sort.Slice(calls, func(i, j int) bool { return calls[i].created.Before(calls[j].created) })
@@ -291,6 +314,7 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			m.Expire()
+			m.switchover()
 		}
 	}
 }
@@ -306,7 +330,8 @@ func (m *Manager) HandOver() {
 	m.mu.Unlock()
 }
 
-// Close ends every call and releases its ports (nothing after HandOver).
+// Close ends every call and releases its ports (nothing after HandOver);
+// foreign calls are dropped: their owner keeps them.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	if m.handingOver {

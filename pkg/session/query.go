@@ -245,6 +245,7 @@ func (m *Manager) Delete(r DeleteRequest) (*CallInfo, error) {
 		c.mu.Unlock()
 		return nil, ErrDialogue
 	}
+	c.takeOver(bySignal)
 	if r.Options.Flags.DiscardRecording {
 		c.discardRecording = true // the recording ends with the call
 	}

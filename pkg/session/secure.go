@@ -554,6 +554,9 @@ func (c *Call) secureStages(md *media, sock *mplane.Stream, isRTP bool) (handler
 					_ = s.protect.SetKeys(local)
 					_ = s.unprotect.SetKeys(remote)
 					s.dtlsKeys.Store(&[2]webrtc.Keys{local, remote})
+					// The keys are the call's state now: a restart or a
+					// standby needs them before the next sweep.
+					c.m.changed(c.id)
 				},
 			})
 			if err != nil {

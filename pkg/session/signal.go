@@ -69,6 +69,7 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 		}
 		c.mu.Lock()
 	}
+	c.takeOver(bySignal)
 	out, err := c.offer(s, desc)
 	c.reschedule()
 	c.mu.Unlock()
@@ -98,6 +99,7 @@ func (m *Manager) AnswerOutcome(s Signal) (Outcome, error) {
 		c.mu.Unlock()
 		return Outcome{}, ErrUnknownCall
 	}
+	c.takeOver(bySignal)
 	out, err := c.answer(s, desc)
 	c.reschedule()
 	c.mu.Unlock()

@@ -43,6 +43,12 @@ type CallState struct {
 	// proxy's metadata for it.
 	Recording         string `json:"recording,omitempty"`
 	RecordingMetadata string `json:"recording_metadata,omitempty"`
+	// Node names the relay that saved the state and Saved when (both set
+	// by the store's writer): a standby tells its own records from another
+	// relay's by Node, and a record older than this relay's takeover of
+	// the call is stale by Saved.
+	Node  string    `json:"node,omitempty"`
+	Saved time.Time `json:"saved,omitzero"`
 }
 
 // stateVersion changes when a field's meaning changes: a relay refuses
@@ -198,7 +204,7 @@ func cryptosOf(list []CryptoJSON) ([]webrtc.Crypto, error) {
 }
 
 // Snapshot returns the state of call id, false when there is no such live
-// call.
+// own call (a foreign call's state is its owner's to save).
 func (m *Manager) Snapshot(id string) (CallState, bool) {
 	c := m.lookup(id)
 	if c == nil {
@@ -206,7 +212,7 @@ func (m *Manager) Snapshot(id string) (CallState, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ended {
+	if c.ended || c.foreign.Load() {
 		return CallState{}, false
 	}
 	cs := c.state()
@@ -214,10 +220,33 @@ func (m *Manager) Snapshot(id string) (CallState, bool) {
 	return cs, true
 }
 
-// SnapshotAll returns the state of every live call.
+// Locals are the local sockets of every live call, foreign ones included:
+// the kernel rules a restarted relay keeps.
+func (m *Manager) Locals() map[netip.AddrPort]bool {
+	m.mu.Lock()
+	calls := make([]*Call, 0, len(m.calls))
+	for _, c := range m.calls {
+		calls = append(calls, c)
+	}
+	m.mu.Unlock()
+	out := map[netip.AddrPort]bool{}
+	for _, c := range calls {
+		c.mu.Lock()
+		if !c.ended {
+			cs := c.state()
+			for _, l := range cs.Locals() {
+				out[l] = true
+			}
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+// SnapshotAll returns the state of every live own call.
 func (m *Manager) SnapshotAll() []CallState {
 	var out []CallState
-	for _, id := range m.List(0) {
+	for _, id := range m.ListOwn(0) {
 		if cs, ok := m.Snapshot(id); ok {
 			out = append(out, cs)
 		}
@@ -403,11 +432,15 @@ func (c *Call) restore(cs CallState) error {
 			continue
 		}
 		for j, md := range ml.medias {
-			resumeSockets(md, ms.Medias[j])
+			resumeSockets(md, ms.Medias[j], c.foreign.Load())
 		}
 	}
 	c.recMetadata = cs.RecordingMetadata
-	c.continueRecording(cs.Recording) // taps on the restored sockets; latches stay
+	if !c.foreign.Load() {
+		// A foreign call is recorded by its owner; this relay records it
+		// from its takeover (foreign.go).
+		c.continueRecording(cs.Recording) // taps on the restored sockets; latches stay
+	}
 	return nil
 }
 
@@ -420,7 +453,17 @@ func (c *Call) restoreMedia(st MediaState) (*media, error) {
 	for _, ss := range st.Sets {
 		ia := c.m.addrOf(ss.Iface, ss.Local)
 		if ia == nil {
+			// Another node's call, on its own address of the logical
+			// interface: the same port on this node's address of it.
+			ia = c.m.sameNamed(ss.Iface, familyOf(ss.Local))
+		}
+		if ia == nil {
 			return nil, fmt.Errorf("interface %s/%s is not configured: %w", ss.Iface, ss.Local, ErrNoInterface)
+		}
+		if ps := c.takeReused(ia, ss.Port, len(ss.Sockets)); ps != nil {
+			ps.key = ss.Key
+			md.sets = append(md.sets, ps)
+			continue
 		}
 		alloc, err := ia.pool.Claim(ss.Port, len(ss.Sockets))
 		if err != nil {
@@ -505,7 +548,7 @@ func (c *Call) restoreSecurity(md *media, st *SecurityState) error {
 }
 
 // resumeSockets puts back each socket's learning state and counters.
-func resumeSockets(md *media, st MediaState) {
+func resumeSockets(md *media, st MediaState, foreign bool) {
 	for i, ps := range md.sets {
 		if i >= len(st.Sets) {
 			return
@@ -516,9 +559,23 @@ func resumeSockets(md *media, st MediaState) {
 			}
 			ss := st.Sets[i].Sockets[j]
 			sock.ms.Resume(mplane.Learned{Src: ss.Src, Dest: ss.Dest, Latched: ss.Latched})
-			sock.ms.AddCounters(ss.Counters)
+			if !foreign {
+				// A foreign call's counters wait for its takeover
+				// (foreign.go).
+				sock.ms.AddCounters(ss.Counters)
+			}
 		}
 	}
+}
+
+// sameNamed finds the address of family fam of logical interface name.
+func (m *Manager) sameNamed(name string, fam int) *ifaceAddr {
+	for _, ia := range m.ifaces[name] {
+		if familyOf(ia.local) == fam {
+			return ia
+		}
+	}
+	return nil
 }
 
 // addrOf finds the configured address local of logical interface name.

@@ -13,10 +13,13 @@ import (
 // Statistics are the manager-wide counters, named after the reference's
 // statistics sections.
 type Statistics struct {
-	Uptime         time.Duration
-	SessionsOwn    int
-	MediaUserspace int
-	MediaKernel    int
+	Uptime      time.Duration
+	SessionsOwn int
+	// SessionsForeign are the calls another relay owns that this one
+	// holds ready to take over.
+	SessionsForeign int
+	MediaUserspace  int
+	MediaKernel     int
 	// TranscodedMedia counts the media streams being transcoded now.
 	TranscodedMedia int
 	// Rates over the last second of relayed media (received side).
@@ -55,7 +58,8 @@ func (m *Manager) Statistics() Statistics {
 	t := m.totals
 	s := Statistics{
 		Uptime:            m.now().Sub(m.start),
-		SessionsOwn:       len(m.calls),
+		SessionsOwn:       len(m.calls) - m.foreignN,
+		SessionsForeign:   m.foreignN,
 		Managed:           t.managed,
 		Rejected:          t.rejected,
 		Timeout:           t.timeout,
@@ -85,6 +89,10 @@ func (m *Manager) Statistics() Statistics {
 	s.Security = t.security
 	for _, c := range calls {
 		c.mu.Lock()
+		if c.foreign.Load() {
+			c.mu.Unlock()
+			continue
+		}
 		s.add(c.liveCounters())
 		s.Security = s.Security.Add(c.securityTotals())
 		c.mu.Unlock()

@@ -226,8 +226,10 @@ func TestWriterRetriesAFailingStore(t *testing.T) {
 	defer m.Close()
 	w = NewWriter(WriterConfig{Backend: d, Source: m, Sweep: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go w.Run(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	// The writer stops before the temporary directory goes.
+	defer func() { cancel(); <-done }()
 
 	// The store's directory replaced by a file: every write fails.
 	if err := os.RemoveAll(dir); err != nil {
@@ -272,5 +274,14 @@ func TestDigestIgnoresCounters(t *testing.T) {
 	sock.Latched = true
 	if Digest(&cs) == d0 {
 		t.Error("a latched source did not change the digest")
+	}
+	// A DTLS handshake that ended after the answer: its keys are news.
+	d1 := Digest(&cs)
+	cs.Monologues[0].Medias[0].Security = &session.SecurityState{
+		DTLSLocal:  &session.KeysJSON{Suite: "AES_CM_128_HMAC_SHA1_80", Key: make([]byte, 16), Salt: make([]byte, 14)},
+		DTLSRemote: &session.KeysJSON{Suite: "AES_CM_128_HMAC_SHA1_80", Key: make([]byte, 16), Salt: make([]byte, 14)},
+	}
+	if Digest(&cs) == d1 {
+		t.Error("DTLS keys did not change the digest")
 	}
 }

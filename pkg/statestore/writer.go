@@ -20,9 +20,18 @@ import (
 )
 
 // Source is where the Writer reads call states: the session manager.
+// Snapshot and ListOwn see the calls this relay owns; a call another relay
+// owns (foreign, IsForeign) is not this one's to write or delete.
 type Source interface {
 	Snapshot(callID string) (session.CallState, bool)
-	List(limit int) []string
+	ListOwn(limit int) []string
+	IsForeign(callID string) bool
+}
+
+// generational is a backend that can tell it lost its records: Redis
+// restarted without persistence has another run id.
+type generational interface {
+	Generation(ctx context.Context) (string, error)
 }
 
 // Defaults of WriterConfig.
@@ -43,14 +52,25 @@ type WriterConfig struct {
 	Sweep time.Duration
 	// Timeout bounds each backend operation.
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// Refresh rewrites a record unchanged for this long (0: never): a
+	// backend whose records expire (Redis) must see live calls again
+	// before they do.
+	Refresh time.Duration
+	// Node names this relay in every record it writes (CallState.Node).
+	Node   string
+	Logger *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 }
 
 // Stats are the Writer's counters.
 type Stats struct {
 	Writes, Deletes, Failures uint64
-	Pending                   int  // calls waiting to be written or deleted
-	Healthy                   bool // the last backend operation succeeded
+	// Resyncs counts the times every call was written again: the backend
+	// came back from failing, or lost its records (a restarted Redis).
+	Resyncs uint64
+	Pending int  // calls waiting to be written or deleted
+	Healthy bool // the last backend operation succeeded
 }
 
 // Writer keeps the backend in step with the session manager.
@@ -62,13 +82,23 @@ type Writer struct {
 	dirty map[string]struct{}
 	wake  chan struct{}
 
-	// digests holds, per call written, a digest of what the media plane
-	// changes on its own; only the Run goroutine (or Flush, which callers
-	// run once it has stopped) touches it.
-	digests map[string]uint64
+	// written holds, per call written, a digest of what the media plane
+	// changes on its own and when it was written; only the Run goroutine
+	// (or Flush, which callers run once it has stopped) touches it, and
+	// generation.
+	written map[string]written
+	// generation is the backend's last seen generation ("" unknown);
+	// recovered is set when a failing backend answered again.
+	generation string
+	recovered  bool
 
-	writes, deletes, failures atomic.Uint64
-	unhealthy                 atomic.Bool
+	writes, deletes, failures, resyncs atomic.Uint64
+	unhealthy                          atomic.Bool
+}
+
+type written struct {
+	digest uint64
+	at     time.Time
 }
 
 // NewWriter returns a Writer; Run makes it write.
@@ -79,12 +109,15 @@ func NewWriter(cfg WriterConfig) *Writer {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Writer{cfg: cfg, log: log.With("component", "statestore", "store", cfg.Backend.String()),
-		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), digests: map[string]uint64{}}
+		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), written: map[string]written{}}
 }
 
 // Changed marks callID to be written (or deleted, once it has ended). It
@@ -105,7 +138,7 @@ func (w *Writer) Stats() Stats {
 	pending := len(w.dirty)
 	w.mu.Unlock()
 	return Stats{Writes: w.writes.Load(), Deletes: w.deletes.Load(), Failures: w.failures.Load(),
-		Pending: pending, Healthy: !w.unhealthy.Load()}
+		Resyncs: w.resyncs.Load(), Pending: pending, Healthy: !w.unhealthy.Load()}
 }
 
 // Run writes changes as they come and sweeps every Sweep, until ctx is
@@ -117,6 +150,7 @@ func (w *Writer) Run(ctx context.Context) {
 	retry := time.NewTimer(0)
 	<-retry.C
 	backoff := time.Duration(0)
+	w.lostRecords(ctx) // learn the generation the records start in
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,6 +173,14 @@ func (w *Writer) Run(ctx context.Context) {
 			continue
 		}
 		backoff = 0
+		if w.recovered {
+			w.recovered = false
+			// What the backend held while failing is unknown (a restarted
+			// server may have come back empty): every call again, and the
+			// generation they are in from now.
+			w.lostRecords(ctx)
+			w.resync("the store recovered")
+		}
 	}
 }
 
@@ -179,25 +221,61 @@ func (w *Writer) remark(ids []string) {
 }
 
 // sweep writes the live calls whose media-plane state changed since their
-// last write, and deletes records of calls that ended unseen.
+// last write (or that are due for a refresh), and deletes records of calls
+// that ended unseen. A backend that lost its records gets every call again.
 func (w *Writer) sweep(ctx context.Context) {
-	live := w.cfg.Source.List(0)
+	if w.lostRecords(ctx) {
+		w.resync("the store lost its records (restarted empty)")
+	}
+	live := w.cfg.Source.ListOwn(0)
 	for _, id := range live {
 		if err := w.save(ctx, id, false); err != nil {
 			w.Changed(id)
 			return
 		}
 	}
-	if len(w.digests) > len(live) {
+	if len(w.written) > len(live) {
 		alive := make(map[string]struct{}, len(live))
 		for _, id := range live {
 			alive[id] = struct{}{}
 		}
-		for id := range w.digests {
+		for id := range w.written {
 			if _, ok := alive[id]; !ok {
 				w.Changed(id)
 			}
 		}
+	}
+}
+
+// lostRecords asks a generational backend whether it is still the one
+// written to.
+func (w *Writer) lostRecords(ctx context.Context) bool {
+	g, ok := w.cfg.Backend.(generational)
+	if !ok {
+		return false
+	}
+	octx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	gen, err := g.Generation(octx)
+	if err != nil {
+		w.log.Debug("store generation unknown", "error", err)
+		return false // the writes that follow find out
+	}
+	lost := w.generation != "" && gen != w.generation
+	w.generation = gen
+	return lost
+}
+
+// resync marks every live call to be written again.
+func (w *Writer) resync(why string) {
+	ids := w.cfg.Source.ListOwn(0)
+	clear(w.written)
+	w.resyncs.Add(1)
+	w.log.Warn("writing every call again", "reason", why, "calls", len(ids))
+	w.remark(ids)
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -208,18 +286,27 @@ func (w *Writer) save(ctx context.Context, callID string, force bool) error {
 	octx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	if !ok {
+		if w.cfg.Source.IsForeign(callID) {
+			// Another relay owns the call now (it took it over, or this
+			// one went standby): the record is its to keep.
+			delete(w.written, callID)
+			return nil
+		}
 		if err := w.cfg.Backend.Delete(octx, callID); err != nil {
 			return w.failed(fmt.Errorf("delete: %w", err), callID)
 		}
-		delete(w.digests, callID)
+		delete(w.written, callID)
 		w.deletes.Add(1)
 		w.healthy()
 		return nil
 	}
 	d := Digest(&cs)
-	if old, seen := w.digests[callID]; !force && seen && old == d {
+	now := w.cfg.Now()
+	if old, seen := w.written[callID]; !force && seen && old.digest == d &&
+		(w.cfg.Refresh <= 0 || now.Sub(old.at) < w.cfg.Refresh) {
 		return nil
 	}
+	cs.Node, cs.Saved = w.cfg.Node, time.Now()
 	rec, err := Encode(&cs)
 	if err != nil {
 		// A state that cannot be encoded will not encode on a retry.
@@ -229,7 +316,7 @@ func (w *Writer) save(ctx context.Context, callID string, force bool) error {
 	if err := w.cfg.Backend.Put(octx, callID, rec); err != nil {
 		return w.failed(fmt.Errorf("write: %w", err), callID)
 	}
-	w.digests[callID] = d
+	w.written[callID] = written{digest: d, at: now}
 	w.writes.Add(1)
 	w.healthy()
 	return nil
@@ -247,6 +334,7 @@ func (w *Writer) failed(err error, callID string) error {
 func (w *Writer) healthy() {
 	if w.unhealthy.CompareAndSwap(true, false) {
 		w.log.Info("call state store recovered", "pending", w.Stats().Pending)
+		w.recovered = true
 	}
 }
 
@@ -255,7 +343,7 @@ func (w *Writer) healthy() {
 // must have stopped.
 func (w *Writer) Flush(ctx context.Context) error {
 	w.mu.Lock()
-	for _, id := range w.cfg.Source.List(0) {
+	for _, id := range w.cfg.Source.ListOwn(0) {
 		w.dirty[id] = struct{}{}
 	}
 	w.mu.Unlock()
@@ -277,8 +365,8 @@ func Decode(rec []byte) (session.CallState, error) {
 }
 
 // Digest sums what changes in a call's state without signalling: learned
-// endpoints and SRTP rollover counters (packet counters are left out, or
-// every sweep would write every call).
+// endpoints, the keys a DTLS handshake exported and SRTP rollover counters
+// (packet counters are left out, or every sweep would write every call).
 func Digest(cs *session.CallState) uint64 {
 	h := fnv.New64a()
 	var b [8]byte
@@ -307,6 +395,15 @@ func Digest(cs *session.CallState) uint64 {
 				rocs(sec.ProtectROC)
 				rocs(sec.ProtectSRTCP)
 				rocs(sec.UnprotectROC)
+				// A DTLS handshake ends after the signalling that started
+				// it: its keys must reach the store on their own.
+				for _, k := range []*session.KeysJSON{sec.DTLSLocal, sec.DTLSRemote} {
+					if k != nil {
+						h.Write(k.Key)
+						h.Write(k.Salt)
+					}
+					u64(0)
+				}
 			}
 		}
 	}
@@ -321,15 +418,34 @@ type Restorer interface {
 // RestoreResult counts what Restore did.
 type RestoreResult struct {
 	Restored int // calls running again
+	Foreign  int // calls of other relays, held foreign
 	Failed   int // calls that could not be restored (their records are removed)
 	Present  int // calls the manager already had
 }
 
+// ForeignRestorer takes in calls another relay owns: the session manager.
+type ForeignRestorer interface {
+	Foreign(cs session.CallState) error
+}
+
 // Restore reads every record of b into r. A record that cannot be used —
 // unreadable, of another state version, its ports taken — is logged with
-// its call-id and removed: that call is lost, the others are not held up.
+// its call-id and removed (unless other relays share the store): that call
+// is lost, the others are not held up.
 func Restore(ctx context.Context, b Backend, r Restorer, log *slog.Logger) (RestoreResult, error) {
+	return RestoreGroup(ctx, b, "", r, nil, log)
+}
+
+// shared is a backend other relays read too.
+type shared interface{ Shared() bool }
+
+// RestoreGroup is Restore for a relay of a group sharing the store: the
+// records node wrote (or that name no node) come back as own calls, the
+// others as foreign calls of fr (when fr is nil every record is own).
+func RestoreGroup(ctx context.Context, b Backend, node string, r Restorer, fr ForeignRestorer, log *slog.Logger) (RestoreResult, error) {
 	var res RestoreResult
+	sh, _ := b.(shared)
+	keep := sh != nil && sh.Shared()
 	ids, err := b.IDs(ctx)
 	if err != nil {
 		if len(ids) == 0 {
@@ -346,10 +462,17 @@ func Restore(ctx context.Context, b Backend, r Restorer, log *slog.Logger) (Rest
 			return res, fmt.Errorf("read saved call %s: %w", id, err)
 		}
 		cs, err := Decode(rec)
+		foreign := false
 		if err == nil {
-			err = r.Restore(cs)
+			if foreign = fr != nil && cs.Node != "" && cs.Node != node; foreign {
+				err = fr.Foreign(cs)
+			} else {
+				err = r.Restore(cs)
+			}
 		}
 		switch {
+		case err == nil && foreign:
+			res.Foreign++
 		case err == nil:
 			res.Restored++
 		case errors.Is(err, session.ErrCallExists):
@@ -360,6 +483,9 @@ func Restore(ctx context.Context, b Backend, r Restorer, log *slog.Logger) (Rest
 				log.Error("saved call is of another relayd version's format: not restored", "call-id", id, "error", err)
 			} else {
 				log.Error("saved call could not be restored", "call-id", id, "error", err)
+			}
+			if keep {
+				continue
 			}
 			if derr := b.Delete(ctx, id); derr != nil {
 				log.Warn("remove unusable saved call", "call-id", id, "error", derr)

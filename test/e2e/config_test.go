@@ -19,7 +19,10 @@ type kamailioParams struct {
 	CalleeAddr   string
 	SIPPort      int
 	NGPort       int
-	Directions   bool
+	// RTPEngineSock, when set, is the rtpengine_sock value instead of the
+	// one relay on NGPort: a set of several relays with weights.
+	RTPEngineSock string
+	Directions    bool
 	// XMLRPCPort, when set, adds the dialog module (every call a dialog)
 	// and the xmlrpc module on tcp:127.0.0.1:XMLRPCPort, so the relay's
 	// teardown notices (dlg.terminate_dlg) can end calls.
@@ -84,7 +87,7 @@ modparam("tm", "fr_inv_timer", 10000)
 # One proxy with two addresses is "multihomed"; DNS failover is irrelevant here.
 modparam("tm", "reparse_on_dns_failover", 0)
 
-modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{{.NGPort}}")
+modparam("rtpengine", "rtpengine_sock", "{{if .RTPEngineSock}}{{.RTPEngineSock}}{{else}}udp:127.0.0.1:{{.NGPort}}{{end}}")
 # Detect a dead relay fast: 2 tries of 500 ms, then retry it after 2 s.
 modparam("rtpengine", "rtpengine_tout_ms", 500)
 modparam("rtpengine", "rtpengine_retr", 1)

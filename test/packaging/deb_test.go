@@ -150,7 +150,8 @@ func TestDebInstallRunPurge(t *testing.T) {
 			owned = append(owned, f)
 		}
 	}
-	for _, want := range []string{"/usr/bin/relayd", unitPath, "/etc/relayd/relayd.conf", "/usr/share/relayd/grafana/relayd.json"} {
+	for _, want := range []string{"/usr/bin/relayd", unitPath, "/etc/relayd/relayd.conf", "/usr/share/relayd/grafana/relayd.json",
+		"/usr/lib/relayd/relayd-vrrp-notify", "/usr/lib/relayd/relayd-vrrp-track"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("package lacks %s (has %v)", want, files)
 		}
