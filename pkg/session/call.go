@@ -226,7 +226,7 @@ func (md *media) apply(u *media) {
 	md.sdpRTP, md.sdpRTCP, md.rtcpMux = u.sdpRTP, u.sdpRTCP, u.rtcpMux
 	md.direction, md.ice, md.clockRates, md.demuxRequested = u.direction, u.ice, u.clockRates, u.demuxRequested
 	md.ptime = u.ptime
-	md.sdpCodecs = u.sdpCodecs
+	md.sdpCodecs, md.firstCodec = u.sdpCodecs, u.firstCodec
 }
 
 // release closes every socket of the call.

@@ -690,6 +690,45 @@ func testCodecs(f codecs.Format) error {
 	return fmt.Errorf("%s: no such codec", f.Name)
 }
 
+// query names the codec each party speaks: the first of its SDP's when
+// media passes as it is, its side of the transcoder when it is transcoded.
+func TestQueryCodec(t *testing.T) {
+	tests := []struct {
+		name          string
+		offer, answer string
+		opts          func(*Options)
+		want          map[string]string
+	}{
+		{"passthrough", "sip-trunk-offer.sdp", "freeswitch-answer.sdp", nil,
+			map[string]string{"A": "PCMU/8000", "B": "PCMA/8000"}},
+		{"transcoded", "browser-opus-only-offer.sdp", "pcmu-phone-answer.sdp", func(o *Options) {
+			o.ICE, o.TransportProtocol = "remove", "RTP/AVP"
+			o.Codec.Transcode = []codecs.Spec{{Name: "PCMU", PT: -1}}
+		}, map[string]string{"A": "opus/48000", "B": "PCMU/8000"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _ := newTestManager(t, func(c *Config) { c.Codecs = testCodecs })
+			id := "query-codec-" + tc.name
+			if _, err := m.Offer(Signal{CallID: id, FromTag: "A", SDP: example(t, tc.offer), Options: opts(tc.opts)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Answer(Signal{CallID: id, FromTag: "A", ToTag: "B", SDP: example(t, tc.answer)}); err != nil {
+				t.Fatal(err)
+			}
+			info, err := m.Query(id, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range info.Tags {
+				if got := tag.Medias[0].Codec; got != tc.want[tag.Tag] {
+					t.Errorf("tag %s speaks %q, want %q", tag.Tag, got, tc.want[tag.Tag])
+				}
+			}
+		})
+	}
+}
+
 // Codec negotiation as the proxy's codec options ask, byte for byte: the
 // incumbent's browser example (Opus + telephone-event/48000 offered with
 // transcode PCMU reaches the phone as 111 0 96 110, the phone's PCMU answer
