@@ -158,6 +158,36 @@ func RelaydBinary(t testing.TB, dir string) string {
 	if bin := os.Getenv("E2E_RELAYD_BIN"); bin != "" {
 		return bin
 	}
+	return buildRelayd(t, dir, nil)
+}
+
+// RelaydBinaryOpus is RelaydBinary for tests that need relayd to transcode
+// Opus: built with cgo and the nolibopusfile tag (libopus only, as `make
+// build` does), whatever CGO_ENABLED and GOFLAGS the test runs with. A
+// machine without a C compiler or libopus is Unavailable. E2E_RELAYD_BIN is
+// returned unchecked: the caller learns from relayd itself whether it has
+// Opus.
+func RelaydBinaryOpus(t testing.TB, dir string) string {
+	t.Helper()
+	if bin := os.Getenv("E2E_RELAYD_BIN"); bin != "" {
+		return bin
+	}
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "gcc"
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		Unavailable(t, "relayd with Opus needs cgo, and the C compiler %s is missing (%v): install gcc pkg-config libopus-dev (make deps)", cc, err)
+	}
+	if out, err := exec.Command("pkg-config", "--exists", "--print-errors", "opus").CombinedOutput(); err != nil {
+		Unavailable(t, "relayd with Opus needs libopus, which pkg-config does not find (%v: %s): install libopus-dev (make deps)",
+			err, strings.TrimSpace(string(out)))
+	}
+	return buildRelayd(t, dir, []string{"CGO_ENABLED=1"}, "-tags", "nolibopusfile")
+}
+
+func buildRelayd(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatalf("go env GOMOD: %v", err)
@@ -167,10 +197,12 @@ func RelaydBinary(t testing.TB, dir string) string {
 		t.Fatalf("go env GOMOD = %q: not inside the relayd module", gomod)
 	}
 	bin := filepath.Join(dir, "relayd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/relayd")
+	argv := append(append([]string{"build"}, args...), "-o", bin, "./cmd/relayd")
+	build := exec.Command("go", argv...)
 	build.Dir = filepath.Dir(gomod)
+	build.Env = append(os.Environ(), env...)
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/relayd: %v\n%s", err, out)
+		t.Fatalf("go %s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return bin
 }
