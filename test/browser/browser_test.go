@@ -45,11 +45,11 @@ func TestBrowserCallsPhone(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()
-			e := newEnv(t)
+			e := newEnv(t, pcmu)
 			ph := e.newPhone()
 			b := e.startChromium("offer")
 			offer := string(e.fromPage(b, "offer"))
-			checkBrowserCodecs(t, "the browser's offer", parseSDP(t, offer))
+			checkBrowserCodecs(t, "the browser's offer", parseSDP(t, offer), pcmu)
 			reply := e.ng("offer", toPhone, map[string]any{"call-id": t.Name(), "from-tag": "browser", "sdp": offer})
 			toPh := checkPhoneSDP(t, reply)
 			ph.relay = netip.AddrPortFrom(netip.MustParseAddr(toPh.addr), uint16(toPh.port))
@@ -70,7 +70,7 @@ func TestBrowserCallsPhone(t *testing.T) {
 // the DTLS server.
 func TestPhoneCallsBrowser(t *testing.T) {
 	start := time.Now()
-	e := newEnv(t)
+	e := newEnv(t, pcmu)
 	ph := e.newPhone()
 	reply := e.ng("offer", toBrowserWebRTC, map[string]any{"call-id": t.Name(), "from-tag": "phone", "sdp": ph.sdp()})
 	toBr := checkBrowserSDP(t, reply, "actpass")
@@ -78,7 +78,7 @@ func TestPhoneCallsBrowser(t *testing.T) {
 	b := e.startChromium("answer")
 	answer := string(e.fromPage(b, "answer"))
 	br := parseSDP(t, answer)
-	checkBrowserCodecs(t, "the browser's answer", br)
+	checkBrowserCodecs(t, "the browser's answer", br, pcmu)
 	if !br.has("setup:active") {
 		t.Errorf("the browser's answer is not a=setup:active: relayd would not be the DTLS server:\n%s", answer)
 	}
@@ -131,10 +131,11 @@ func (e *env) verifyCall(b *chromium, ph *phone, toPh, toBr sdpMedia, browserRol
 	if !slices.Equal(tones, []string{"1", "#", "9"}) {
 		t.Errorf("the browser played tones %q, want 1 # 9", tones)
 	}
-	checkDTMF(t, ph, []uint8{1, 11, 9}, 100*time.Millisecond)
+	events := checkDTMF(t, ph, []uint8{1, 11, 9}, 100*time.Millisecond)
+	checkPhoneRTP(t, ph, events)
 	final := e.fromPage(b, "stats")
 	browserEP := checkTransport(t, "after DTMF", final, toBr, browserRole)
-	checkFinalStats(t, final)
+	checkFinalStats(t, final, e.codec)
 
 	// relayd's own view: it sends to the pair the browser uses now (Chromium
 	// nominates more than one pair and may switch: relayd follows the
@@ -142,39 +143,54 @@ func (e *env) verifyCall(b *chromium, ph *phone, toPh, toBr sdpMedia, browserRol
 	q := e.ng("query", "", map[string]any{"call-id": t.Name()})
 	checkRelayStream(t, q, "the browser", toBr.port, browserEP)
 	checkRelayStream(t, q, "the phone", toPh.port, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ph.port())))
+	e.checkTranscoding(q)
 
 	e.ng("delete", "", map[string]any{"call-id": t.Name()})
+	if n := e.transcodedMedia(); n != 0 {
+		t.Errorf("relayd's statistics count %d transcoded media after the call's delete, want 0", n)
+	}
 	e.toPage("hangup", nil)
 	e.fromPage(b, "closed")
 }
 
+// event is one telephone-event as the phone received it.
+type event struct {
+	digit      uint8
+	packets    int
+	endPackets int
+	marker     bool
+	ended      bool
+	duration   uint16
+	timestamp  uint32
+	first, end time.Time // arrival of its first and last packet
+}
+
 // checkDTMF waits for the phone to hold the telephone-events of digits,
-// each ended, lasting want, in order.
-func checkDTMF(t *testing.T, ph *phone, digits []uint8, want time.Duration) {
+// each ended, lasting want, in order, and returns them.
+func checkDTMF(t *testing.T, ph *phone, digits []uint8, want time.Duration) []event {
 	t.Helper()
-	type event struct {
-		digit     uint8
-		packets   int
-		marker    bool
-		ended     bool
-		duration  uint16
-		timestamp uint32
-	}
 	var events []event
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		events = events[:0]
 		for _, p := range ph.dtmf() {
 			if n := len(events); n == 0 || events[n-1].timestamp != p.timestamp {
-				events = append(events, event{digit: p.event, marker: p.marker, timestamp: p.timestamp})
+				events = append(events, event{digit: p.event, marker: p.marker, timestamp: p.timestamp, first: p.at})
 			}
 			ev := &events[len(events)-1]
 			ev.packets++
+			ev.end = p.at
+			if p.marker && ev.packets > 1 {
+				t.Errorf("telephone-event %d has a marker on its packet %d, want it on the first only", p.event, ev.packets)
+			}
 			if p.event != ev.digit {
 				t.Errorf("telephone-event at timestamp %d changes from %d to %d", p.timestamp, ev.digit, p.event)
 			}
 			if p.end {
 				ev.ended = true
+				ev.endPackets++
+			} else if ev.ended {
+				t.Errorf("telephone-event %d goes on after its end", p.event)
 			}
 			ev.duration = max(ev.duration, p.duration)
 		}
@@ -192,8 +208,8 @@ func checkDTMF(t *testing.T, ph *phone, digits []uint8, want time.Duration) {
 	var got []uint8
 	for _, ev := range events {
 		got = append(got, ev.digit)
-		t.Logf("phone: telephone-event %d, %d packets, marker %v, end %v, duration %d (%v)", ev.digit, ev.packets,
-			ev.marker, ev.ended, ev.duration, time.Duration(ev.duration)*time.Second/rate)
+		t.Logf("phone: telephone-event %d, %d packets (%d with the end bit), marker %v, duration %d (%v)", ev.digit,
+			ev.packets, ev.endPackets, ev.marker, ev.duration, time.Duration(ev.duration)*time.Second/rate)
 	}
 	if !slices.Equal(got, digits) {
 		t.Fatalf("the phone got telephone-events %v, want %v", got, digits)
@@ -208,11 +224,77 @@ func checkDTMF(t *testing.T, ph *phone, digits []uint8, want time.Duration) {
 			t.Errorf("telephone-event %d lasts %d timestamp units, want %d (%v)", ev.digit, ev.duration, wantTS, want)
 		}
 	}
+	return events
 }
 
-// checkFinalStats checks the browser's counters after the call: PCMU both
-// ways, packets received and sent, the tone's level played out.
-func checkFinalStats(t *testing.T, body []byte) {
+// checkPhoneRTP checks the RTP stream the phone received as one stream: one
+// SSRC for audio and events, no sequence number missing or repeated, audio
+// timestamps moving forward, and each event's timestamp on the audio's
+// clock: after the audio before it and at least its duration before the
+// audio after it (a telephone-event/48000 event carried over unchanged
+// would be six times too far ahead).
+func checkPhoneRTP(t *testing.T, ph *phone, events []event) {
+	t.Helper()
+	hs := ph.rtpHeaders()
+	ssrcs := map[uint32]int{}
+	gaps, dups := 0, 0
+	for i, h := range hs {
+		ssrcs[h.ssrc]++
+		if i == 0 {
+			continue
+		}
+		switch d := h.seq - hs[i-1].seq; {
+		case d == 0 || d > 0x8000:
+			dups++
+		case d > 1:
+			gaps += int(d) - 1
+		}
+	}
+	t.Logf("phone: %d RTP packets, SSRCs %v, %d sequence numbers missing, %d repeated or reordered", len(hs), ssrcs, gaps, dups)
+	if len(ssrcs) != 1 || gaps > 0 || dups > 0 {
+		t.Errorf("the phone's RTP is not one unbroken stream: SSRCs %v, %d sequence numbers missing, %d repeated or reordered",
+			ssrcs, gaps, dups)
+	}
+	var prevAudio *rtpHeader
+	for i := range hs {
+		if hs[i].pt != 0 {
+			continue
+		}
+		if prevAudio != nil && int32(hs[i].timestamp-prevAudio.timestamp) <= 0 {
+			t.Errorf("the phone's audio timestamp goes from %d to %d", prevAudio.timestamp, hs[i].timestamp)
+			break
+		}
+		prevAudio = &hs[i]
+	}
+	for _, ev := range events {
+		var before, after *rtpHeader
+		for i := range hs {
+			if hs[i].pt != 0 {
+				continue
+			}
+			if hs[i].at.Before(ev.first) {
+				before = &hs[i]
+			} else if hs[i].at.After(ev.end) && after == nil {
+				after = &hs[i]
+			}
+		}
+		if before == nil || after == nil {
+			t.Errorf("telephone-event %d: no audio before (%v) or after (%v) it", ev.digit, before != nil, after != nil)
+			continue
+		}
+		lead, tail := int32(ev.timestamp-before.timestamp), int32(after.timestamp-ev.timestamp)
+		t.Logf("phone: telephone-event %d starts %d after the audio before it and %d before the audio after it",
+			ev.digit, lead, tail)
+		if lead <= 0 || lead > rate || tail < int32(ev.duration) || tail > rate {
+			t.Errorf("telephone-event %d at timestamp %d is off the audio's clock: the audio before it is at %d, after it at %d",
+				ev.digit, ev.timestamp, before.timestamp, after.timestamp)
+		}
+	}
+}
+
+// checkFinalStats checks the browser's counters after the call: its codec
+// both ways, packets received and sent, the tone's level played out.
+func checkFinalStats(t *testing.T, body []byte, codec string) {
 	t.Helper()
 	stats := parseStats(t, body)
 	for _, typ := range []string{"inbound-rtp", "outbound-rtp"} {
@@ -222,17 +304,24 @@ func checkFinalStats(t *testing.T, body []byte) {
 			continue
 		}
 		s := list[0]
-		codec := stats[s.str("codecId")]
+		mime := stats[s.str("codecId")]
 		n := s.num("packetsReceived") + s.num("packetsSent")
-		t.Logf("browser %s: %s, %.0f packets, %.0f lost, audio energy %.3f", typ, codec.str("mimeType"), n,
+		t.Logf("browser %s: %s, %.0f packets, %.0f lost, audio energy %.3f", typ, mime.str("mimeType"), n,
 			s.num("packetsLost"), s.num("totalAudioEnergy"))
-		if !strings.EqualFold(codec.str("mimeType"), "audio/PCMU") {
-			t.Errorf("browser %s codec is %q, want audio/PCMU", typ, codec.str("mimeType"))
+		if !strings.EqualFold(mime.str("mimeType"), "audio/"+codec) {
+			t.Errorf("browser %s codec is %q, want audio/%s", typ, mime.str("mimeType"), codec)
 		}
 		if n < 100 {
 			t.Errorf("browser %s counted %.0f packets, want at least 100 (2 s)", typ, n)
 		}
 		if typ == "inbound-rtp" {
+			// What the browser's jitter buffer did to the audio: concealment
+			// and time stretching both show in the captured tone.
+			t.Logf("browser inbound-rtp: %.0f samples received, %.0f concealed (%.0f silent), %.0f inserted to slow down, "+
+				"%.0f removed to speed up, jitter buffer delay %.0f ms, jitter %.1f ms", s.num("totalSamplesReceived"),
+				s.num("concealedSamples"), s.num("silentConcealedSamples"), s.num("insertedSamplesForDeceleration"),
+				s.num("removedSamplesForAcceleration"), 1000*s.num("jitterBufferDelay")/max(s.num("jitterBufferEmittedCount"), 1),
+				1000*s.num("jitter"))
 			// The played-out level: a tone of peak toneAmp is a level of
 			// toneAmp/32767 (Chromium's audio level is a peak level).
 			level := math.Sqrt(s.num("totalAudioEnergy") / max(s.num("totalSamplesDuration"), 1e-9))
@@ -245,17 +334,25 @@ func checkFinalStats(t *testing.T, body []byte) {
 	}
 }
 
-// checkBrowserCodecs requires the browser's SDP to carry PCMU and
-// telephone-event/8000 and nothing else: the page restricted its codecs.
-func checkBrowserCodecs(t *testing.T, what string, m sdpMedia) {
+// browserCodecs are the rtpmaps of a browser speaking one codec, sorted.
+var browserCodecs = map[string][]string{
+	pcmu: {"pcmu/8000", "telephone-event/8000"},
+	opus: {"opus/48000/2", "telephone-event/48000"},
+}
+
+// checkBrowserCodecs requires an SDP of the browser, or to it, to carry
+// codec and the telephone-event at its clock rate and nothing else, the
+// codec first: what the page restricted the browser to.
+func checkBrowserCodecs(t *testing.T, what string, m sdpMedia, codec string) {
 	t.Helper()
 	var names []string
 	for enc := range m.pts {
 		names = append(names, enc)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"pcmu/8000", "telephone-event/8000"}) || len(m.fmts) != 2 {
-		t.Fatalf("%s has payload types %v (%v), want PCMU and telephone-event/8000 only", what, m.fmts, names)
+	want := browserCodecs[codec]
+	if !slices.Equal(names, want) || len(m.fmts) != 2 || m.fmts[0] != fmt.Sprint(m.pts[want[0]]) {
+		t.Fatalf("%s has payload types %v (%v), want %s then %s only", what, m.fmts, names, want[0], want[1])
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +42,11 @@ const (
 	browserHz = 1000.0 // the fake microphone's tone
 	phoneHz   = 440.0  // the phone's tone
 	toneAmp   = 8000.0
-	rate      = 8000
-	frame     = 160 // samples per 20 ms PCMU packet
-	dtmfPT    = 101 // the phone's telephone-event payload type when it offers
+	// minToneSNR is how far above everything else a received tone must be.
+	minToneSNR = 10.0
+	rate       = 8000
+	frame      = 160 // samples per 20 ms PCMU packet
+	dtmfPT     = 101 // the phone's telephone-event payload type when it offers
 
 	stepTimeout = 15 * time.Second // any one step of a call
 )
@@ -87,6 +90,64 @@ func requireEnvironment(t *testing.T) string {
 	return chromium
 }
 
+// TestMain builds relayd once for the package's tests (a cgo link takes
+// seconds on this machine) and removes the build afterwards.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bins.mu.Lock()
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	bins.mu.Unlock()
+	os.Exit(code)
+}
+
+// bins are the relayd builds of this run: plain, and with Opus.
+var bins struct {
+	mu   sync.Mutex
+	dir  string
+	path map[bool]string
+}
+
+// relaydBinary is relayd built from the tree (E2E_RELAYD_BIN when set),
+// with cgo and libopus when opus is set.
+func relaydBinary(t *testing.T, opus bool) string {
+	t.Helper()
+	bins.mu.Lock()
+	defer bins.mu.Unlock()
+	if p, ok := bins.path[opus]; ok {
+		return p
+	}
+	if bins.dir == "" {
+		dir, err := os.MkdirTemp("", "relayd-browser-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bins.dir, bins.path = dir, map[bool]string{}
+	}
+	dir := filepath.Join(bins.dir, map[bool]string{false: "plain", true: "opus"}[opus])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var p string
+	if opus {
+		p = testenv.RelaydBinaryOpus(t, dir)
+	} else {
+		p = testenv.RelaydBinary(t, dir)
+	}
+	t.Logf("relayd (opus %v): %s, built in %v", opus, p, time.Since(start).Round(time.Millisecond))
+	bins.path[opus] = p
+	return p
+}
+
+// Codecs the page restricts the browser to (its ?codec=): the codec and
+// the telephone-event at its clock.
+const (
+	pcmu = "pcmu"
+	opus = "opus"
+)
+
 // env is one call's world: a network namespace with loopback and the
 // relay's veth link, relayd in it, the page's HTTP server and an ng client
 // whose sockets live in it.
@@ -95,19 +156,23 @@ type env struct {
 	dir      string
 	ns       string
 	chromium string
-	relayd   *testenv.Process
-	ngc      *ngproto.Client
-	web      *mailbox
-	webAddr  string
+	// codec is what the browser speaks: pcmu, or opus, which relayd
+	// transcodes and which needs relayd built with libopus.
+	codec   string
+	relayd  *testenv.Process
+	ngc     *ngproto.Client
+	web     *mailbox
+	webAddr string
 
 	mu         sync.Mutex
 	transcript strings.Builder // the signalling, shown when the test fails
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv makes a call's world for a browser speaking codec.
+func newEnv(t *testing.T, codec string) *env {
 	t.Helper()
 	chromium := requireEnvironment(t)
-	e := &env{t: t, dir: testenv.ArtifactDir(t, "BROWSER_ARTIFACTS"), chromium: chromium}
+	e := &env{t: t, dir: testenv.ArtifactDir(t, "BROWSER_ARTIFACTS"), chromium: chromium, codec: codec}
 	e.ns = fmt.Sprintf("relayd-browser-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	testenv.Run(t, "ip", "netns", "add", e.ns)
 	// First registered, so it runs after every process and socket is gone;
@@ -158,7 +223,7 @@ func (e *env) note(format string, args ...any) {
 
 func (e *env) startRelayd() {
 	t := e.t
-	bin := testenv.RelaydBinary(t, e.dir)
+	bin := relaydBinary(t, e.codec == opus)
 	logPath := filepath.Join(e.dir, "relayd.log")
 	e.relayd = testenv.StartProcess(t, e.ns, "relayd", logPath, bin,
 		"--config-file=none", "--interface="+relayAddr,
@@ -177,6 +242,22 @@ func (e *env) startRelayd() {
 	})
 	e.ngc.Timeout, e.ngc.Tries = 300*time.Millisecond, 1
 	t.Cleanup(func() { _ = e.ngc.Close() })
+	// Before relayd stops: its view of a failed test's call (every test's
+	// call-id is its name).
+	t.Cleanup(func() {
+		if !t.Failed() || e.relayd.Exited() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		reply, err := e.ngc.Do(ctx, map[string]any{"command": "query", "call-id": t.Name()})
+		if err != nil {
+			t.Logf("--- relayd's query of %s: %v", t.Name(), err)
+			return
+		}
+		out, _ := json.MarshalIndent(reply, "    ", "  ")
+		t.Logf("--- relayd's query of %s:\n    %s", t.Name(), out)
+	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if e.relayd.Exited() {
@@ -192,6 +273,14 @@ func (e *env) startRelayd() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.ngc.Timeout, e.ngc.Tries = time.Second, 3
+	if e.codec == opus {
+		// relayd says at startup what it can transcode.
+		log := readFile(logPath)
+		if strings.Contains(log, "codec unavailable for transcoding") && strings.Contains(log, "codec=opus") {
+			testenv.Unavailable(t, "relayd %s cannot transcode Opus (built without cgo or libopus?):\n%s", bin,
+				testenv.Tail(log, 20))
+		}
+	}
 }
 
 // ng sends one request built the way Kamailio's rtpengine module builds it
@@ -395,8 +484,8 @@ type chromium struct {
 }
 
 // startChromium opens the page in role "offer" (the browser calls) or
-// "answer" (it is called), with a fresh profile and a fake microphone
-// playing a browserHz tone.
+// "answer" (it is called), speaking e.codec, with a fresh profile and a
+// fake microphone playing a browserHz tone.
 func (e *env) startChromium(role string) *chromium {
 	t := e.t
 	home := filepath.Join(e.dir, "chromium-"+role)
@@ -412,7 +501,7 @@ func (e *env) startChromium(role string) *chromium {
 	argv = append(argv, chromiumFlags...)
 	argv = append(argv, "--user-data-dir="+filepath.Join(home, "profile"),
 		"--use-file-for-fake-audio-capture="+wav,
-		fmt.Sprintf("http://%s/?role=%s", e.webAddr, role))
+		fmt.Sprintf("http://%s/?role=%s&codec=%s", e.webAddr, role, e.codec))
 	logPath := filepath.Join(home, "chromium.log")
 	// Registered before the process, so it runs after the process's own
 	// cleanup has stopped its group: chromium's zygote, renderer, GPU and
@@ -529,6 +618,17 @@ type phone struct {
 	sources map[netip.AddrPort]int
 	events  []dtmfPacket
 	otherPT map[uint8]int
+	headers []rtpHeader // every RTP packet's header, in arrival order
+}
+
+// rtpHeader is what the phone keeps of each RTP packet's header.
+type rtpHeader struct {
+	at        time.Time
+	pt        uint8
+	marker    bool
+	seq       uint16
+	timestamp uint32
+	ssrc      uint32
 }
 
 // dtmfPacket is one RFC 4733 telephone-event packet as received.
@@ -596,6 +696,8 @@ func (p *phone) read() {
 		pt := b[1] & 0x7f
 		p.mu.Lock()
 		p.sources[from]++
+		p.headers = append(p.headers, rtpHeader{at: time.Now(), pt: pt, marker: b[1]&0x80 != 0,
+			seq: binary.BigEndian.Uint16(b[2:]), timestamp: binary.BigEndian.Uint32(b[4:]), ssrc: binary.BigEndian.Uint32(b[8:])})
 		switch {
 		case pt == 0:
 			p.pcmuAt = append(p.pcmuAt, time.Now())
@@ -701,6 +803,12 @@ func (p *phone) pcmuBetween(from, to time.Time) int {
 	return n
 }
 
+func (p *phone) rtpHeaders() []rtpHeader {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]rtpHeader(nil), p.headers...)
+}
+
 func (p *phone) dtmf() []dtmfPacket {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -765,19 +873,44 @@ func (m sdpMedia) has(prefix string) bool {
 
 // --- audio ----------------------------------------------------------------
 
-// checkTone requires samples to carry wantHz, loud enough to be the tone and
-// not noise.
+// checkTone requires samples to carry wantHz at about the level it was
+// sent with (a peak of toneAmp), and most of their energy to be that tone.
 func checkTone(t *testing.T, who string, samples []int16, sampleRate int, wantHz float64) {
 	t.Helper()
 	got := transcode.DominantFrequency(samples, sampleRate, 200, 2000, 10)
 	rms := transcode.RMS(samples)
-	t.Logf("%s hears %.0f Hz at %.0f RMS (%d samples at %d Hz)", who, got, rms, len(samples), sampleRate)
+	snr := toneSNR(samples, sampleRate, wantHz)
+	want := toneAmp / math.Sqrt2
+	t.Logf("%s hears %.0f Hz at %.0f RMS (%+.1f dB against the %.0f sent), tone-to-rest %.1f dB (%d samples at %d Hz)",
+		who, got, rms, 20*math.Log10(rms/want), want, snr, len(samples), sampleRate)
 	if math.Abs(got-wantHz) > wantHz*0.03 {
 		t.Errorf("%s hears %.0f Hz, want %.0f Hz", who, got, wantHz)
 	}
-	// A tone of peak toneAmp has an RMS of toneAmp/√2; allow for the
-	// browser's gain and G.711.
-	if rms < toneAmp/8 {
-		t.Errorf("%s hears a level of %.0f RMS, want about %.0f", who, rms, toneAmp/math.Sqrt2)
+	// Within -6/+3 dB of the tone sent: the browser's audio processing is
+	// off, G.711 and Opus keep a tone's level.
+	if rms < want/2 || rms > want*math.Sqrt2 {
+		t.Errorf("%s hears a level of %.0f RMS, want about %.0f", who, rms, want)
 	}
+	if snr < minToneSNR {
+		t.Errorf("%s hears the tone only %.1f dB above the rest, want at least %.0f dB", who, snr, minToneSNR)
+	}
+}
+
+// toneSNR is how far, in dB, the tone at hz stands above everything else in
+// samples: what codecs, concealment and time stretching added. It is
+// measured in 50 ms blocks (a whole number of periods of both tones), so
+// that the phase jumps of a jitter buffer stretching or shrinking time
+// between blocks do not count as noise.
+func toneSNR(samples []int16, sampleRate int, hz float64) float64 {
+	n := sampleRate / 20
+	var tone, total float64
+	for i := 0; i+n <= len(samples); i += n {
+		b := samples[i : i+n]
+		// A sine of amplitude A has a Goertzel power of A²/4 and a mean
+		// square of A²/2.
+		tone += 2 * transcode.Power(b, hz, sampleRate)
+		r := transcode.RMS(b)
+		total += r * r
+	}
+	return 10 * math.Log10(tone/math.Max(total-tone, 1e-9))
 }
