@@ -139,6 +139,39 @@ type state struct {
 	// signalled endpoint (a re-INVITE): it stays trusted while learning
 	// runs again, so a party behind NAT has no gap.
 	proven netip.AddrPort
+	// checked are the latest sources a handler authenticated without
+	// latching them (ICE checks of pairs other than the nominated one):
+	// their packets are accepted, but nothing is sent to them. An ICE
+	// agent may move its media to another valid pair before it nominates
+	// that pair, and the packets in between are the party's. A ring, so
+	// that a state copy stays flat and needs no allocation.
+	checked  [maxChecked]netip.AddrPort
+	nChecked uint8 // the next slot of checked to overwrite
+}
+
+// maxChecked bounds the authenticated sources a stream accepts besides the
+// latched one: a browser checks a handful of pairs per component.
+const maxChecked = 4
+
+// isChecked reports whether a handler authenticated src (Stream.Accept).
+func (st *state) isChecked(src netip.AddrPort) bool {
+	for _, c := range st.checked {
+		if c.IsValid() && sameEndpoint(c, src) {
+			return true
+		}
+	}
+	return false
+}
+
+// check returns st with src among its checked sources.
+func (st *state) check(src netip.AddrPort) *state {
+	if st.isChecked(src) {
+		return st
+	}
+	ns := st.clone()
+	ns.checked[ns.nChecked%maxChecked] = src
+	ns.nChecked = (ns.nChecked + 1) % maxChecked
+	return ns
 }
 
 // verdict is the source check's answer for one packet.
@@ -278,7 +311,7 @@ func (st *state) latchCandidate() *state { return st.learn(st.src, st.srcScope, 
 // judge is the verdict for a packet that latched nothing: forwarded only if
 // its address is one the signalling named.
 func (st *state) judge(src netip.AddrPort) verdict {
-	if st.signalled(src) {
+	if st.signalled(src) || st.isChecked(src) {
 		return accept
 	}
 	return reject
@@ -308,7 +341,7 @@ func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.
 		return st, accept
 	}
 	if st.latched {
-		if sameEndpoint(src, st.src) {
+		if sameEndpoint(src, st.src) || st.isChecked(src) {
 			return st, accept
 		}
 		if cfg.handover && canLatch {

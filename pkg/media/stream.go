@@ -293,6 +293,24 @@ func (s *Stream) Destination() (netip.AddrPort, bool) {
 	return st.dest, st.destSA != nil
 }
 
+// Accept lets the packets of src in without moving where the party's
+// packets go, as a handler that authenticated src knows it is the party's
+// but not the address the party chose to receive on: an ICE check of a pair
+// that is not (or not yet) nominated. A peer may send on any pair its checks
+// validated, and switches before its next nomination reaches the relay (or
+// back to a pair it nominated before, after the relay latched another).
+// The latest few such sources are kept until the next Configure. It runs on
+// the stream's worker, from a stage.
+func (s *Stream) Accept(src netip.AddrPort) {
+	for {
+		st := s.state.Load()
+		ns := st.check(src)
+		if ns == st || s.state.CompareAndSwap(st, ns) {
+			return
+		}
+	}
+}
+
 // LatchIfUnlatched latches src unless a source is latched already: a packet
 // that authenticated itself proves its source, but does not move a stream
 // that an earlier proof (an ICE nomination) has latched.

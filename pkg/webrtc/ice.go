@@ -56,8 +56,10 @@ func randString(n int) (string, error) {
 // 8445 §2.5, lite role, always controlled): it answers authenticated STUN
 // Binding requests with their XOR-MAPPED-ADDRESS and makes the source of an
 // authenticated request carrying USE-CANDIDATE (the pair the peer
-// nominated) the stream's source and destination. Nothing unauthenticated
-// changes where media goes. A lite agent sends no checks of its own.
+// nominated) the stream's source and destination; media from the source of
+// any authenticated check is accepted (a valid pair). Nothing
+// unauthenticated changes where media goes or is let in. A lite agent sends
+// no checks of its own.
 type ICE struct {
 	local  Credentials
 	remote atomic.Pointer[string] // the peer's ufrag, once its SDP is known
@@ -128,6 +130,10 @@ func (i *ICE) Handle(p *media.Packet) media.Verdict {
 	}
 	p.Reply(resp.Raw)
 	i.c.STUNAnswered.Add(1)
+	// A valid pair: the peer may send on it whichever pair is nominated
+	// (a controlling agent switches before its nomination arrives, and
+	// one nominating several pairs may use any of them).
+	p.Stream.Accept(p.Source)
 	if m.Contains(stun.AttrUseCandidate) {
 		i.c.ICENominations.Add(1)
 		p.Stream.Latch(p.Source)

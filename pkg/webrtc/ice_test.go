@@ -3,6 +3,7 @@
 package webrtc
 
 import (
+	"net"
 	"testing"
 
 	"github.com/pion/stun/v4"
@@ -134,4 +135,96 @@ func TestICELite(t *testing.T) {
 	if !relay.Stats().Confirmed {
 		t.Error("nominated source not latched")
 	}
+}
+
+// A controlling agent may send on any pair its checks validated, whichever
+// it nominated last: Chromium switches its media to a better pair before the
+// check that nominates it arrives, and nominates several. Media from the
+// source of an authenticated check gets through without moving where the
+// relay sends; a source that never passed a check stays refused.
+func TestICEValidPairsCarryMedia(t *testing.T) {
+	e := newEngine(t)
+	g := e.NewGroup()
+	relay, toPhone := relaySocket(t, e, g), relaySocket(t, e, g)
+	local := Credentials{Ufrag: "relayUfr", Pwd: "relaypasswordrelaypassword"}
+	var c Counters
+	ice := NewICE(local, &c)
+	ice.SetRemote("brws")
+	pairA, pairB, stranger, phone := peerSocket(t), peerSocket(t), peerSocket(t), peerSocket(t)
+	relay.Configure(media.StreamConfig{Sink: toPhone, Peer: addrOf(pairA), Handlers: []media.Stage{ice}})
+	toPhone.Configure(media.StreamConfig{Sink: relay, Peer: addrOf(phone)})
+
+	send := func(from *net.UDPConn, b []byte) {
+		t.Helper()
+		if _, err := from.WriteToUDPAddrPort(b, relay.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFrom := func(from *net.UDPConn, pwd string, nominate bool) {
+		t.Helper()
+		send(from, check(t, "relayUfr:brws", pwd, nominate, true))
+		read(t, from) // the answer: the check has been handled
+	}
+	seq := uint16(0)
+	rtpFrom := func(from *net.UDPConn) []byte {
+		t.Helper()
+		seq++
+		p := make([]byte, 12+160)
+		p[0], p[1] = 0x80, 0
+		p[2], p[3] = byte(seq>>8), byte(seq)
+		p[8] = 0x42
+		send(from, p)
+		return p
+	}
+	forwarded := func(what string, want []byte) {
+		t.Helper()
+		got, _ := read(t, phone)
+		if string(got) != string(want) {
+			t.Fatalf("%s: the phone got another packet than the one sent", what)
+		}
+	}
+	refused := func(what string, before uint64) {
+		t.Helper()
+		waitFor(t, what+" refused", func() bool { return relay.Stats().Dropped == before+1 })
+	}
+	dest := func(what string, want *net.UDPConn) {
+		t.Helper()
+		if dst, ok := relay.Destination(); !ok || dst != addrOf(want) {
+			t.Fatalf("%s: the relay sends to %v (%v), want %v", what, dst, ok, addrOf(want))
+		}
+	}
+
+	checkFrom(pairA, local.Pwd, true)
+	dest("A nominated", pairA)
+	forwarded("media on the nominated pair", rtpFrom(pairA))
+
+	// B has passed no check: its media is someone else's.
+	refused("media on an unchecked pair", func() uint64 { d := relay.Stats().Dropped; rtpFrom(pairB); return d }())
+
+	// B's check validates the pair without nominating it: its media gets
+	// through, and the relay still sends to A.
+	checkFrom(pairB, local.Pwd, false)
+	forwarded("media on a valid pair before its nomination", rtpFrom(pairB))
+	dest("B checked, not nominated", pairA)
+
+	// B nominated: the relay sends there, and A, valid still, is heard.
+	checkFrom(pairB, local.Pwd, true)
+	dest("B nominated", pairB)
+	forwarded("media on a pair nominated before", rtpFrom(pairA))
+
+	// A check that does not authenticate validates nothing.
+	send(stranger, check(t, "relayUfr:brws", "not the relay's password!!", false, true))
+	read(t, stranger)
+	refused("media after an unauthenticated check", func() uint64 { d := relay.Stats().Dropped; rtpFrom(stranger); return d }())
+	dest("after the stranger", pairB)
+
+	// A new Configure (a re-INVITE, an ICE restart) forgets the valid pairs:
+	// they are checked again.
+	relay.Configure(media.StreamConfig{Sink: toPhone, Peer: addrOf(pairA), Handlers: []media.Stage{ice}})
+	checkFrom(pairA, local.Pwd, true)
+	forwarded("the nominated pair after a new Configure", rtpFrom(pairA))
+	refused("a pair not checked since the new Configure", func() uint64 { d := relay.Stats().Dropped; rtpFrom(pairB); return d }())
+	checkFrom(pairB, local.Pwd, false)
+	forwarded("a pair checked after the new Configure", rtpFrom(pairB))
+	dest("after the new Configure", pairA)
 }
