@@ -3,10 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,11 +87,25 @@ func TestKamailioTimeoutTeardown(t *testing.T) {
 		prevPoll = now
 		time.Sleep(50 * time.Millisecond)
 	}
-	if uacExit.IsZero() || uasExit.IsZero() {
+	ends := []struct {
+		name string
+		at   time.Time
+	}{{"caller", uacExit}, {"callee", uasExit}}
+	if !uacExit.IsZero() && uasExit.IsZero() && kamailioByeRace(t, dir) {
+		// Kamailio's dlg_bye_all sends the caller's BYE, then the callee's
+		// only while the dialog is still confirmed; when the caller's 200
+		// is processed first (a loaded machine), the dialog is already
+		// deleted and the second BYE is refused. The relay's notice did
+		// its part: Kamailio accepted it and tore the dialog down.
+		t.Logf("Kamailio sent the caller's BYE and refused the callee's (dlg_bye_all race under load): checking the caller only")
+		ends = ends[:1]
+		uas.proc.Stop(t, syscall.SIGKILL)
+	} else if uacExit.IsZero() || uasExit.IsZero() {
 		t.Fatalf("no BYE reached both ends within 40 s (caller exited: %v, callee exited: %v)", !uacExit.IsZero(), !uasExit.IsZero())
+	} else {
+		uas.wait(t, time.Second)
 	}
 	uac.wait(t, time.Second)
-	uas.wait(t, time.Second)
 	if !sawCall || lastCount <= 0 {
 		t.Fatalf("never saw the call's media at the relay (call %q, packets %d)", callID, lastCount)
 	}
@@ -97,10 +114,7 @@ func TestKamailioTimeoutTeardown(t *testing.T) {
 		t.Errorf("relay received %d RTP packets, want about %d", lastCount, 2*236)
 	}
 	limit := teardownTimeout*time.Second + 2*time.Second
-	for _, end := range []struct {
-		name string
-		at   time.Time
-	}{{"caller", uacExit}, {"callee", uasExit}} {
+	for _, end := range ends {
 		took := end.at.Sub(beforeLastChange)
 		t.Logf("%s got BYE at most %v after the media stopped (timeout %ds)", end.name, took.Round(10*time.Millisecond), teardownTimeout)
 		if took > limit {
@@ -169,4 +183,12 @@ func kamailioModule(name string) (string, error) {
 		return "", fmt.Errorf("kamailio module %s: %w", name, err)
 	}
 	return p, nil
+}
+
+// kamailioByeRace says whether Kamailio's log shows dlg_bye_all refusing
+// the second BYE of a dialog the first BYE's reply had already ended.
+func kamailioByeRace(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "kamailio.log"))
+	return err == nil && bytes.Contains(b, []byte("terminating non-confirmed dialogs not supported"))
 }
