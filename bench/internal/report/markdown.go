@@ -15,8 +15,12 @@ type Summary struct {
 	Controls []ControlSummary `json:"controls,omitempty"`
 	Scaling  []ScalingSummary `json:"scaling,omitempty"`
 	// SRTP are the srtp mode's loads, per suite, relay and load.
-	SRTP    []PointSummary `json:"srtp,omitempty"`
-	Targets []Target       `json:"targets,omitempty"`
+	SRTP []PointSummary `json:"srtp,omitempty"`
+	// Transcode are the transcode mode's fixed loads, per pair, relay and
+	// load, and TranscodeRamps its ramps, per pair and relay.
+	Transcode      []PointSummary `json:"transcode,omitempty"`
+	TranscodeRamps []RampSummary  `json:"transcode_ramps,omitempty"`
+	Targets        []Target       `json:"targets,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -36,12 +40,15 @@ func Summarize(r *Run) Summary {
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
 		SRTP:     SummarizeSRTP(r.Points, r.Relays),
 	}
+	s.Transcode, s.TranscodeRamps = SummarizeTranscode(r.Points, r.Ramps, r.Relays)
 	s.Targets = s.comparison(r).Targets()
 	return s
 }
 
 func (s Summary) comparison(r *Run) Comparison {
-	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, SRTP: s.SRTP, Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
+	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, SRTP: s.SRTP,
+		Transcode: s.Transcode, TranscodeRamps: s.TranscodeRamps, RelayCPUs: len(r.Setup.RelayCPUs),
+		Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
 }
 
 func f0(v float64) string {
@@ -178,6 +185,13 @@ func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 	if t := srtpSection(r, s); t != "" {
 		if markSRTP {
 			t = SRTPBeginMarker + "\n" + t + SRTPEndMarker + "\n\n"
+		}
+		w("%s", t)
+	}
+
+	if t := transcodeSection(r, s); t != "" {
+		if markSRTP {
+			t = TranscodeBeginMarker + "\n" + t + TranscodeEndMarker + "\n\n"
 		}
 		w("%s", t)
 	}
