@@ -106,11 +106,8 @@ test-unit: ## unit tests only (no root needed)
 test-e2e: deps ## the Kamailio + sipp end-to-end tests
 	@$(GOENV) set -x; $(GO) test -count=1 -v ./test/e2e/
 
-fuzz: ## run every fuzz target for FUZZTIME (default 20s)
-	@$(GOENV) for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
-		done; done
+fuzz: ## every fuzz target in FUZZSLICES slices of FUZZTIME (default 1 x 20s) under the shared lock, up to FUZZEXECS; see scripts/fuzz.sh, FUZZING.md
+	GO=$(GO) ./scripts/fuzz.sh
 
 clean: ## remove build output
 	rm -rf bin

@@ -47,6 +47,8 @@ type options struct {
 	srtpSuites, srtpCalls          string
 	tcPairs, tcCalls               string
 	tcRamp                         bool
+	restartCalls                   int
+	restartAfter                   time.Duration
 	relayArgs                      listFlag
 	relaydBin, rtpengineBin        string
 	pps                            float64
@@ -101,7 +103,7 @@ Flags:
 	fs.StringVar(&o.relaydBin, "relayd-bin", "", "relayd binary (default: build ./cmd/relayd)")
 	fs.StringVar(&o.rtpengineBin, "rtpengine-bin", "/usr/bin/rtpengine", "the incumbent's binary")
 	fs.StringVar(&o.topology, "topology", string(topo.TwoLegs), "veth2 (callers and callees in two namespaces), veth1 (one namespace, one relay interface) or loopback")
-	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP), transcode (calls whose caller speaks only Opus or G.722 and callee only PCMU: fixed loads and a ramp per pair)")
+	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP), restart (relayd restarted with calls up), transcode (calls whose caller speaks only Opus or G.722 and callee only PCMU: fixed loads and a ramp per pair)")
 	fs.StringVar(&o.calls, "calls", "100,200,300,400", "fixed loads: comma-separated call counts")
 	fs.Float64Var(&o.pps, "pps", 50, "packets per second per stream (2 streams per call)")
 	fs.IntVar(&o.payload, "payload", 160, "RTP payload bytes")
@@ -119,6 +121,8 @@ Flags:
 	fs.StringVar(&o.tcPairs, "transcode-pairs", strings.Join(audio.Names(), ","), "transcode mode: comma-separated pairs ("+strings.Join(audio.Names(), ", ")+"); Opus needs the bench built with cgo and -tags nolibopusfile")
 	fs.StringVar(&o.tcCalls, "transcode-calls", "25,50,100", "transcode mode: comma-separated loads of transcoded calls (the ramp starts above the highest one under the loss target)")
 	fs.BoolVar(&o.tcRamp, "transcode-ramp", true, "transcode mode: ramp each pair to the most calls under --loss-target")
+	fs.IntVar(&o.restartCalls, "restart-calls", 100, "restart mode: calls carrying media across the restart")
+	fs.DurationVar(&o.restartAfter, "restart-after", 3*time.Second, "restart mode: media measured after the new relayd answers")
 	fs.DurationVar(&o.ctrlDur, "control-duration", 3*time.Second, "length of each control-plane run")
 	fs.IntVar(&o.ctrlConc, "control-concurrency", 8, "requests in flight in the concurrent and paced control-plane runs")
 	fs.Float64Var(&o.ctrlRate, "control-rate", 1000, "setups per second of the paced control-plane run (0: none)")
@@ -154,6 +158,10 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 		}
 	}
 	def("relay", func() {
+		if set["mode"] && onlyMode(o.modes, "restart") {
+			o.relays = "relayd:userspace,relayd:xdp" // the mode is relayd's
+			return
+		}
 		o.relays = "relayd:userspace,relayd:xdp,ceiling"
 		if rtpengineExists {
 			o.relays += ",rtpengine"
@@ -174,6 +182,22 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 	def("control-rate", func() { o.ctrlRate = 500 })
 	def("addrs-per-side", func() { o.addrs = 50 })
 	def("deadline", func() { o.deadline = 120 * time.Second })
+	def("restart-after", func() { o.restartAfter = 2 * time.Second })
+}
+
+// onlyMode says whether the comma-separated modes are mode alone.
+func onlyMode(modes, mode string) bool {
+	seen := false
+	for _, m := range strings.Split(modes, ",") {
+		switch strings.TrimSpace(m) {
+		case "":
+		case mode:
+			seen = true
+		default:
+			return false
+		}
+	}
+	return seen
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -259,7 +283,7 @@ func smokeVerdict(r *report.Run) error {
 			problems = append(problems, fmt.Sprintf("%s soak: %d silent calls, %d setup errors", so.Relay, so.SilentCalls, so.SetupErrors))
 		}
 	}
-	if len(points) == 0 {
+	if len(points) == 0 && len(r.Restarts) == 0 {
 		problems = append(problems, "no media was measured")
 	}
 	for _, p := range points {
@@ -356,6 +380,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		EndpointGRO: o.gro, Steering: steering, Tick: o.tick, SendBatch: o.sendBatch, RelayLogLevel: o.relayLogLevel,
 		InstalledStreams: installed, ScalingCalls: o.scalingCalls, SRTPSuites: suites, SRTPCalls: srtpLoads,
 		TranscodePairs: splitList(o.tcPairs), TranscodeCalls: tcLoads, TranscodeRamp: o.tcRamp,
+		RestartCalls: o.restartCalls, RestartAfter: o.restartAfter,
 		Profile: o.profile, ProfileCalls: o.profileCalls, Quick: o.quick, Deadline: o.deadline,
 		OutDir: out, Progress: stderr, TTY: tty, Log: log,
 	}, nil

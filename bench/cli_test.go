@@ -67,6 +67,25 @@ func TestQuickDefaultsKeepGivenFlags(t *testing.T) {
 	}
 }
 
+// --quick with the restart mode alone runs relayd's two modes: the mode
+// does not apply to the incumbent or the ceiling.
+func TestQuickRestartRelays(t *testing.T) {
+	var o options
+	fs := newFlagSet(&o, &strings.Builder{})
+	if err := fs.Parse([]string{"--quick", "--mode", "restart"}); err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	applyQuick(&o, set, true)
+	if o.relays != "relayd:userspace,relayd:xdp" || o.restartCalls != 100 || o.restartAfter != 2*time.Second {
+		t.Errorf("relays %q, restart calls %d, after %v", o.relays, o.restartCalls, o.restartAfter)
+	}
+	if !onlyMode(" restart,", "restart") || onlyMode("fixed,restart", "restart") || onlyMode("", "restart") {
+		t.Error("onlyMode")
+	}
+}
+
 func TestSmokeVerdict(t *testing.T) {
 	good := report.Point{Relay: "relayd:userspace", Calls: 20, Sent: 100, Received: 100, Streams: 40}
 	tests := []struct {
@@ -81,6 +100,9 @@ func TestSmokeVerdict(t *testing.T) {
 		{"loss of a starved generator", report.Run{Points: []report.Point{{Sent: 100, Received: 90, LossPct: 10, GenBound: true}}}, true},
 		{"a starved generator, nothing relayed", report.Run{Points: []report.Point{{Sent: 100, GenBound: true}}}, false},
 		{"failed check", report.Run{Points: []report.Point{good}, Checks: []report.Check{{Name: "x", OK: false}}}, false},
+		{"a restart run measures no points", report.Run{Restarts: []report.Restart{{Relay: "relayd:xdp", Streams: 200}}}, true},
+		{"a restart check failed", report.Run{Restarts: []report.Restart{{Relay: "relayd:xdp", Streams: 200}},
+			Checks: []report.Check{{Name: "restart: kernel streams lose nothing", OK: false}}}, false},
 		{"control errors", report.Run{Points: []report.Point{good},
 			Controls: []report.Control{{Results: []calls.ControlResult{{Name: "sequential", Cycles: 10, Errors: 1}}}}}, false},
 	}

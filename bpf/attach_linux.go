@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,11 +93,49 @@ func (d *Datapath) adoptLink(ifindex int) (link.Link, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("load pinned link %s: %w", path, err)
 	}
+	if why := d.foreignLink(l, ifindex); why != "" {
+		// Not the hook of this interface: adopting it would swap the
+		// program of some other interface (or of none) and leave this
+		// one without. Its pin goes; the caller attaches afresh.
+		_ = l.Close()
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, false, fmt.Errorf("remove stale pinned link %s: %w", path, err)
+		}
+		d.log.Warn("removed a pinned xdp link that does not hold this interface's hook", "ifindex", ifindex, "pin", path, "reason", why)
+		return nil, false, nil
+	}
 	if err := l.Update(d.objs.RelayXdp); err != nil {
 		_ = l.Close()
 		return nil, false, fmt.Errorf("swap program of pinned link %s: %w", path, err)
 	}
 	return l, true, nil
+}
+
+// foreignLink says why the pinned link l is not the XDP hook of interface
+// ifindex in the calling thread's network namespace ("" when it is): its
+// interface is gone (a link outlives its device, detached), or the pin was
+// made for an interface of the same index in another namespace, or the
+// hook runs another program. Interface indexes are per namespace and
+// restart at 1 in a new one, so a pin dir that saw another namespace (or
+// an interface deleted and created again) can name a link that is not this
+// interface's.
+func (d *Datapath) foreignLink(l link.Link, ifindex int) string {
+	info, err := l.Info()
+	if err != nil {
+		return fmt.Sprintf("link info: %v", err)
+	}
+	if x := info.XDP(); x == nil || x.Ifindex == 0 {
+		return "its interface is gone"
+	}
+	dev, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return fmt.Sprintf("interface %d: %v", ifindex, err)
+	}
+	x := dev.Attrs().Xdp
+	if x == nil || !x.Attached || x.ProgId != uint32(info.Program) {
+		return fmt.Sprintf("the interface's XDP hook does not run the link's program %d", info.Program)
+	}
+	return ""
 }
 
 // nativeFallback tells whether a native-mode failure is worth a generic

@@ -50,33 +50,88 @@ func removeOtherLayouts(base string, log *slog.Logger) error {
 		if !e.IsDir() || name == PinVersion || !isLayoutVersion(name) {
 			continue
 		}
-		dir := filepath.Join(base, name)
-		lock, err := lockPinDir(dir)
+		pins, err := removeLayout(filepath.Join(base, name))
 		if errors.Is(err, ErrPinDirBusy) {
 			return fmt.Errorf("%w (pins of the older layout %s, in use: stop that relayd first)", err, name)
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		pins, err := os.ReadDir(dir)
-		var names []string
-		for _, p := range pins {
-			if rerr := os.Remove(filepath.Join(dir, p.Name())); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				err = errors.Join(err, rerr)
-			}
-			names = append(names, p.Name())
-		}
-		if rerr := os.Remove(dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			err = errors.Join(err, rerr)
-		}
-		_ = lock.Close()
-		if err != nil {
-			return fmt.Errorf("%w: remove pins of the older layout %s: %w", ErrUnavailable, dir, err)
+			return err
 		}
 		log.Warn("removed fast path pins of an older layout: its rules and counters are dropped, its program detached",
-			"dir", dir, "pins", names, "layout", PinVersion)
+			"dir", filepath.Join(base, name), "pins", pins, "layout", PinVersion)
 	}
 	return nil
+}
+
+// removeLayout removes one layout directory's pins and the directory,
+// under its lock, and lists the pins removed. Links whose pin was their
+// last reference detach.
+func removeLayout(dir string) ([]string, error) {
+	lock, err := lockPinDir(dir)
+	if errors.Is(err, ErrPinDirBusy) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer lock.Close()
+	pins, err := os.ReadDir(dir)
+	var names []string
+	for _, p := range pins {
+		if rerr := os.Remove(filepath.Join(dir, p.Name())); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		names = append(names, p.Name())
+	}
+	if rerr := os.Remove(dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	if err != nil {
+		return names, fmt.Errorf("%w: remove pins in %s: %w", ErrUnavailable, dir, err)
+	}
+	return names, nil
+}
+
+// RemovePins removes what relayds pinned under base — every layout's maps
+// and links, whose programs detach — unless a running relayd holds it
+// (ErrPinDirBusy; that directory is left alone). A relayd that runs
+// without the fast path calls it: a predecessor that handed its calls over
+// left its program forwarding them with its rules, and nobody would ever
+// withdraw those (a deleted call's media would go on being forwarded). A
+// base that does not exist or is not on bpffs holds no pins and is left
+// alone (not mounted). It returns the directories it removed.
+func RemovePins(base string, log *slog.Logger) ([]string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base, err := filepath.Abs(base)
+	if err != nil {
+		return nil, fmt.Errorf("pin path: %w", err)
+	}
+	if ok, err := isBPFFS(base); err != nil || !ok {
+		return nil, nil // nothing there, or nothing this process may see
+	}
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return nil, fmt.Errorf("list pin directory %s: %w", base, err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || !isLayoutVersion(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		pins, err := removeLayout(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+		log.Warn("removed the fast path pins a previous relayd left: its program is detached, its rules dropped",
+			"dir", dir, "pins", pins)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // isLayoutVersion tells whether name is a layout version directory (v1,

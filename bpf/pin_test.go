@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -387,5 +388,159 @@ func TestOpenOptions(t *testing.T) {
 	}
 	if d.PinDir() != "" {
 		t.Errorf("PinDir = %q without pinning", d.PinDir())
+	}
+}
+
+// vethIn creates a veth pair with both ends in ns, up, and returns the
+// index of the first.
+func vethIn(t *testing.T, ns netns.NsHandle, name, peer string) int {
+	t.Helper()
+	l, _ := vethPair(t, ns, name, nil, ns, peer, nil)
+	return l.Attrs().Index
+}
+
+// A pinned link that is not this interface's hook — its interface was
+// deleted, or the pin names the same index in another namespace — is not
+// adopted: its pin is removed and the interface gets its own link, rather
+// than an Attach that fails (the interface left in userspace) or that swaps
+// the program of an interface elsewhere and leaves this one without.
+func TestStalePinnedLink(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	opts := Options{PinPath: base, PinLinks: true, MaxShared: 1024}
+	for _, tc := range []struct {
+		name string
+		gone bool // the first interface is deleted; else it lives on in its namespace
+	}{{"interface deleted", true}, {"same index in another namespace", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns1, ns2 := newNetNS(t), newNetNS(t)
+			idx := vethIn(t, ns1, "old0", "old1")
+			d1, err := Open(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inNetNS(t, ns1, func() {
+				if err := d1.Attach(idx, ModeGeneric); err != nil {
+					t.Fatal(err)
+				}
+			})
+			old := progID(t, d1)
+			if err := d1.Close(); err != nil { // pinned: stays attached
+				t.Fatal(err)
+			}
+			if tc.gone {
+				h, err := netlink.NewHandleAt(ns1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l, _ := h.LinkByName("old0")
+				if err := h.LinkDel(l); err != nil {
+					t.Fatal(err)
+				}
+				h.Close()
+			}
+			// A fresh namespace numbers its interfaces from lo's 1 again:
+			// the new pair's first end gets the old one's index.
+			if got := vethIn(t, ns2, "new0", "new1"); got != idx {
+				t.Fatalf("new interface has index %d, want the old one's %d", got, idx)
+			}
+
+			var logs bytes.Buffer
+			o := opts
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			d2, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d2.Close()
+			inNetNS(t, ns2, func() {
+				if err := d2.Attach(idx, ModeGeneric); err != nil {
+					t.Fatalf("Attach with a stale pin for index %d: %v", idx, err)
+				}
+			})
+			if got, want := xdpProgID(t, ns2, idx), progID(t, d2); got != want {
+				t.Errorf("the new interface runs program %d, want this Datapath's %d", got, want)
+			}
+			if !strings.Contains(logs.String(), "removed a pinned xdp link") {
+				t.Errorf("no log line for the stale pin:\n%s", logs.String())
+			}
+			if !tc.gone {
+				// Its pin gone, the other namespace's link goes with it
+				// (the kernel releases a link from a work queue): nothing
+				// there runs a program this pin dir's relayd no longer
+				// owns.
+				deadline := time.Now().Add(2 * time.Second)
+				for xdpProgID(t, ns1, idx) != 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if got := xdpProgID(t, ns1, idx); got != 0 {
+					t.Errorf("the other namespace's interface still runs program %d (old %d)", got, old)
+				}
+			}
+			if err := d2.Unpin(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// RemovePins takes away what a previous relayd left pinned — its program
+// detaches, its maps go — unless a running relayd holds the directory; a
+// path without pins (or not on bpffs) is left alone.
+func TestRemovePins(t *testing.T) {
+	privileged(t)
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = unix.Unmount(base, unix.MNT_DETACH) })
+	if got, err := RemovePins(base, nil); err != nil || got != nil {
+		t.Errorf("RemovePins on a path that does not exist: %v, %v", got, err)
+	}
+	opts := Options{PinPath: base, PinLinks: true, MaxShared: 1024, LocalAddrs: []netip.Addr{eps4.relayIn.Addr()}}
+	ns := newNetNS(t)
+	const lo = 1
+	d1, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inNetNS(t, ns, func() {
+		if err := d1.Attach(lo, ModeGeneric); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := d1.Close(); err != nil { // pinned: forwarding on
+		t.Fatal(err)
+	}
+	if xdpProgID(t, ns, lo) == 0 {
+		t.Fatal("no program attached after the pinned Close")
+	}
+
+	d2, err := Open(opts) // a running relayd holds the pins
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := RemovePins(base, nil); !errors.Is(err, ErrPinDirBusy) || len(got) != 0 {
+		t.Errorf("RemovePins while a relayd holds the pins: %v, %v; want ErrPinDirBusy and nothing removed", got, err)
+	}
+	if err := d2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	got, err := RemovePins(base, slog.New(slog.NewTextHandler(&logs, nil)))
+	if dir := filepath.Join(base, PinVersion); err != nil || !slices.Equal(got, []string{dir}) {
+		t.Fatalf("RemovePins = %v, %v; want [%s]", got, err, dir)
+	}
+	if _, err := os.Stat(filepath.Join(base, PinVersion)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin directory still there: %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second) // links are released from a work queue
+	for xdpProgID(t, ns, lo) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if id := xdpProgID(t, ns, lo); id != 0 {
+		t.Errorf("program %d still attached after RemovePins", id)
+	}
+	if !strings.Contains(logs.String(), "removed the fast path pins a previous relayd left") {
+		t.Errorf("no log line:\n%s", logs.String())
 	}
 }

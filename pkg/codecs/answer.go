@@ -46,19 +46,23 @@ var ErrNoCommonCodec = errors.New("no codec both sides can use")
 // options (single-codec).
 func (o *Offer) Answer(answered []Format, offererPTime, answererPTime int, opt Options) (Answer, error) {
 	var a Answer
-	// The answerer's formats as the offer named them (an answerer may
-	// renumber a codec; the relay keeps the payload types it offered).
+	// The answerer's formats, each found in the offer (an answerer may
+	// renumber a codec: its own payload type is what it receives and, in
+	// practice, sends), and whether only the transcoder had offered it.
 	var got []Format
+	var isAdded []bool
 	for _, f := range answered {
-		if i := slices.IndexFunc(o.To, func(t Format) bool { return t.PT == f.PT && t.Same(f) }); i >= 0 {
-			got = append(got, o.To[i])
-		} else if i := slices.IndexFunc(o.To, f.Same); i >= 0 {
-			got = append(got, o.To[i])
-		} else {
-			got = append(got, f) // not offered: passed on as it is
+		i := slices.IndexFunc(o.To, func(t Format) bool { return t.PT == f.PT && t.Same(f) })
+		if i < 0 {
+			i = slices.IndexFunc(o.To, f.Same)
 		}
+		got = append(got, f)
+		isAdded = append(isAdded, i >= 0 && slices.Contains(o.Added, o.To[i]))
 	}
-	added := func(f Format) bool { return slices.Contains(o.Added, f) }
+	added := func(f Format) bool {
+		i := slices.Index(got, f)
+		return i >= 0 && isAdded[i]
+	}
 	var main *Format
 	for i := range got {
 		if !got[i].Supplementary() {

@@ -262,6 +262,19 @@ func TestAnswer(t *testing.T) {
 	}
 }
 
+// An answerer that renumbers the relay's telephone-event is sent events
+// under its own number.
+func TestAnswerKeepsAnswerersPayloadTypes(t *testing.T) {
+	o := Negotiate([]Format{opus, te48}, Options{Transcode: specs(t, "PCMU")}, true, canAll)
+	a, err := o.Answer([]Format{pcmu, te101}, 20, 20, Options{})
+	if err != nil || a.Transcoding == nil {
+		t.Fatalf("Answer = %+v, %v", a, err)
+	}
+	if d := a.Transcoding.Answerer.DTMF; d == nil || d.PT != 101 {
+		t.Errorf("answerer's telephone-event %+v, want its own PT 101 (the relay offered 96)", d)
+	}
+}
+
 func TestVideoIgnoresTranscoding(t *testing.T) {
 	h264 := Format{PT: 96, Name: "H264", Rate: 90000, Channels: 1}
 	o := Negotiate([]Format{h264}, Options{Transcode: specs(t, "PCMU")}, false, canAll)

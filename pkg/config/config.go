@@ -59,6 +59,9 @@ type Interface struct {
 type Config struct {
 	Interfaces []Interface // in order; first is the default
 	ListenNG   netip.AddrPort
+	// NGAllowFrom lists the proxies (addresses as /32 or /128, or prefixes)
+	// whose ng requests are answered; empty answers every source.
+	NGAllowFrom []netip.Prefix
 
 	PortMin, PortMax int
 

@@ -87,6 +87,7 @@ func TestLoadNoFileEqualsDefault(t *testing.T) {
 // getters reads back the field each scalar key sets.
 var getters = map[string]func(*Config) any{
 	"listen-ng":         func(c *Config) any { return c.ListenNG },
+	"ng-allow-from":     func(c *Config) any { return c.NGAllowFrom },
 	"port-min":          func(c *Config) any { return c.PortMin },
 	"port-max":          func(c *Config) any { return c.PortMax },
 	"timeout":           func(c *Config) any { return c.Timeout },
@@ -120,6 +121,13 @@ func TestScalarKeysValid(t *testing.T) {
 		{"listen-ng", "[::1]:2223", netip.MustParseAddrPort("[::1]:2223")},
 		{"listen-ng", "[2001:db8::1]:65535", netip.MustParseAddrPort("[2001:db8::1]:65535")},
 		{"listen-ng", "[::ffff:10.0.0.1]:1", netip.MustParseAddrPort("10.0.0.1:1")},
+		{"ng-allow-from", "10.0.1.5", []netip.Prefix{netip.MustParsePrefix("10.0.1.5/32")}},
+		{"ng-allow-from", "10.0.1.5;192.0.2.0/24, 2001:db8::/32 ::1", []netip.Prefix{
+			netip.MustParsePrefix("10.0.1.5/32"), netip.MustParsePrefix("192.0.2.0/24"),
+			netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("::1/128")}},
+		{"ng-allow-from", "192.0.2.77/24", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+		{"ng-allow-from", "::ffff:10.0.0.0/104", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		{"ng-allow-from", "", []netip.Prefix(nil)},
 		{"port-min", "1024", 1024},
 		{"port-min", "20000", 20000},
 		{"port-max", "65535", 65535},
@@ -209,6 +217,10 @@ func TestKeysInvalid(t *testing.T) {
 		{"listen-ng", "example.com:2223", "not an IPv4 or IPv6 address"},
 		{"listen-ng", "2001:db8::1:2223", "brackets"},
 		{"listen-ng", "10.0.0.256:2223", "not an IPv4 or IPv6 address"},
+		{"ng-allow-from", "kamailio.example", "not an address or ADDR/LEN prefix"},
+		{"ng-allow-from", "10.0.0.0/33", "not an address or ADDR/LEN prefix"},
+		{"ng-allow-from", "::ffff:10.0.0.0/8", "at least /96"},
+		{"ng-allow-from", "fe80::1%eth0", "zones"},
 		{"port-min", "abc", "not an integer"},
 		{"port-min", "", "not an integer"},
 		{"port-min", "1023", "between 1024 and 65535"},

@@ -29,6 +29,7 @@ func Changed(a, b *Config) []string {
 var fieldOf = map[string]func(*Config) any{
 	keyInterface:        func(c *Config) any { return c.Interfaces },
 	"listen-ng":         func(c *Config) any { return c.ListenNG },
+	"ng-allow-from":     func(c *Config) any { return c.NGAllowFrom },
 	keyPortMin:          func(c *Config) any { return c.PortMin },
 	keyPortMax:          func(c *Config) any { return c.PortMax },
 	"timeout":           func(c *Config) any { return c.Timeout },

@@ -71,6 +71,16 @@ func keyDefs() []keyDef {
 				c.ListenNG = ap
 				return nil
 			}},
+		{name: "ng-allow-from", argName: "ADDR[/LEN];...",
+			help: "proxies whose ng requests are answered: addresses or prefixes separated by ; , or spaces; others are dropped and counted (default: any source)",
+			set: func(c *Config, v string) error {
+				list, err := parsePrefixList(v)
+				if err != nil {
+					return err
+				}
+				c.NGAllowFrom = list
+				return nil
+			}},
 		{name: keyPortMin, short: 'm', argName: "INT", help: "lowest media port (default 30000)",
 			set: intKey(func(c *Config) *int { return &c.PortMin }, 1024, 65535)},
 		{name: keyPortMax, short: 'M', argName: "INT", help: "highest media port (default 40000)",

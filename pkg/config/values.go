@@ -228,3 +228,42 @@ func parseB2BURL(v string) (string, error) {
 	}
 	return v, nil
 }
+
+// parsePrefixList reads "ADDR[/LEN]" entries separated by ';', ',' or white
+// space; a bare address is a host prefix. IPv4-mapped IPv6 entries are
+// taken as the IPv4 addresses they hold.
+func parsePrefixList(v string) ([]netip.Prefix, error) {
+	fields := strings.FieldsFunc(v, func(r rune) bool {
+		return r == ';' || r == ',' || r == ' ' || r == '\t'
+	})
+	out := make([]netip.Prefix, 0, len(fields))
+	for _, f := range fields {
+		var p netip.Prefix
+		if strings.Contains(f, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(f); err != nil {
+				return nil, fmt.Errorf("%q is not an address or ADDR/LEN prefix", f)
+			}
+		} else {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or ADDR/LEN prefix", f)
+			}
+			if a.Zone() != "" {
+				return nil, fmt.Errorf("%q: zones are not supported", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if a := p.Addr(); a.Is4In6() {
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q: an IPv4-mapped prefix needs at least /96", f)
+			}
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/relayd/relayd/bpf"
 	"github.com/relayd/relayd/pkg/config"
 	"github.com/relayd/relayd/pkg/fastpath"
 	"github.com/relayd/relayd/pkg/media"
@@ -104,7 +105,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 			fp.Close()
 		}
 	}()
-	o := &ops{log: log, level: level, sd: sdnotify.FromEnv()}
+	o := &ops{log: log, level: level, sd: sdnotify.FromEnv(), transcode: transcoders.Stats}
 	if o.notifier, err = newNotifier(cfg, log); err != nil {
 		return err
 	}
@@ -146,6 +147,10 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		// the old relayd never answered find the calls in place.
 		keep.restore(ctx, mgr, fp)
 	}
+	// The kernel rules the previous relayd left forwarded untouched while
+	// their calls came back; from here each is its stream's to rewrite or
+	// withdraw.
+	engine.EndAdoption()
 	fail := func(err error) error {
 		if keep != nil {
 			keep.close()
@@ -167,10 +172,15 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 			}
 		}
 	}
-	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log}, handler)
+	srv, err = ngproto.NewServer(ngproto.ServerConfig{Addr: cfg.ListenNG, Logger: log, Allow: cfg.NGAllowFrom}, handler)
 	if err != nil {
 		o.close()
 		return fail(fmt.Errorf("listen-ng %s: %w", cfg.ListenNG, err))
+	}
+	o.setNGAllow = srv.SetAllow
+	if len(cfg.NGAllowFrom) == 0 && !cfg.ListenNG.Addr().IsLoopback() {
+		log.Warn("listen-ng is not on a loopback address and ng-allow-from is empty: any host that reaches it can set up and end calls",
+			"listen-ng", cfg.ListenNG)
 	}
 	ctrl.AttachServer(srv)
 	if keep != nil {
@@ -193,6 +203,11 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		defer wg.Done()
 		mgr.Run(mgrCtx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keepMemory(ctx, log)
+	}()
 	o.run(ctx, &wg, mgr, cfg, args)
 	// Sockets are bound and the media plane is up: calls can be taken.
 	if err := o.sd.Ready(fmt.Sprintf("relaying; ng on %s, media %s", srv.LocalAddr(), mediaMode(fp))); err != nil {
@@ -200,8 +215,8 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 	}
 	err = srv.Serve(ctx)
 	if keep != nil {
-		keep.handOver(mgr, srv, identity)
 		handingOver = true
+		keep.handOver(mgr, srv, identity, func() { engine.HandOver() })
 	}
 	stopMgr()
 	wg.Wait()
@@ -214,6 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 // userspace with one log line saying why; an explicit mode must work.
 func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.FastPath, error) {
 	if cfg.XDP == config.XDPOff {
+		removePins(cfg, log)
 		return nil, nil
 	}
 	addrs := make([]netip.Addr, 0, len(cfg.Interfaces))
@@ -226,6 +242,9 @@ func openFastPath(cfg *config.Config, log *slog.Logger, adopt bool) (*fastpath.F
 			return nil, fmt.Errorf("xdp = %s: %w", cfg.XDP, err)
 		}
 		log.Info("XDP fast path unavailable: all media in userspace", "reason", err)
+		if !errors.Is(err, bpf.ErrPinDirBusy) {
+			removePins(cfg, log)
+		}
 		return nil, nil
 	}
 	return fp, nil
@@ -242,6 +261,23 @@ func logCodecs(log *slog.Logger, reg *transcode.Registry) {
 		have = append(have, c.Name)
 	}
 	log.Info("transcoding", "codecs", have)
+}
+
+// removePins takes away the fast path a previous relayd left pinned (it
+// handed its calls over) when this one runs without: nobody would ever
+// withdraw its rules, and the calls restored here would be forwarded by
+// two relays — one of which never learns of their deletion.
+func removePins(cfg *config.Config, log *slog.Logger) {
+	if cfg.XDPPinPath == "" {
+		return
+	}
+	if _, err := bpf.RemovePins(cfg.XDPPinPath, log); err != nil {
+		if errors.Is(err, bpf.ErrPinDirBusy) {
+			log.Info("fast path pins held by another running relayd: left alone", "reason", err)
+			return
+		}
+		log.Warn("could not remove the fast path pins a previous relayd left", "path", cfg.XDPPinPath, "error", err)
+	}
 }
 
 // fastPathOrNil keeps a nil *FastPath from becoming a non-nil interface.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/relayd/relayd/pkg/sdnotify"
 	"github.com/relayd/relayd/pkg/session"
 	"github.com/relayd/relayd/pkg/statestore"
+	"github.com/relayd/relayd/pkg/transcode"
 )
 
 // This file wires the operator's side: metrics, CLI, teardown notices,
@@ -59,6 +61,10 @@ type ops struct {
 	cli      *cli.Server
 	sd       *sdnotify.Notifier
 	store    func() statestore.Stats // nil without a state store
+	// transcode reports the transcoding workers.
+	transcode func() transcode.PoolStats
+	// setNGAllow applies a reloaded ng-allow-from to the running server.
+	setNGAllow func([]netip.Prefix)
 }
 
 // newNotifier makes the teardown notifier when b2b-url is set; the manager
@@ -96,6 +102,7 @@ func startOps(cfg *config.Config, o *ops, mgr *session.Manager, ctrl *ngproto.Co
 			src.Notices = o.notifier.Counters
 		}
 		src.Store = o.store
+		src.Transcode = o.transcode
 		o.registry = metrics.New(src)
 		h, err := metrics.Listen(cfg.ListenHTTP, o.registry, o.log)
 		if err != nil {
@@ -239,6 +246,13 @@ func (o *ops) reload(mgr *session.Manager, running *config.Config, args []string
 			lim.DeleteDelay, running.DeleteDelay = next.DeleteDelay, next.DeleteDelay
 		case "max-sessions":
 			lim.MaxSessions, running.MaxSessions = next.MaxSessions, next.MaxSessions
+		case "ng-allow-from":
+			if o.setNGAllow == nil {
+				restart = append(restart, key)
+				continue
+			}
+			o.setNGAllow(next.NGAllowFrom)
+			running.NGAllowFrom = next.NGAllowFrom
 		default:
 			restart = append(restart, key)
 			continue

@@ -5,6 +5,7 @@ package daemon
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/cli"
+	"github.com/relayd/relayd/pkg/ngproto"
 )
 
 // Ports 24280-24297 belong to this file's tests.
@@ -127,10 +129,10 @@ func TestSIGHUPReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("port-min = 24100\nport-max = 24199\ntimeout = 60\nlog-level = 6\n")
+	write("port-min = 24100\nport-max = 24199\ntimeout = 60\nlog-level = 6\nng-allow-from = 127.0.0.0/8\n")
 	logs := start(t, "--config-file="+path)
 	ng(t, "127.0.0.1:24283", map[string]any{"command": "ping"})
-	write("port-min = 24200\nport-max = 24299\ntimeout = 17\nlog-level = 7\nmax-sessions = 0\nsilent-timeout = 99\n")
+	write("port-min = 24200\nport-max = 24299\ntimeout = 17\nlog-level = 7\nmax-sessions = 0\nsilent-timeout = 99\nng-allow-from = 192.0.2.1\n")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,17 @@ func TestSIGHUPReload(t *testing.T) {
 		}
 	}
 	l := logs.String()
-	if !strings.Contains(l, `applied="[timeout silent-timeout max-sessions log-level]"`) {
+	// The allow-list no longer holds this host: its requests go unanswered.
+	c, err := ngproto.Dial("127.0.0.1:24283")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Timeout, c.Tries = 200*time.Millisecond, 1
+	if reply, err := c.Do(context.Background(), map[string]any{"command": "ping"}); !errors.Is(err, ngproto.ErrTimeout) {
+		t.Errorf("ping from outside the reloaded ng-allow-from: %v, %v; want no reply", reply, err)
+	}
+	c.Close()
+	if !strings.Contains(l, `applied="[ng-allow-from timeout silent-timeout max-sessions log-level]"`) {
 		t.Errorf("reload log does not list the applied keys:\n%s", l)
 	}
 	if !strings.Contains(l, `msg="SIGHUP: changed keys need a restart to take effect" keys="[port-min port-max]"`) {

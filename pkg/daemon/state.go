@@ -142,13 +142,17 @@ func (k *keeper) importReplies(srv *ngproto.Server) {
 	k.log.Info("reply cache of the previous run loaded", "replies", srv.ImportReplies(entries))
 }
 
-// handOver is the stop of a relayd whose calls go on: every call's state
-// written with its latest counters, the certificate and the reply cache
-// beside them, and the manager told to end nothing.
-func (k *keeper) handOver(mgr *session.Manager, srv *ngproto.Server, id *webrtc.Keeper) {
+// handOver is the stop of a relayd whose calls go on: the manager told to
+// end nothing, the media plane stopped (stopMedia; the kernel keeps
+// forwarding), every call's state written with its final counters, the
+// certificate and the reply cache beside them. The media plane stops
+// before the last write: a packet it forwarded after that write would be
+// relayed but never counted.
+func (k *keeper) handOver(mgr *session.Manager, srv *ngproto.Server, id *webrtc.Keeper, stopMedia func()) {
 	mgr.HandOver()
 	k.stop()
 	<-k.done
+	stopMedia()
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	if err := k.writer.Flush(ctx); err != nil {

@@ -180,3 +180,88 @@ func TestBadStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every packet the old relayd forwarded is in the call's counters after a
+// restart: the last write of the calls' state comes after the media plane
+// stopped, not while it still forwards.
+func TestRestartCountsEveryPacket(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	const ngAddr = "127.0.0.1:24297"
+	args := []string{"--config-file=none", "--listen-ng=" + ngAddr, "--interface=127.0.0.1",
+		"--port-min=42400", "--port-max=42499", "--xdp=off", "--state-dir=" + state}
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	peerA, peerB := listen(), listen()
+	sdpOf := func(c *net.UDPConn) string {
+		return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+			"m=audio " + strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0\r\n"
+	}
+	_, stop := runDaemon(t, args...)
+	c, err := ngproto.Dial(ngAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Timeout, c.Tries = 200*time.Millisecond, 25
+	ctx := context.Background()
+	if r, err := c.Do(ctx, map[string]any{"command": "offer", "call-id": "counted", "from-tag": "a", "sdp": sdpOf(peerA)}); err != nil || r["result"] != "ok" {
+		t.Fatalf("offer: %v %v", r, err)
+	}
+	answered, err := c.Do(ctx, map[string]any{"command": "answer", "call-id": "counted", "from-tag": "a",
+		"to-tag": "b", "sdp": sdpOf(peerB)})
+	if err != nil || answered["result"] != "ok" {
+		t.Fatalf("answer: %v %v", answered, err)
+	}
+	toA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: relayPort(t, answered["sdp"].(string))}
+
+	// A sends a packet every millisecond across the restart; B counts.
+	var sent, received int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			_ = peerB.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := peerB.ReadFromUDP(buf); err != nil {
+				return
+			}
+			received++
+		}
+	}()
+	sendFor := func(d time.Duration) {
+		pkt := []byte{0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7, 'x'}
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if _, err := peerA.WriteToUDP(pkt, toA); err == nil {
+				sent++
+			}
+		}
+	}
+	sendFor(300 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	sendFor(300 * time.Millisecond)
+	<-stopped
+	runDaemon(t, args...)
+	if r, err := c.Do(ctx, map[string]any{"command": "ping"}); err != nil || r["result"] != "pong" {
+		t.Fatalf("ping after the restart: %v %v", r, err)
+	}
+	sendFor(300 * time.Millisecond)
+	<-done // B heard nothing for a second: everything forwarded has arrived
+	del, err := c.Do(ctx, map[string]any{"command": "delete", "call-id": "counted", "delete delay": 0})
+	if err != nil || del["result"] != "ok" {
+		t.Fatalf("delete: %v %v", del, err)
+	}
+	totals, _ := del["totals"].(map[string]any)
+	rtp, _ := totals["RTP"].(map[string]any)
+	counted, _ := rtp["packets"].(int64)
+	t.Logf("A sent %d packets, B received %d, the relay counted %d", sent, received, counted)
+	if counted < int64(received) || counted > int64(sent) {
+		t.Errorf("the relay counted %d RTP packets; B received %d of the %d A sent", counted, received, sent)
+	}
+}

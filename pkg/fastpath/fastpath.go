@@ -80,7 +80,12 @@ type FastPath struct {
 	// retry holds destinations some of whose rules could not be rewritten;
 	// the next change or re-check tries again.
 	retry map[netip.Addr]struct{}
+	// adopted are the locals whose rules a previous relayd left (Adopt)
+	// and that no Offload, Withdraw, Release or Prune has touched since.
+	adopted map[netip.AddrPort]struct{}
 }
+
+var _ media.Adopter = (*FastPath)(nil)
 
 var _ media.FastPath = (*FastPath)(nil)
 
@@ -110,11 +115,21 @@ func Open(cfg Config) (*FastPath, error) {
 	}
 	f := &FastPath{dp: dp, log: log, ingress: map[netip.Addr]int{}, upsert: dp.UpsertRules, stop: make(chan struct{}),
 		rules:  map[netip.AddrPort]bpf.Rule{},
-		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{}}
+		byDest: map[netip.Addr]map[netip.AddrPort]struct{}{}, retry: map[netip.Addr]struct{}{},
+		adopted: map[netip.AddrPort]struct{}{}}
 	if !cfg.Adopt {
 		if err := f.clearStale(); err != nil {
 			dp.Close()
 			return nil, err
+		}
+	} else {
+		rules, err := dp.Rules()
+		if err != nil {
+			dp.Close()
+			return nil, fmt.Errorf("list adopted rules: %w", err)
+		}
+		for _, r := range rules {
+			f.adopted[plain(r.Local)] = struct{}{}
 		}
 	}
 	attached := map[int]bool{}
@@ -256,6 +271,7 @@ func (f *FastPath) Prune(keep map[netip.AddrPort]bool) (int, error) {
 	f.mu.Lock()
 	for _, l := range drop {
 		f.untrack(l)
+		delete(f.adopted, plain(l))
 	}
 	f.mu.Unlock()
 	n, err := f.dp.ReleaseStreams(drop)
@@ -298,14 +314,28 @@ func (f *FastPath) Offload(r media.OffloadRule) error {
 		return fmt.Errorf("install rule for %s: %w", r.Local, err)
 	}
 	f.track(rule)
+	delete(f.adopted, plain(r.Local))
 	return nil
 }
+
+// Adopted says whether local's rule is one a previous relayd left, which
+// this one has not rewritten or removed yet (media.Adopter).
+func (f *FastPath) Adopted(local netip.AddrPort) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.adopted[plain(local)]
+	return ok
+}
+
+// plain is ap with an IPv4-mapped address unmapped, as rules key them.
+func plain(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }
 
 // Withdraw removes local's rule; its counters stay until Release.
 func (f *FastPath) Withdraw(local netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.untrack(local)
+	delete(f.adopted, plain(local))
 	if err := f.dp.RemoveRule(local); err != nil && !errors.Is(err, bpf.ErrNoRule) {
 		return err
 	}
@@ -378,6 +408,7 @@ func (f *FastPath) Release(local netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.untrack(local)
+	delete(f.adopted, plain(local))
 	if err := f.dp.ReleaseStream(local); err != nil && !errors.Is(err, bpf.ErrNoStream) {
 		f.log.Warn("release fast path stream", "local", local, "error", err)
 	}

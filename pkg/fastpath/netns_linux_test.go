@@ -293,3 +293,76 @@ func TestSecondOpenKeepsRules(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHandOverAdopt: a FastPath that hands over leaves its rules in the
+// pinned maps; the next one opened with Adopt reports them as adopted
+// (media.Adopter) until it rewrites, withdraws or prunes them, and Prune
+// drops those of calls that did not come back.
+func TestHandOverAdopt(t *testing.T) {
+	n := newRelayNet(t)
+	n.setNeigh(t, "10.0.1.2", net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 0x01})
+	base := filepath.Join(t.TempDir(), "bpffs")
+	t.Cleanup(func() { _ = syscall.Unmount(base, syscall.MNT_DETACH) })
+
+	f1, err := n.open(t, base)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	kept, gone, withdrawn := offloadRule(4000, "10.0.1.2:5002"), offloadRule(4010, "10.0.1.2:5012"), offloadRule(4020, "10.0.1.2:5022")
+	for _, r := range []media.OffloadRule{kept, gone, withdrawn} {
+		if err := f1.Offload(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f1.Adopted(kept.Local) {
+		t.Error("a rule this FastPath installed reads as adopted")
+	}
+	if err := f1.HandOver(); err != nil {
+		t.Fatal(err)
+	}
+
+	var f2 *FastPath
+	inNetNS(t, n.relay, func() {
+		f2, err = Open(Config{Mode: ModeGeneric, Addrs: []netip.Addr{netip.MustParseAddr("10.0.1.1")},
+			PinPath: base, Adopt: true, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	})
+	if err != nil {
+		t.Fatalf("Open adopting: %v", err)
+	}
+	defer f2.Close()
+	for _, r := range []media.OffloadRule{kept, gone, withdrawn} {
+		if !f2.Adopted(r.Local) {
+			t.Errorf("%v not adopted", r.Local)
+		}
+		if _, err := f2.dp.LookupRule(r.Local); err != nil {
+			t.Errorf("adopted rule for %v: %v", r.Local, err)
+		}
+	}
+	if f2.Adopted(netip.MustParseAddrPort("10.0.1.1:4030")) {
+		t.Error("a local without a rule reads as adopted")
+	}
+	// The call of 4010 did not come back.
+	keep := map[netip.AddrPort]bool{kept.Local: true, withdrawn.Local: true}
+	if n, err := f2.Prune(keep); err != nil || n != 1 {
+		t.Errorf("Prune = %d, %v; want 1", n, err)
+	}
+	if f2.Adopted(gone.Local) {
+		t.Error("a pruned rule still reads as adopted")
+	}
+	if _, err := f2.dp.LookupRule(gone.Local); err == nil {
+		t.Error("the pruned rule is still installed")
+	}
+	// Its stream rewrites one and withdraws the other: both are its own.
+	if err := f2.Offload(kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.Withdraw(withdrawn.Local); err != nil {
+		t.Fatal(err)
+	}
+	if f2.Adopted(kept.Local) || f2.Adopted(withdrawn.Local) {
+		t.Error("rewritten or withdrawn rules still read as adopted")
+	}
+	if _, err := f2.dp.LookupRule(withdrawn.Local); err == nil {
+		t.Error("the withdrawn rule is still installed")
+	}
+}

@@ -157,6 +157,17 @@ func (e *Engine) HandOver() error {
 	return e.Close()
 }
 
+// EndAdoption says the calls a previous relayd handed over are restored:
+// the kernel rules it left (Adopter), which forwarded untouched meanwhile,
+// are rewritten from their streams' restored state, or withdrawn where a
+// stream cannot be offloaded. It returns once that is done; later calls do
+// nothing.
+func (e *Engine) EndAdoption() {
+	if e.off != nil {
+		e.off.endAdoption()
+	}
+}
+
 // Group places streams on one worker. Streams that forward to each other (the
 // sockets of one call) belong in one group: a packet then leaves by its sink's
 // socket on the worker that received it, with no hand-over between workers.

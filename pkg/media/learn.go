@@ -128,12 +128,17 @@ type streamConfig struct {
 // party's packets go; src/rank/latched are the source checks (what an XDP rule
 // would carry as the expected source).
 type state struct {
-	cfg     *streamConfig
-	dest    netip.AddrPort
-	destSA  *rawAddr // the kernel's sockaddr form of dest, built once per endpoint change; nil: nowhere to send
-	src     netip.AddrPort
-	rank    uint8
-	latched bool
+	cfg      *streamConfig
+	dest     netip.AddrPort
+	destSA   *rawAddr // the kernel's sockaddr form of dest, built once per endpoint change; nil: nowhere to send
+	src      netip.AddrPort
+	srcScope uint32 // the IPv6 scope src arrived with
+	rank     uint8
+	latched  bool
+	// proven is a source latched before this Configure, with the same
+	// signalled endpoint (a re-INVITE): it stays trusted while learning
+	// runs again, so a party behind NAT has no gap.
+	proven netip.AddrPort
 }
 
 // verdict is the source check's answer for one packet.
@@ -208,7 +213,29 @@ func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.
 	} else if usable(cfg.peer) && (!v4Socket || cfg.peer.Addr().Is4()) {
 		ns.setDest(c.Peer, 0)
 	}
+	if prev != nil && prev.cfg.configured && prev.cfg.peer == cfg.peer && cfg.mode != Off {
+		switch {
+		case prev.latched:
+			ns.proven = prev.src
+		case prev.proven.IsValid():
+			ns.proven = prev.proven // a re-INVITE inside the window
+		}
+	}
 	return ns
+}
+
+// signalled tells whether src's address is one the signalling named: the
+// SDP (or received-from, media-address) address, any port — or any address
+// at all when the signalling named none (hold, 0.0.0.0), or a source proven
+// before a re-INVITE. Until a source has proven itself by the learning rules
+// nothing is forwarded from or sent to any other address: an attacker who
+// sends first is neither relayed nor answered.
+func (st *state) signalled(src netip.AddrPort) bool {
+	peer := st.cfg.peer.Addr()
+	if !peer.IsValid() || peer.IsUnspecified() {
+		return true
+	}
+	return plainAddr(src.Addr()) == peer || (st.proven.IsValid() && sameEndpoint(src, st.proven))
 }
 
 func (st *state) clone() *state {
@@ -230,17 +257,31 @@ func (st *state) setDest(ap netip.AddrPort, scope uint32) {
 	st.destSA = encodeAddr(ap, scope, st.cfg.v6Socket)
 }
 
-// learn makes src the best candidate (or the latched source).
+// learn makes src the best candidate (or the latched source). A candidate
+// from an address the signalling did not name is only noted: packets keep
+// going where they went until it latches.
 func (st *state) learn(src netip.AddrPort, scope uint32, rank uint8, latched bool) *state {
 	if st.src == src && st.rank == rank && st.latched == latched {
 		return st
 	}
 	ns := st.clone()
-	ns.src, ns.rank, ns.latched = src, rank, latched
-	if !ns.cfg.asym {
+	ns.src, ns.srcScope, ns.rank, ns.latched = src, scope, rank, latched
+	if !ns.cfg.asym && (latched || st.signalled(src)) {
 		ns.setDest(src, scope)
 	}
 	return ns
+}
+
+// latchCandidate latches the best candidate, as the window closes.
+func (st *state) latchCandidate() *state { return st.learn(st.src, st.srcScope, st.rank, true) }
+
+// judge is the verdict for a packet that latched nothing: forwarded only if
+// its address is one the signalling named.
+func (st *state) judge(src netip.AddrPort) verdict {
+	if st.signalled(src) {
+		return accept
+	}
+	return reject
 }
 
 // next applies the learning and source rules to one packet from src that
@@ -253,7 +294,9 @@ func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.
 		return st, accept // counted and dropped: no sink yet
 	}
 	if cfg.mode == Off {
-		if cfg.strict && !sameEndpoint(src, cfg.peer) {
+		// Nothing is ever learned, so nothing from another address is
+		// ever proven.
+		if (cfg.strict && !sameEndpoint(src, cfg.peer)) || !st.signalled(src) {
 			return st, reject
 		}
 		if !st.latched && canLatch {
@@ -282,37 +325,40 @@ func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.
 	// candidate, so that refusals cannot stretch learning out.
 	if cfg.strict && r < rankSameAddr {
 		if have && canLatch && !now.Before(cfg.windowEnd) {
-			return st.learn(st.src, 0, st.rank, true), reject
+			return st.latchCandidate(), reject
 		}
 		return st, reject
 	}
 	if cfg.mode == Immediate {
 		if !canLatch {
-			return st, accept
+			return st, st.judge(src)
 		}
-		return st.learn(src, scope, r, true), accept
+		return st.learn(src, scope, r, true), accept // the first packet proves itself
 	}
 	if now.Before(cfg.windowEnd) {
+		// Inside the window a source from an address the signalling did not
+		// name is a candidate only: it is neither forwarded nor sent to
+		// until it latches when the window closes.
 		if !canLatch {
 			if cfg.strict && cfg.mode == Heuristic && have && r < st.rank {
 				return st, reject
 			}
-			return st, accept
+			return st, st.judge(src)
 		}
 		if cfg.mode == Delayed {
-			return st.learn(src, scope, r, false), accept
+			return st.learn(src, scope, r, false), st.judge(src)
 		}
 		switch {
 		case r == rankExact:
 			return st.learn(src, scope, r, true), accept
 		case !have || r > st.rank:
-			return st.learn(src, scope, r, false), accept
+			return st.learn(src, scope, r, false), st.judge(src)
 		case sameEndpoint(src, st.src):
-			return st, accept
+			return st, st.judge(src)
 		case cfg.strict && r < st.rank:
 			return st, reject
 		}
-		return st, accept
+		return st, st.judge(src)
 	}
 	// After the window: the first packet latches the best candidate, or itself
 	// if nobody sent during the window.
@@ -320,12 +366,12 @@ func (st *state) next(src netip.AddrPort, scope uint32, canLatch bool, now time.
 		if cfg.strict && have && !sameEndpoint(src, st.src) {
 			return st, reject
 		}
-		return st, accept
+		return st, st.judge(src)
 	}
 	if !have {
 		return st.learn(src, scope, r, true), accept
 	}
-	ns := st.learn(st.src, 0, st.rank, true)
+	ns := st.latchCandidate()
 	if sameEndpoint(src, ns.src) {
 		return ns, accept
 	}

@@ -51,18 +51,34 @@ func TestLearningRules(t *testing.T) {
 			{natPort, in, false, accept, natPort, false},
 			{natPort, after, false, accept, natPort, true},
 		}},
+		// Until a source latches, nothing from an address the signalling
+		// did not name is forwarded, and nothing is sent to it.
 		{"heuristic better rank replaces, equal rank does not", StreamConfig{Peer: sdp}, []step{
-			{attacker, in, false, accept, attacker, false},
-			{natAddr, in, false, accept, natAddr, false},
+			{attacker, in, false, reject, sdp, false},
+			{natAddr, in, false, reject, sdp, false},
 			{natPort, in, false, accept, natPort, false},
 			{netip.MustParseAddrPort("192.0.2.10:6000"), in, false, accept, natPort, false},
-			{attacker, in, false, accept, natPort, false}, // worse, not strict: forwarded
+			{attacker, in, false, reject, natPort, false},
 			{sdp, in, false, accept, sdp, true},
 		}},
-		{"heuristic attacker before peer inside window", StreamConfig{Peer: sdp}, []step{
-			{attacker, in, false, accept, attacker, false},
+		{"heuristic attacker before peer: neither forwarded nor sent to", StreamConfig{Peer: sdp}, []step{
+			{attacker, in, false, reject, sdp, false},
+			{attacker, in, false, reject, sdp, false},
 			{sdp, in, false, accept, sdp, true},
 			{attacker, in, false, reject, sdp, true},
+			{attacker, after, false, reject, sdp, true},
+		}},
+		{"heuristic NAT, SDP names a private address: latched when the window closes", StreamConfig{Peer: sdp}, []step{
+			{natAddr, in, false, reject, sdp, false},
+			{natAddr, in, false, reject, sdp, false},
+			{natAddr, after, false, accept, natAddr, true},
+			{natAddr, after, false, accept, natAddr, true},
+			{sdp, after, false, reject, natAddr, true},
+		}},
+		{"heuristic NAT, attacker first: the first candidate latches", StreamConfig{Peer: sdp}, []step{
+			{attacker, in, false, reject, sdp, false},
+			{natAddr, in, false, reject, sdp, false}, // better rank (same port): the best candidate
+			{attacker, after, false, reject, natAddr, true},
 		}},
 		{"heuristic first packet after window latches best candidate, not itself", StreamConfig{Peer: sdp}, []step{
 			{natPort, in, false, accept, natPort, false},
@@ -88,8 +104,9 @@ func TestLearningRules(t *testing.T) {
 		}},
 		{"stray RTCP never latches or learns", StreamConfig{Peer: sdp}, []step{
 			{sdp, in, true, accept, sdp, false},
-			{attacker, in, true, accept, sdp, false},
-			{attacker, after, true, accept, sdp, false},
+			{natPort, in, true, accept, sdp, false},
+			{attacker, in, true, reject, sdp, false},
+			{attacker, after, true, reject, sdp, false},
 			{sdp, after, false, accept, sdp, true},
 		}},
 		{"RTCP port: RTCP latches", StreamConfig{Peer: sdp, RTCP: true}, []step{
@@ -108,19 +125,27 @@ func TestLearningRules(t *testing.T) {
 		}},
 		{"delayed: latest wins during window", StreamConfig{Peer: sdp, Learning: Delayed}, []step{
 			{sdp, in, false, accept, sdp, false},
-			{attacker, in, false, accept, attacker, false},
+			{attacker, in, false, reject, sdp, false}, // the latest, not forwarded or sent to
 			{natPort, in, false, accept, natPort, false},
 			{sdp, after, false, reject, natPort, true},
 			{natPort, after, false, accept, natPort, true},
 		}},
+		{"delayed: an unnamed latest source latches when the window closes", StreamConfig{Peer: sdp, Learning: Delayed}, []step{
+			{sdp, in, false, accept, sdp, false},
+			{natAddr, in, false, reject, sdp, false},
+			{natAddr, after, false, accept, natAddr, true},
+		}},
 		{"immediate: first packet latches", StreamConfig{Peer: sdp, Learning: Immediate}, []step{
-			{attacker, in, true, accept, sdp, false}, // stray RTCP
+			{attacker, in, true, reject, sdp, false}, // stray RTCP proves nothing
+			{natPort, in, true, accept, sdp, false},
 			{attacker, in, false, accept, attacker, true},
 			{sdp, in, false, reject, attacker, true},
 		}},
-		{"off: never learns, forwards any source", StreamConfig{Peer: sdp, Learning: Off}, []step{
+		{"off: never learns, forwards from the signalled address only", StreamConfig{Peer: sdp, Learning: Off}, []step{
+			{attacker, in, false, reject, sdp, false},
 			{natPort, in, false, accept, sdp, true},
-			{attacker, after, false, accept, sdp, true},
+			{attacker, after, false, reject, sdp, true},
+			{natAddr, after, false, reject, sdp, true},
 		}},
 		{"off + strict: only SDP endpoint", StreamConfig{Peer: sdp, Learning: Off, StrictSource: true}, []step{
 			{natPort, in, false, reject, sdp, false},
@@ -131,6 +156,10 @@ func TestLearningRules(t *testing.T) {
 			{natPort, in, false, accept, sdp, false},
 			{natPort, after, false, accept, sdp, true},
 			{attacker, after, false, reject, sdp, true},
+		}},
+		{"asymmetric: an unnamed source is not forwarded before it latches", StreamConfig{Peer: sdp, Asymmetric: true}, []step{
+			{natAddr, in, false, reject, sdp, false},
+			{natAddr, after, false, accept, sdp, true},
 		}},
 		{"hold: nothing to send to until learned", StreamConfig{Peer: zero}, []step{
 			{natAddr, in, false, accept, natAddr, false},
@@ -199,6 +228,16 @@ func TestReconfigureKeepsLearnedDestination(t *testing.T) {
 	same := newConfigState(st, StreamConfig{Peer: sdp}, time.Second, now, false)
 	if same.latched || same.dest != nat {
 		t.Errorf("same SDP endpoint: latched %v dest %v, want unlatched, still %v", same.latched, same.dest, nat)
+	}
+	// The NAT source was proven before the re-INVITE: its packets keep
+	// flowing while learning runs again, and it latches after the window.
+	if ns, v := same.next(nat, 0, true, now.Add(10*time.Millisecond)); v != accept || ns.dest != nat {
+		t.Errorf("proven NAT source after a re-INVITE: verdict %v dest %v, want accept, %v", v, ns.dest, nat)
+	} else if again := newConfigState(ns, StreamConfig{Peer: sdp}, time.Second, now, false); !again.proven.IsValid() {
+		t.Error("a second re-INVITE inside the window forgot the proven source")
+	}
+	if _, v := same.next(netip.MustParseAddrPort("203.0.113.66:6666"), 0, true, now.Add(10*time.Millisecond)); v != reject {
+		t.Error("an unnamed source is forwarded after a re-INVITE")
 	}
 	moved := netip.MustParseAddrPort("192.0.2.11:4002")
 	changed := newConfigState(st, StreamConfig{Peer: moved}, time.Second, now, false)

@@ -190,9 +190,14 @@ func TestHijackAttempts(t *testing.T) {
 		run      func(t *testing.T, v env)
 	}{
 		{"before peer inside window", longWindow, false, false, false, func(t *testing.T, v env) {
+			// Not the signalled address, and nothing latched yet: neither
+			// forwarded nor answered.
 			v.attacker.send(v.c.ra.addr(), x)
-			v.c.b.expect(x, v.c.rb.addr()) // nobody better seen yet: forwarded
-			v.c.aToB(t, pkt(1))            // exact SDP match latches
+			v.c.b.expectNothing()
+			v.c.b.send(v.c.rb.addr(), pkt(0))
+			v.c.a.expect(pkt(0), v.c.ra.addr())
+			v.attacker.expectNothing()
+			v.c.aToB(t, pkt(1)) // exact SDP match latches
 			v.c.bToA(t, pkt(2))
 			v.attacker.expectNothing()
 			v.attacker.send(v.c.ra.addr(), x)
@@ -237,10 +242,10 @@ func TestHijackAttempts(t *testing.T) {
 			v.c.aToB(t, pkt(3))
 		}},
 		{"NAT peer, attacker inside window", longWindow, true, false, false, func(t *testing.T, v env) {
-			v.c.aToB(t, pkt(1))
+			v.c.aToB(t, pkt(1)) // the signalled address, another port: forwarded
 			v.attacker.send(v.c.ra.addr(), x)
-			v.c.b.expect(x, v.c.rb.addr()) // worse rank, not strict: forwarded
-			v.c.bToA(t, pkt(2))            // but the destination stays A
+			v.c.b.expectNothing() // another address, before anything latched
+			v.c.bToA(t, pkt(2))   // the destination stays A
 			v.attacker.expectNothing()
 		}},
 		{"NAT peer, attacker inside window strict", longWindow, true, true, false, func(t *testing.T, v env) {

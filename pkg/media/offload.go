@@ -27,6 +27,17 @@ type FastPath interface {
 	Release(local netip.AddrPort)
 }
 
+// Adopter is a FastPath that may hold rules a previous relayd installed
+// and handed over with its calls (its pinned maps were adopted). Such a rule
+// belongs to the stream that attaches on its local: it keeps forwarding,
+// untouched, while the calls are restored; once they are (EndAdoption) it
+// is rewritten from the stream's restored state, or withdrawn when the
+// stream cannot be offloaded (its packets then reach the socket, and
+// learning starts again there).
+type Adopter interface {
+	Adopted(local netip.AddrPort) bool
+}
+
 // OffloadRule is one direction of a stream as the kernel forwards it: packets
 // from Source arriving at Local leave from Egress to Dest.
 type OffloadRule struct {
@@ -89,9 +100,13 @@ type offloader struct {
 	// barrier asks for a pass and is answered when it is done: a point
 	// after which everything queued before has been synced.
 	barrier chan chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
-	closed  atomic.Bool
+	// adopting holds adopted rules as they are until endAdopt asks for
+	// the pass that syncs them.
+	adopting atomic.Bool
+	endAdopt chan chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	closed   atomic.Bool
 
 	// dirty is a lock-free stack of queued streams linked through
 	// Stream.dirtyNext: whoever queues a stream never waits for the
@@ -108,6 +123,10 @@ type offloader struct {
 type offState struct {
 	registered, removed bool
 	released            atomic.Bool // the offloader's part of the teardown is done
+	// adopted: the fast path held a rule for the stream's local when it
+	// attached, which this offloader has neither rewritten nor withdrawn
+	// yet (Adopter).
+	adopted bool
 	// rule is the rule last handed to the fast path: installed while
 	// Stream.kernel is set, refused while a retry is planned.
 	rule      OffloadRule
@@ -137,8 +156,11 @@ func makeOffloader(e *Engine, fp FastPath) *offloader {
 	if e != nil && e.now != nil {
 		now = e.now
 	}
-	return &offloader{fp: fp, eng: e, now: now, wake: make(chan struct{}, 1), barrier: make(chan chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}), streams: map[*Stream]struct{}{}}
+	o := &offloader{fp: fp, eng: e, now: now, wake: make(chan struct{}, 1), barrier: make(chan chan struct{}),
+		endAdopt: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), streams: map[*Stream]struct{}{}}
+	_, adopter := fp.(Adopter)
+	o.adopting.Store(adopter)
+	return o
 }
 
 // queue asks for s and its sources to be synced soon. It never blocks.
@@ -172,14 +194,27 @@ func (o *offloader) run() {
 	retry.Stop()
 	for {
 		var answer chan struct{}
+		adoptionOver := false
 		select {
 		case <-o.stop:
 			return
 		case <-o.wake:
 		case <-retry.C:
 		case answer = <-o.barrier:
+		case answer = <-o.endAdopt:
+			adoptionOver = true
 		}
-		if due := o.flush(); due.IsZero() {
+		due := o.flush()
+		if adoptionOver {
+			// After the flush: streams queued before are registered.
+			for s := range o.streams {
+				if s.off.adopted {
+					o.sync(s)
+				}
+			}
+			due = o.nextRetry()
+		}
+		if due.IsZero() {
 			retry.Stop()
 		} else {
 			retry.Reset(due.Sub(o.now()))
@@ -199,6 +234,28 @@ func (o *offloader) settle() {
 		<-answer
 	case <-o.done:
 	}
+}
+
+// endAdoption ends the hold on adopted rules: each is rewritten from its
+// stream's state now, or withdrawn. It returns once that is done.
+func (o *offloader) endAdoption() {
+	if !o.adopting.CompareAndSwap(true, false) {
+		return
+	}
+	answer := make(chan struct{})
+	select {
+	case o.endAdopt <- answer:
+		<-answer
+	case <-o.done:
+	}
+}
+
+// nextRetry is when the earliest planned retry is due (zero for none).
+func (o *offloader) nextRetry() time.Time {
+	if len(o.retry) == 0 {
+		return time.Time{}
+	}
+	return o.retry[0].off.retryAt
 }
 
 // flush handles the queued streams and the retries that are due, and returns
@@ -237,6 +294,12 @@ func (o *offloader) update(s *Stream) {
 	if !st.registered {
 		st.registered = true
 		o.streams[s] = struct{}{}
+		if a, ok := o.fp.(Adopter); ok && a.Adopted(s.local) {
+			// The previous relayd's rule: forwarding, and from now on
+			// this stream's to rewrite or withdraw.
+			st.adopted = true
+			s.kernel.Store(true)
+		}
 	}
 	o.link(s, s.state.Load().cfg.sink)
 	o.sync(s)
@@ -322,6 +385,7 @@ func (o *offloader) withdraw(s *Stream) {
 		o.eng.log.Warn("withdraw kernel rule", "local", s.local, "error", err)
 	}
 	s.kernel.Store(false)
+	st.adopted = false
 	if k := st.sink; k != nil {
 		k.feeder.CompareAndSwap(s, nil)
 	}
@@ -333,6 +397,11 @@ func (o *offloader) sync(s *Stream) {
 	st := s.off
 	if st == nil || !st.registered || st.removed {
 		return // not yet seen, or detached (remove withdrew it)
+	}
+	if st.adopted && o.adopting.Load() {
+		// Its call is being restored: the adopted rule forwards as the
+		// previous relayd left it until the restore is complete.
+		return
 	}
 	rule, sink, ok := s.offloadRule()
 	switch {
@@ -369,7 +438,7 @@ func (o *offloader) sync(s *Stream) {
 			old.feeder.CompareAndSwap(s, nil)
 		}
 		s.kernel.Store(true)
-		st.rule, st.sink = rule, sink
+		st.rule, st.sink, st.adopted = rule, sink, false
 		sink.feeder.Store(s)
 		st.errLogged, st.refused = false, false
 		o.unschedule(s)

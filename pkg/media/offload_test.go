@@ -26,6 +26,11 @@ type tableFastPath struct {
 	fail map[netip.AddrPort]error
 	// offloads and withdraws log the calls, in order.
 	offloads, withdraws []netip.AddrPort
+	// handedOver makes every local come with a rule a previous relayd
+	// left (aimed at stale), which Adopted reports until it is touched.
+	handedOver bool
+	stale      netip.AddrPort
+	adopted    map[netip.AddrPort]bool
 }
 
 func newTableFastPath() *tableFastPath {
@@ -43,6 +48,24 @@ func (f *tableFastPath) Offload(r OffloadRule) error {
 	}
 	f.rules[r.Local] = r
 	return nil
+}
+
+// Adopted implements Adopter: with handedOver, a local asked about for the
+// first time has the previous relayd's rule.
+func (f *tableFastPath) Adopted(local netip.AddrPort) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.handedOver {
+		return false
+	}
+	if f.adopted == nil {
+		f.adopted = map[netip.AddrPort]bool{}
+	}
+	if _, seen := f.adopted[local]; !seen {
+		f.adopted[local] = true
+		f.rules[local] = OffloadRule{Local: local, Dest: f.stale}
+	}
+	return f.adopted[local]
 }
 
 func (f *tableFastPath) Withdraw(local netip.AddrPort) error {
@@ -570,8 +593,9 @@ func TestOffloadWithdraw(t *testing.T) {
 		},
 		rbNow:  true,
 		rbDest: peer(3),
-		// Learning off: the SDP address is the source, A goes back.
-		raLater: true,
+		// Learning off: only the new SDP address is a source; A's packet
+		// from its old one is refused and A stays in userspace.
+		raLater: false,
 	}, {
 		name: "A on hold: B's rule withdrawn at once",
 		act:  func(r *offloadRig, c rigCall) { c.ra.Configure(StreamConfig{Sink: c.rb, Peer: hold}) },
@@ -736,5 +760,53 @@ func BenchmarkOffloadLatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Rules a previous relayd handed over keep forwarding untouched while the
+// calls are restored, whatever happens to their streams meanwhile; then
+// each stream owns its rule: rewritten from its state where it can go to
+// the kernel, withdrawn where it cannot (its packets reach the socket and
+// learning starts again).
+func TestOffloadAdoptedRules(t *testing.T) {
+	fp := newTableFastPath()
+	fp.handedOver, fp.stale = true, netip.MustParseAddrPort("192.0.2.99:4000")
+	e, err := NewEngine(Config{Workers: 1, LearningWindow: longWindow, FastPath: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	c := newCall(t, e, "127.0.0.1", nil, nil)
+	c.aToB(t, pkt(1)) // A latches; B does not
+	e.off.settle()
+	fp.mu.Lock()
+	touched := len(fp.offloads) + len(fp.withdraws)
+	fp.mu.Unlock()
+	if touched != 0 {
+		t.Fatalf("during the restore the offloader touched adopted rules: offloads %v, withdraws %v", fp.offloads, fp.withdraws)
+	}
+	for _, s := range []*Stream{c.ra.s, c.rb.s} {
+		if r, ok := fp.rule(s.local); !ok || r.Dest != fp.stale || !s.InKernel() {
+			t.Errorf("%v during the restore: rule %+v (%v), in kernel %v; want the adopted rule, in the kernel", s.local, r, ok, s.InKernel())
+		}
+	}
+
+	e.EndAdoption()
+	want := OffloadRule{Local: c.ra.addr(), Source: c.a.addr, Egress: c.rb.addr(), Dest: c.b.addr, TOS: -1}
+	if r, ok := fp.rule(c.ra.addr()); !ok || r != want || !c.ra.s.InKernel() {
+		t.Errorf("latched stream after the restore: rule %+v (%v), in kernel %v; want %+v rewritten", r, ok, c.ra.s.InKernel(), want)
+	}
+	if _, ok := fp.rule(c.rb.addr()); ok || c.rb.s.InKernel() {
+		t.Errorf("unlatched stream after the restore: rule present %v, in kernel %v; want it withdrawn", ok, c.rb.s.InKernel())
+	}
+	// The withdrawn stream learns in userspace and goes to the kernel
+	// as any other.
+	c.bToA(t, pkt(2))
+	waitRule(t, fp, c.rb.addr(), true)
+	e.EndAdoption() // again: nothing more to do
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if n := len(fp.withdraws); n != 1 {
+		t.Errorf("%d withdraws, want 1: %v", n, fp.withdraws)
 	}
 }

@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/relayd/relayd/pkg/ngproto"
@@ -44,8 +46,15 @@ var (
 	descRetransmits = desc("relayd_control_retransmits_total", "ng requests answered from the reply cache (proxy retransmissions)")
 	descDropped     = desc("relayd_control_dropped_total", "ng datagrams dropped without a reply (no cookie)")
 	descSendErrors  = desc("relayd_control_send_errors_total", "ng replies the socket refused")
+	descShed        = desc("relayd_control_shed_replies_total", "ng replies too large for one datagram, sent without their bulkiest optional parts (see the reply's warning)")
+	descCacheBytes  = desc("relayd_control_cache_bytes", "Bytes the ng reply cache holds (replies, cookies and their bookkeeping)")
+	descCacheItems  = desc("relayd_control_cache_entries", "Cookies the ng reply cache holds")
+	descRefused     = desc("relayd_control_refused_total", "ng datagrams from sources outside ng-allow-from, dropped without a reply")
 	descInvalid     = desc("relayd_control_invalid_total", "ng requests that could not be decoded or named no known command", "kind")
 	descNotices     = desc("relayd_teardown_notices_total", "Teardown notices (b2b-url) for timed-out calls, by result: sent, failed, dropped (queue full)", "result")
+	descTcPackets   = desc("relayd_transcode_packets_total", "Packets through the transcoding workers, by kind: rtp_in, rtp_out, rtcp_in, rtcp_out", "kind")
+	descTcErrors    = desc("relayd_transcode_errors_total", "Packets the transcoding workers refused or lost, by reason (queue_full: a worker's queue was full)", "reason")
+	descTcBridges   = desc("relayd_transcode_bridges", "Transcoding bridges open now (one per transcoded media)")
 	descStoreOps    = desc("relayd_state_store_operations_total", "Call state store operations, by op: write, delete, failure", "op")
 	descStorePend   = desc("relayd_state_store_pending", "Calls whose state waits to be written to the store")
 	descStoreUp     = desc("relayd_state_store_up", "1 while the call state store takes writes, 0 while they fail (calls go on; a restart or takeover would lose their recent changes)")
@@ -61,7 +70,8 @@ var allDescs = []*prometheus.Desc{
 	descDurationTotal, descDuration2Total, descMOSTotal, descMOS2Total, descMOSSamples, descSecurity, descRequests, descRequestSeconds, descErrors,
 	descPorts, descPortsUsed, descPortsFree,
 	descBuildInfo, descMaxSessions, descXDP, descRetransmits, descDropped, descSendErrors, descInvalid,
-	descNotices, descStoreOps, descStorePend, descStoreUp,
+	descNotices, descStoreOps, descStorePend, descStoreUp, descTcPackets, descTcErrors, descTcBridges,
+	descRefused, descShed, descCacheBytes, descCacheItems,
 }
 
 // collector reads the sources at scrape time.
@@ -152,12 +162,26 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descMaxSessions, float64(c.src.Limits().MaxSessions))
 	}
 	if c.src.Control != nil {
-		c.collectControl(c.src.Control(), counter)
+		st := c.src.Control()
+		c.collectControl(st, counter)
+		gauge(descCacheBytes, float64(st.CacheBytes))
+		gauge(descCacheItems, float64(st.CacheEntries))
 	}
 	if c.src.Notices != nil {
 		for result, n := range c.src.Notices() {
 			counter(descNotices, float64(n), result)
 		}
+	}
+	if c.src.Transcode != nil {
+		st := c.src.Transcode()
+		counter(descTcPackets, float64(st.PacketsIn), "rtp_in")
+		counter(descTcPackets, float64(st.PacketsOut), "rtp_out")
+		counter(descTcPackets, float64(st.RTCPIn), "rtcp_in")
+		counter(descTcPackets, float64(st.RTCPOut), "rtcp_out")
+		for reason, n := range st.Errors.ByReason() {
+			counter(descTcErrors, float64(n), strings.ReplaceAll(reason, " ", "_"))
+		}
+		gauge(descTcBridges, float64(st.Bridges))
 	}
 	if c.src.Store != nil {
 		st := c.src.Store()
@@ -182,6 +206,8 @@ func (c *collector) collectControl(s ngproto.ServerStats, counter func(*promethe
 	counter(descRetransmits, float64(s.Retransmits))
 	counter(descDropped, float64(s.Dropped))
 	counter(descSendErrors, float64(s.SendErrors))
+	counter(descRefused, float64(s.Refused))
+	counter(descShed, float64(s.Shed))
 	counter(descInvalid, float64(s.Commands[ngproto.StatsInvalid].Requests), "undecodable")
 	counter(descInvalid, float64(s.Commands[ngproto.StatsUnknown].Requests), "unknown_command")
 	for addr, cmds := range s.Proxies {

@@ -24,11 +24,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
 	"github.com/relayd/relayd/pkg/statestore"
+	"github.com/relayd/relayd/pkg/transcode"
 )
 
 // Sources are the read-only views the collector calls at scrape time; a nil
@@ -42,6 +44,8 @@ type Sources struct {
 	Kernel    func() map[string]uint64
 	// Notices counts teardown notices by result (sent, failed, dropped).
 	Notices func() map[string]uint64
+	// Transcode reports the transcoding workers.
+	Transcode func() transcode.PoolStats
 	// Store reports the call state store's writer (nil without a store).
 	Store   func() statestore.Stats
 	Version string
@@ -67,7 +71,10 @@ func New(src Sources) *Registry {
 			Buckets: latencyBuckets,
 		}, []string{"command"}),
 	}
-	r.reg.MustRegister(&collector{src: src}, r.latency)
+	// The standard process and Go runtime families: resident memory, heap
+	// and stacks, open descriptors (what an operator watches RSS with).
+	r.reg.MustRegister(&collector{src: src}, r.latency,
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return r
 }
 

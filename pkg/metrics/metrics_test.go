@@ -20,6 +20,7 @@ import (
 
 	"github.com/relayd/relayd/pkg/ngproto"
 	"github.com/relayd/relayd/pkg/session"
+	"github.com/relayd/relayd/pkg/transcode"
 )
 
 // stack is relayd's control plane for real: a session manager (signalling
@@ -300,8 +301,16 @@ func TestIncumbentFamilies(t *testing.T) {
 		}
 	}
 	for name := range got {
-		if !strings.HasPrefix(name, "rtpengine_") && !strings.HasPrefix(name, "relayd_") {
+		// go_ and process_ are the Prometheus client's standard families
+		// (resident memory, heap, descriptors), named as every exporter's.
+		if !strings.HasPrefix(name, "rtpengine_") && !strings.HasPrefix(name, "relayd_") &&
+			!strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 			t.Errorf("%s: neither the incumbent's rtpengine_ nor relayd_", name)
+		}
+	}
+	for _, name := range []string{"process_resident_memory_bytes", "go_memstats_heap_inuse_bytes"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s not exported", name)
 		}
 	}
 }
@@ -328,5 +337,36 @@ func TestCounterFuncsHook(t *testing.T) {
 	}
 	if err := r.CounterFuncs("relayd_test_drops_total", "again", "reason", nil); err == nil {
 		t.Error("registering the same name twice succeeded")
+	}
+}
+
+// The transcoding workers' counters come out under relayd_transcode_*.
+func TestTranscodeFamilies(t *testing.T) {
+	r := New(Sources{Transcode: func() transcode.PoolStats {
+		return transcode.PoolStats{Bridges: 3, PacketsIn: 10, PacketsOut: 9, RTCPOut: 2, Drops: 1,
+			Errors: transcode.ErrorCounts{QueueFull: 1}}
+	}})
+	fams, err := r.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetValue() + "}"
+			}
+			got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"relayd_transcode_bridges": 3, "relayd_transcode_packets_total{rtp_in}": 10,
+		"relayd_transcode_packets_total{rtp_out}": 9, "relayd_transcode_packets_total{rtcp_out}": 2,
+		"relayd_transcode_errors_total{queue_full}": 1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
 	}
 }

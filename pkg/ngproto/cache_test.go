@@ -305,3 +305,39 @@ func TestCacheHandOver(t *testing.T) {
 		t.Fatalf("a request never completed is run afresh, got %v", out)
 	}
 }
+
+// A cache nobody asks anything any more still lets its replies go: the
+// server sweeps it, so memory held for retransmissions is freed after a
+// churn even when no request follows.
+func TestServerSweepsIdleCache(t *testing.T) {
+	s := startServer(t, ServerConfig{CacheInterval: 50 * time.Millisecond}, newTestHandler())
+	c := dial(t, s.LocalAddr())
+	for i := range 20 {
+		roundTrip(t, c, fmt.Sprintf("s%d d7:command4:pinge", i))
+	}
+	if st := s.Stats(); st.CacheEntries != 20 || st.CacheBytes < 20*entryOverhead {
+		t.Fatalf("cache holds %d entries, %d bytes; want 20 and their overhead counted", st.CacheEntries, st.CacheBytes)
+	}
+	waitFor(t, func() bool { st := s.Stats(); return st.CacheEntries == 0 && st.CacheBytes == 0 })
+}
+
+// Bounded by bytes: a churn of statistics-sized replies never holds more
+// than the budget, whatever the rate, and the newest replies stay.
+func TestCacheByteBudgetUnderChurn(t *testing.T) {
+	const budget = 1 << 20
+	c := NewCache(CacheConfig{MaxBytes: budget})
+	reply := string(bytes.Repeat([]byte("x"), 2200)) // a delete's statistics tree
+	for i := range 5000 {
+		store(t, c, fmt.Sprintf("0_%d_%d", 4711, i), reply)
+		if _, b := c.Size(); b > budget {
+			t.Fatalf("after %d replies the cache holds %d bytes, budget %d", i+1, b, budget)
+		}
+	}
+	n, _ := c.Size()
+	if n < budget/2/(2200+entryOverhead) {
+		t.Errorf("only %d replies kept; the budget holds more", n)
+	}
+	if _, out := lookup(c, "0_4711_4999"); out != Hit {
+		t.Error("the newest reply is gone")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	stdstrings "strings"
 	"time"
 
+	"github.com/relayd/relayd/pkg/lograte"
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -24,6 +25,7 @@ const notFoundWarning = "Call-ID not found or tags didn't match"
 type Control struct {
 	mgr    *session.Manager
 	log    *slog.Logger
+	lim    *lograte.Limiter   // lines any proxy's requests can trigger
 	server func() ServerStats // control statistics; nil until a server is attached
 }
 
@@ -32,7 +34,8 @@ func NewControl(mgr *session.Manager, log *slog.Logger) *Control {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Control{mgr: mgr, log: log.With("component", "control")}
+	log = log.With("component", "control")
+	return &Control{mgr: mgr, log: log, lim: lograte.New(log, lograte.Config{})}
 }
 
 // AttachServer lets statistics report the server's per-proxy counters.
@@ -86,7 +89,12 @@ func (c *Control) offerAnswer(req *Request, from netip.AddrPort) Reply {
 		out, err = c.mgr.AnswerOutcome(sig)
 	}
 	if err != nil {
-		c.log.Warn(req.Command+" failed", "call-id", req.CallID, "from-tag", req.FromTag, "error", err)
+		c.lim.Log(slog.LevelWarn, req.Command+" failed", failKind(err), from.Addr(),
+			"call-id", req.CallID, "from-tag", req.FromTag, "error", err)
+		if errors.Is(err, session.ErrLoadLimit) && req.SupportsLoadLimit() {
+			// As the incumbent: the proxy fails over without counting an error.
+			return LoadLimit(reason(err))
+		}
 		return ErrorReply(reason(err))
 	}
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -177,11 +185,11 @@ func reason(err error) string {
 	case errors.Is(err, session.ErrDialogue):
 		return ReasonDialogue
 	case errors.Is(err, session.ErrParseSDP):
-		return ReasonParseSDP
+		return ReasonParseSDP + limitDetail(err)
 	case errors.Is(err, session.ErrIncompleteSDP):
 		return ReasonIncompleteSDP
 	case errors.Is(err, session.ErrRewriteSDP):
-		return ReasonRewriteSDP
+		return ReasonRewriteSDP + limitDetail(err)
 	}
 	return "Internal error: " + err.Error()
 }
@@ -583,7 +591,8 @@ func controlStatistics(s ServerStats) Value {
 		}
 		out = append(out, F("total"+key(cmd), Uint(cs.Requests)))
 	}
-	out = append(out, F("totalerrorcount", Uint(s.Errors)), F("droppedcount", Uint(s.Dropped)))
+	out = append(out, F("totalerrorcount", Uint(s.Errors)), F("droppedcount", Uint(s.Dropped)),
+		F("refusedcount", Uint(s.Refused)))
 	addrs := slices.SortedFunc(maps.Keys(s.Proxies), func(a, b netip.Addr) int { return a.Compare(b) })
 	proxies := make([]Value, 0, len(addrs))
 	for _, addr := range addrs {

@@ -211,7 +211,7 @@ func TestControlFailoverErrors(t *testing.T) {
 	t.Run("sessions", func(t *testing.T) {
 		r := newControlRig(t, func(c *session.Config) { c.MaxSessions = 1 })
 		r.do(kamailioOffer1())
-		got := r.do(with(kamailioOffer1(), "call-id", "second"))
+		got := r.do(without(with(kamailioOffer1(), "call-id", "second"), "supports"))
 		if got["result"] != "error" || got["error-reason"] != "Parallel session limit reached" {
 			t.Errorf("got %v", got)
 		}
@@ -219,6 +219,36 @@ func TestControlFailoverErrors(t *testing.T) {
 			t.Errorf("existing call hurt by the limit: %v", got)
 		}
 	})
+}
+
+// A proxy that lists "load limit" in supports, as Kamailio does on every
+// request, is answered "load limit" with the reason as "message" (the
+// incumbent's reply, on which Kamailio fails over); the refusal counts as
+// a rejected session, not as an ng error.
+func TestControlLoadLimit(t *testing.T) {
+	r := newControlRig(t, func(c *session.Config) { c.MaxSessions = 0 })
+	for _, supports := range [][]string{{"load limit"}, {"foo", "load-limit"}, {"LOAD_LIMIT"}} {
+		got := r.do(with(kamailioOffer1(), "supports", supports))
+		if got["result"] != "load limit" || got["message"] != "Parallel session limit reached" || got["error-reason"] != nil {
+			t.Errorf("supports %q: got %v, want result \"load limit\" with the message", supports, got)
+		}
+	}
+	for _, supports := range []any{nil, []string{"foo"}} {
+		req := without(kamailioOffer1(), "supports")
+		if supports != nil {
+			req = with(req, "supports", supports)
+		}
+		if got := r.do(req); got["result"] != "error" || got["error-reason"] != "Parallel session limit reached" {
+			t.Errorf("supports %v: got %v, want the error", supports, got)
+		}
+	}
+	st := r.do(dict{{"command", "statistics"}})["statistics"].(map[string]any)
+	if tot := st["totalstatistics"].(map[string]any); tot["rejectedsessions"] != int64(5) {
+		t.Errorf("rejectedsessions = %v, want 5", tot["rejectedsessions"])
+	}
+	if ctl := st["controlstatistics"].(map[string]any); ctl["totalerrorcount"] != int64(2) {
+		t.Errorf("totalerrorcount = %v, want 2 (the load-limit answers are not errors)", ctl["totalerrorcount"])
+	}
 }
 
 func TestControlStatistics(t *testing.T) {

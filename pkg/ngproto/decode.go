@@ -104,8 +104,9 @@ func parseRequest(dict Value) (*Request, error) {
 // Legitimate lists hold a handful of entries; the caps keep a hostile
 // 64 KiB request from costing quadratic time or a huge log line.
 const (
-	maxListLen = 256
-	maxIgnored = 32
+	maxListLen    = 256
+	maxIgnored    = 32
+	maxIgnoredLen = 64 // bytes of one ignored entry kept
 )
 
 // The decoded dictionary shares one string with the datagram (see
@@ -123,6 +124,11 @@ func (p *reqParser) ignore(s string) {
 	p.ignored++
 	switch {
 	case p.ignored <= maxIgnored:
+		if len(s) > maxIgnoredLen {
+			// The list goes into the reply's warning: a long name must
+			// not crowd the reply out of its datagram.
+			s = strings.ToValidUTF8(s[:maxIgnoredLen], "") + "..."
+		}
 		p.req.Ignored = append(p.req.Ignored, strings.Clone(s))
 	case p.ignored == maxIgnored+1:
 		p.req.Ignored = append(p.req.Ignored, "...")

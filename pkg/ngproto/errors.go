@@ -5,6 +5,9 @@ package ngproto
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/relayd/relayd/pkg/sdp"
 )
 
 var (
@@ -85,4 +88,49 @@ func Reason(err error) string {
 	default:
 		return ReasonInternal
 	}
+}
+
+// errKind names the class of a request error for the log's rate limit: a
+// fixed set, unlike Reason, which quotes the client's key.
+func errKind(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidValue):
+		return "invalid value"
+	case errors.Is(err, ErrNoPayload):
+		return "no payload"
+	case errors.Is(err, ErrBadFormat):
+		return "bad format"
+	case errors.Is(err, ErrTooLarge):
+		return "too large"
+	case errors.Is(err, ErrTooDeep):
+		return "too deep"
+	case errors.Is(err, ErrBadJSON):
+		return "bad JSON"
+	case errors.Is(err, ErrBadBencode), errors.Is(err, ErrNotDict):
+		return "bad bencode"
+	case errors.Is(err, ErrNoCommand):
+		return "no command"
+	}
+	return "other"
+}
+
+// failKind is errKind for the session layer's errors: the reference's text
+// where there is one, else "internal" (never the error's own text).
+func failKind(err error) string {
+	r := reason(err)
+	if strings.HasPrefix(r, "Internal error") {
+		return "internal"
+	}
+	r, _, _ = strings.Cut(r, ": ") // without a limit's figures
+	return r
+}
+
+// limitDetail is ": <the limit and by how much>" for an error caused by an
+// SDP limit, so the proxy's operator learns which limit; "" otherwise.
+func limitDetail(err error) string {
+	var le *sdp.LimitError
+	if errors.As(err, &le) {
+		return ": " + le.Error()
+	}
+	return ""
 }

@@ -3,6 +3,8 @@
 package ngproto
 
 import (
+	"strings"
+
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -28,4 +30,17 @@ type Request struct {
 	// "key=value"), for one log line per request; after 32 entries it ends
 	// with "...".
 	Ignored []string
+}
+
+// SupportsLoadLimit tells whether the client listed "load limit" in
+// "supports" (any spelling of the separator): it then understands
+// "result": "load limit" in place of an error when the relay refuses for
+// load, and fails over on it.
+func (r *Request) SupportsLoadLimit() bool {
+	for _, s := range r.Supports {
+		if strings.EqualFold(strings.NewReplacer("-", " ", "_", " ").Replace(s), "load limit") {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/relayd/relayd/pkg/lograte"
 )
 
 // Handler executes one decoded request and returns its reply. It is called
@@ -44,6 +46,10 @@ type ServerConfig struct {
 	MaxMessage int
 	// MaxDepth is the deepest accepted dictionary nesting (DefaultMaxDepth).
 	MaxDepth int
+	// MaxReply is the largest reply datagram (MaxReplyDatagram, also the
+	// most it may be): larger replies are sent without their bulkiest
+	// optional parts (see shedReply), with a warning.
+	MaxReply int
 	// CacheInterval is the reply cache generation length (DefaultCacheInterval).
 	CacheInterval time.Duration
 	// CacheEntries and CacheBytes bound the reply cache
@@ -53,6 +59,14 @@ type ServerConfig struct {
 	// MaxInFlight bounds concurrently running handlers (DefaultMaxInFlight);
 	// when reached, the server stops reading until one finishes.
 	MaxInFlight int
+	// Allow, when not empty, lists the proxies (addresses or prefixes) that
+	// may send requests: datagrams from any other source are dropped and
+	// counted (ServerStats.Refused), never answered, not even from the
+	// reply cache. Empty allows every source.
+	Allow []netip.Prefix
+	// LogLimit shapes the rate limit of the lines that datagrams can
+	// trigger (malformed requests, refused sources, failed sends).
+	LogLimit lograte.Config
 }
 
 // Server answers ng requests over UDP.
@@ -66,6 +80,8 @@ type Server struct {
 	pktinfo bool // replies need an explicit source address
 	limits  Limits
 	cache   *Cache
+	allow   atomic.Pointer[[]netip.Prefix]
+	lim     *lograte.Limiter
 	sem     chan struct{}
 	wg      sync.WaitGroup
 	serving atomic.Bool
@@ -91,6 +107,9 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxReply <= 0 || cfg.MaxReply > MaxReplyDatagram {
+		cfg.MaxReply = MaxReplyDatagram
 	}
 	addr := netip.AddrPortFrom(cfg.Addr.Addr().Unmap(), cfg.Addr.Port())
 	network := "udp6"
@@ -119,7 +138,9 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 			MaxBytes:   cfg.CacheBytes,
 		}),
 		sem: make(chan struct{}, cfg.MaxInFlight),
+		lim: lograte.New(cfg.Logger, cfg.LogLimit),
 	}
+	s.SetAllow(cfg.Allow)
 	if addr.Addr().IsUnspecified() {
 		if err := enablePktinfo(conn, s.v6); err != nil {
 			conn.Close()
@@ -128,6 +149,43 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		s.pktinfo = true
 	}
 	return s, nil
+}
+
+// SetAllow replaces the list of sources allowed to send requests (empty:
+// every source); safe while serving (SIGHUP).
+func (s *Server) SetAllow(prefixes []netip.Prefix) {
+	list := make([]netip.Prefix, 0, len(prefixes))
+	for _, p := range prefixes {
+		if !p.IsValid() {
+			continue
+		}
+		// The socket reports IPv4 sources on a dual-stack socket as
+		// IPv4-mapped; compare plain IPv4.
+		if a := p.Addr(); a.Is4In6() {
+			bits := p.Bits() - 96
+			if bits < 0 {
+				bits = 0
+			}
+			p = netip.PrefixFrom(a.Unmap(), bits)
+		}
+		list = append(list, p.Masked())
+	}
+	s.allow.Store(&list)
+}
+
+// allowed tells whether requests from a may be answered.
+func (s *Server) allowed(a netip.Addr) bool {
+	list := *s.allow.Load()
+	if len(list) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range list {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // LocalAddr returns the bound address (with the actual port when 0 was asked).
@@ -150,6 +208,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("ng control server listening", "address", s.local)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		s.sweep(sweepCtx)
+	}()
+	defer func() { stopSweep(); <-sweepDone }()
 	buf := make([]byte, s.cfg.MaxMessage+1) // one spare byte detects oversized datagrams
 	oob := make([]byte, oobSize())
 	var readErrors int
@@ -168,6 +233,12 @@ func (s *Server) Serve(ctx context.Context) error {
 			time.Sleep(time.Millisecond)
 			continue
 		}
+		if !s.allowed(from.Addr()) {
+			s.stats.refused()
+			s.lim.Log(slog.LevelWarn, "refusing ng datagram from a source not in ng-allow-from", "not allowed",
+				from.Addr(), "size", n)
+			continue
+		}
 		var local netip.Addr
 		if s.pktinfo {
 			local = pktinfoDst(oob[:oobn])
@@ -180,12 +251,31 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
+// sweep lets the reply cache drop aged replies while no request comes.
+func (s *Server) sweep(ctx context.Context) {
+	every := s.cfg.CacheInterval
+	if every <= 0 {
+		every = DefaultCacheInterval
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.cache.Sweep()
+		}
+	}
+}
+
 func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, local netip.Addr) {
 	oversized := len(pkt) > s.cfg.MaxMessage
 	cookie, body, err := SplitMessage(pkt)
 	if err != nil {
 		s.stats.dropped()
-		s.log.Debug("dropping ng datagram without cookie", "source", from, "size", len(pkt))
+		s.lim.Log(slog.LevelDebug, "dropping ng datagram without cookie", "no cookie", from.Addr(),
+			"port", from.Port(), "size", len(pkt))
 		return
 	}
 	reply, pend, outcome := s.cache.Begin(cookie, func(b []byte) {
@@ -196,12 +286,12 @@ func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, 
 	switch outcome {
 	case Hit:
 		s.stats.retransmit()
-		s.log.Debug("ng retransmission answered from cache", "cookie", cookie, "source", from)
+		s.lim.Log(slog.LevelDebug, "ng retransmission answered from cache", "hit", from.Addr(), "cookie", cookie, "port", from.Port())
 		s.send(reply, from, local)
 		return
 	case Waiting, Busy:
 		s.stats.retransmit()
-		s.log.Debug("ng retransmission of a running request", "cookie", cookie, "source", from, "outcome", outcome)
+		s.lim.Log(slog.LevelDebug, "ng retransmission of a running request", outcome.String(), from.Addr(), "cookie", cookie, "port", from.Port())
 		return
 	}
 	select {
@@ -225,8 +315,8 @@ func (s *Server) run(ctx context.Context, pend *Pending, cookie string, body []b
 			return
 		}
 		if r := recover(); r != nil {
-			s.log.Error("ng request processing panicked", "cookie", cookie, "source", from,
-				"panic", r, "stack", string(debug.Stack()))
+			s.lim.Log(slog.LevelError, "ng request processing panicked", "panic", from.Addr(),
+				"cookie", cookie, "port", from.Port(), "panic", r, "stack", string(debug.Stack()))
 		}
 		b, err := Encode(cookie, FormatBencode, ErrorReply(ReasonInternal))
 		if err != nil {
@@ -269,8 +359,8 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 		command, callID = req.Command, req.CallID
 	}
 	if err != nil {
-		s.log.Info("rejecting ng request", "reason", Reason(err), "error", err,
-			"command", command, "call-id", callID, "cookie", cookie, "source", from)
+		s.lim.Log(slog.LevelInfo, "rejecting ng request", errKind(err), from.Addr(), "reason", Reason(err),
+			"error", err, "command", command, "call-id", callID, "cookie", cookie, "port", from.Port())
 		rep = ErrorReply(Reason(err))
 		command = ""
 	} else {
@@ -278,8 +368,8 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 			s.log.Debug("ng request", "command", command, "call-id", callID, "cookie", cookie, "source", from)
 		}
 		if len(req.Ignored) > 0 {
-			s.log.Info("ignoring unknown ng keys, flags or values", "command", command,
-				"call-id", callID, "ignored", req.Ignored)
+			s.lim.Log(slog.LevelInfo, "ignoring unknown ng keys, flags or values", "ignored", from.Addr(),
+				"command", command, "call-id", callID, "ignored", req.Ignored)
 		}
 		rep = s.callHandler(ctx, req, from)
 	}
@@ -289,6 +379,14 @@ func (s *Server) process(ctx context.Context, cookie string, body []byte, oversi
 	if err != nil {
 		s.log.Error("cannot encode ng reply", "command", command, "call-id", callID, "cookie", cookie, "error", err)
 		b = nil
+	}
+	if len(b) > s.cfg.MaxReply {
+		size := len(b)
+		var left []string
+		b, left = shedReply(cookie, format, rep, size, s.cfg.MaxReply)
+		s.stats.shed()
+		s.lim.Log(slog.LevelWarn, "ng reply too large for one datagram: sent without its bulkiest parts", "shed",
+			from.Addr(), "command", command, "call-id", callID, "size", size, "sent", len(b), "left_out", left)
 	}
 	s.stats.request(command, from.Addr().Unmap(), rep.IsError(), time.Since(start))
 	return b
@@ -309,7 +407,7 @@ func decodeRequest(l Limits, body []byte) (*Request, Format, error) {
 func (s *Server) callHandler(ctx context.Context, req *Request, from netip.AddrPort) (rep Reply) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("ng handler panicked", "command", req.Command, "call-id", req.CallID,
+			s.lim.Log(slog.LevelError, "ng handler panicked", "panic", from.Addr(), "command", req.Command, "call-id", req.CallID,
 				"panic", r, "stack", string(debug.Stack()))
 			rep = ErrorReply(ReasonInternal)
 		}
@@ -329,11 +427,16 @@ func (s *Server) send(b []byte, to netip.AddrPort, local netip.Addr) {
 	}
 	if _, _, err := s.conn.WriteMsgUDPAddrPort(b, oob, to); err != nil {
 		s.stats.sendError()
-		s.log.Warn("cannot send ng reply", "destination", to, "size", len(b), "error", err)
+		s.lim.Log(slog.LevelWarn, "cannot send ng reply", "send", to.Addr(), "port", to.Port(),
+			"size", len(b), "error", err)
 		return
 	}
 	s.stats.reply()
 }
 
 // Stats returns a snapshot of the server's counters.
-func (s *Server) Stats() ServerStats { return s.stats.snapshot() }
+func (s *Server) Stats() ServerStats {
+	st := s.stats.snapshot()
+	st.CacheEntries, st.CacheBytes = s.cache.Size()
+	return st
+}

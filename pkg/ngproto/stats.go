@@ -37,12 +37,20 @@ type ServerStats struct {
 	Retransmits uint64
 	// Dropped counts datagrams without a cookie (never answered).
 	Dropped uint64
+	// Refused counts datagrams from sources outside the allow-list (never
+	// answered).
+	Refused uint64
 	// Replies counts reply datagrams sent, retransmitted ones included.
 	Replies uint64
 	// Errors counts executed requests answered with result "error".
 	Errors uint64
 	// SendErrors counts replies the socket refused.
 	SendErrors uint64
+	// Shed counts replies too large for one datagram, sent without their
+	// bulkiest optional parts.
+	Shed uint64
+	// CacheEntries and CacheBytes are what the reply cache holds now.
+	CacheEntries, CacheBytes int
 	// HandleTime is the cumulative time spent decoding, handling and encoding.
 	HandleTime time.Duration
 	// Commands is keyed by canonical command name, StatsInvalid or StatsUnknown.
@@ -104,6 +112,12 @@ func (c *statsCollector) dropped() {
 	c.mu.Unlock()
 }
 
+func (c *statsCollector) refused() {
+	c.mu.Lock()
+	c.s.Refused++
+	c.mu.Unlock()
+}
+
 func (c *statsCollector) retransmit() {
 	c.mu.Lock()
 	c.s.Retransmits++
@@ -113,6 +127,12 @@ func (c *statsCollector) retransmit() {
 func (c *statsCollector) reply() {
 	c.mu.Lock()
 	c.s.Replies++
+	c.mu.Unlock()
+}
+
+func (c *statsCollector) shed() {
+	c.mu.Lock()
+	c.s.Shed++
 	c.mu.Unlock()
 }
 

@@ -4,6 +4,7 @@ package sdp
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -336,5 +337,36 @@ func TestEqualIgnoringOrigin(t *testing.T) {
 				t.Errorf("EqualIgnoringOrigin(%q, %q) = %v, want %v", tc.b, tc.a, got, tc.want)
 			}
 		})
+	}
+}
+
+// A body beyond a limit says which limit: the proxy's operator gets it in
+// the error reply.
+func TestParseLimits(t *testing.T) {
+	tests := []struct {
+		name, sdp string
+		want      string
+	}{
+		{"media", "v=0\r\n" + strings.Repeat("m=audio 1 RTP/AVP 0\r\n", MaxMedia+1), "1501 media sections exceed the limit of 1500"},
+		{"media, bare LF", "v=0\n" + strings.Repeat("m=audio 1 RTP/AVP 0\n", 2000), "2000 media sections exceed the limit of 1500"},
+		{"size", "v=0\r\ns=" + strings.Repeat("x", MaxSize), "65543 bytes exceed the limit of 65536"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.sdp))
+			var le *LimitError
+			if !errors.As(err, &le) || !errors.Is(err, ErrParse) || err.Error() != tc.want {
+				t.Errorf("Parse: %v, want a LimitError %q", err, tc.want)
+			}
+		})
+	}
+	// 200 media, as the incumbent takes, each as a phone writes it.
+	var b strings.Builder
+	b.WriteString("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "m=audio %d RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n", 4000+2*i)
+	}
+	if d, err := Parse([]byte(b.String())); err != nil || len(d.Media) != 200 {
+		t.Errorf("200 media: %v", err)
 	}
 }

@@ -11,10 +11,15 @@ import (
 
 // Limits that bound the work done on untrusted bodies.
 const (
-	// MaxSize is the largest body Parse accepts, in bytes.
+	// MaxSize is the largest body Parse accepts, in bytes: an ng request
+	// datagram holds no more.
 	MaxSize = 64 << 10
-	// MaxMedia is the largest number of m= sections Parse accepts.
-	MaxMedia = 64
+	// MaxMedia is the largest number of m= sections Parse accepts. A real
+	// section rewritten by the relay ("m=audio 30000 RTP/AVP 0" and
+	// "a=rtcp:30001") takes at least 39 bytes, so about 1,600 of them fill
+	// the SDP of one ng reply datagram (see session.MaxSDPOut); the cap
+	// stays below that, and above the incumbent's tested 200.
+	MaxMedia = 1500
 )
 
 // Description is a parsed session description. The exported fields are a
@@ -146,14 +151,16 @@ func Parse(b []byte) (*Description, error) {
 		return nil, fmt.Errorf("%w: empty body", ErrParse)
 	}
 	if len(b) > MaxSize {
-		return nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrParse, len(b), MaxSize)
+		return nil, &LimitError{What: "bytes", Max: MaxSize, Got: len(b)}
 	}
 	s := string(b)
 	d := &Description{origin: -1, sname: -1, sess: newSection(0)}
 	// Counting first sizes the line and media tables exactly.
 	d.lines = make([]line, 0, strings.Count(s, "\n")+1)
-	if nm := strings.Count(s, "\nm="); nm > 0 {
-		d.sects = make([]section, 0, min(nm, MaxMedia))
+	if nm := strings.Count(s, "\nm="); nm > MaxMedia {
+		return nil, &LimitError{What: "media sections", Max: MaxMedia, Got: nm}
+	} else if nm > 0 {
+		d.sects = make([]section, 0, nm)
 	}
 	blankAt, blankLine := -1, 0
 	n := 0
@@ -225,7 +232,8 @@ func (d *Description) addLine(text, eol string, n int) error {
 	val := text[2:]
 	if ln.typ == 'm' {
 		if len(d.sects) == MaxMedia {
-			return parseErr(n, "more than %d media sections", MaxMedia)
+			// Only with "\r" line endings the count above missed.
+			return &LimitError{What: "media sections", Max: MaxMedia, Got: MaxMedia + 1}
 		}
 		m, err := parseMLine(val)
 		if err != nil {

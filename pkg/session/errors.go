@@ -17,11 +17,24 @@ var (
 	ErrRewriteSDP = errors.New("error rewriting SDP")
 	// ErrNoPorts means a port pool (or the descriptor table) is exhausted.
 	ErrNoPorts = errors.New("ran out of ports")
+	// ErrLoadLimit is wrapped by every refusal because the relay is at one
+	// of its load limits (max-sessions today; CPU or bandwidth limits when
+	// they come): a SIP proxy that supports "load limit" is told so, and
+	// fails over, instead of getting an error.
+	ErrLoadLimit = errors.New("load limit")
 	// ErrSessionLimit means max-sessions calls exist already.
-	ErrSessionLimit = errors.New("parallel session limit reached")
+	ErrSessionLimit error = loadLimitError("parallel session limit reached")
 	// ErrNoInterface means no configured interface can serve the request.
 	ErrNoInterface = errors.New("no usable interface")
 )
 
 // ErrCallExists means Restore was given a call that is live already.
 var ErrCallExists = errors.New("call exists already")
+
+// loadLimitError is a refusal for load: errors.Is(err, ErrLoadLimit) holds.
+type loadLimitError string
+
+func (e loadLimitError) Error() string { return string(e) }
+
+// Is makes every load refusal an ErrLoadLimit.
+func (e loadLimitError) Is(target error) bool { return target == ErrLoadLimit }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/codecs"
+	"github.com/relayd/relayd/pkg/lograte"
 	"github.com/relayd/relayd/pkg/ports"
 	"github.com/relayd/relayd/pkg/recording"
 	"github.com/relayd/relayd/pkg/webrtc"
@@ -81,6 +82,7 @@ type ifaceAddr struct {
 type Manager struct {
 	cfg    Config
 	log    *slog.Logger
+	lim    *lograte.Limiter // lines a proxy's request can cause, one per request
 	now    func() time.Time
 	ifaces map[string][]*ifaceAddr // logical name -> addresses
 	order  []*ifaceAddr            // configuration order, for statistics
@@ -130,6 +132,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg:    cfg,
 		log:    log.With("component", "session"),
+		lim:    lograte.New(log.With("component", "session"), lograte.Config{}),
 		now:    now,
 		ifaces: map[string][]*ifaceAddr{},
 		def:    cfg.Interfaces[0].Name,

@@ -4,6 +4,7 @@ package session
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -81,7 +82,8 @@ func (c *Call) updateLearning(opts *Options) {
 		if mode, err := mplane.ParseLearningMode(opts.EndpointLearning); err == nil {
 			c.learning.mode = mode
 		} else {
-			c.m.log.Warn("unknown endpoint-learning, keeping the current mode", "call-id", c.id, "value", opts.EndpointLearning)
+			c.m.lim.Log(slog.LevelWarn, "unknown endpoint-learning, keeping the current mode", "unknown mode",
+				netip.Addr{}, "call-id", c.id, "value", opts.EndpointLearning)
 		}
 	}
 	c.learning.strict = c.learning.strict || opts.Flags.StrictSource

@@ -158,9 +158,17 @@ func (c *Call) rewrite(to *monologue, desc *sdp.Description, plan sdp.Plan, opts
 			return nil, fmt.Errorf("%w: %w", ErrRewriteSDP, err)
 		}
 	}
+	if len(out) > MaxSDPOut {
+		return nil, fmt.Errorf("%w: %w", ErrRewriteSDP, &sdp.LimitError{What: "bytes of rewritten SDP", Max: MaxSDPOut, Got: len(out)})
+	}
 	to.lastOut = out
 	return out, nil
 }
+
+// MaxSDPOut is the largest SDP the relay sends back: with the reply's
+// envelope and warnings it must fit one ng reply datagram (65,507 bytes),
+// or the proxy would never get it.
+const MaxSDPOut = 60 << 10
 
 // icePlan advertises relayd as the only (host) candidate of this party's ports,
 // with credentials that stay stable across re-INVITEs.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/codecs"
+	"github.com/relayd/relayd/pkg/sdp"
 	"github.com/relayd/relayd/pkg/webrtc"
 )
 
@@ -760,5 +761,51 @@ func TestGoldenCodecSDP(t *testing.T) {
 				golden(t, fmt.Sprintf("codec-%s.%d", tc.name, i), o.SDP)
 			}
 		})
+	}
+}
+
+// minimalMedia is an SDP with n media sections as small as a phone writes.
+func minimalMedia(n int) []byte {
+	var b strings.Builder
+	b.WriteString("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n")
+	for i := range n {
+		fmt.Fprintf(&b, "m=audio %d RTP/AVP 0\r\n", 4000+2*i)
+	}
+	return []byte(b.String())
+}
+
+// The media cap is what a reply can carry: the most media sections the
+// parser takes come back rewritten within MaxSDPOut. An SDP whose rewritten
+// form is larger (ICE candidates on every media) is refused saying which
+// limit, and the new call leaves nothing behind.
+func TestSDPLimits(t *testing.T) {
+	m, _ := newTestManager(t, func(c *Config) { c.PortMin, c.PortMax = 20000, 29999 })
+	out, err := m.Offer(Signal{CallID: "max", FromTag: "A", SDP: minimalMedia(sdp.MaxMedia)})
+	if err != nil {
+		t.Fatalf("offer with %d media: %v", sdp.MaxMedia, err)
+	}
+	if len(out) > MaxSDPOut {
+		t.Fatalf("rewritten SDP of %d bytes exceeds MaxSDPOut", len(out))
+	}
+	t.Logf("%d media: %d bytes in, %d out", sdp.MaxMedia, len(minimalMedia(sdp.MaxMedia)), len(out))
+	if _, err := m.Delete(DeleteRequest{CallID: "max", Options: Options{DeleteDelay: new(int)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = m.Offer(Signal{CallID: "ice", FromTag: "A", SDP: minimalMedia(1000), Options: Options{ICE: "force"}})
+	var le *sdp.LimitError
+	if !errors.Is(err, ErrRewriteSDP) || !errors.As(err, &le) || le.What != "bytes of rewritten SDP" || le.Max != MaxSDPOut {
+		t.Fatalf("offer whose rewritten SDP is too large: %v", err)
+	}
+	if ids := m.List(0); len(ids) != 0 {
+		t.Errorf("calls left behind: %v", ids)
+	}
+	if st := m.Statistics(); st.Interfaces[0].PortsUsed != 0 || st.Interfaces[1].PortsUsed != 0 {
+		t.Errorf("ports left behind: %+v", st.Interfaces)
+	}
+
+	_, err = m.Offer(Signal{CallID: "many", FromTag: "A", SDP: minimalMedia(sdp.MaxMedia + 1)})
+	if !errors.Is(err, ErrParseSDP) || !errors.As(err, &le) || le.What != "media sections" {
+		t.Errorf("offer with %d media: %v", sdp.MaxMedia+1, err)
 	}
 }

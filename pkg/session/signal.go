@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -69,10 +70,12 @@ func (m *Manager) OfferOutcome(s Signal) (Outcome, error) {
 		c.mu.Lock()
 	}
 	out, err := c.offer(s, desc)
-	empty := len(c.monos) == 0 || !c.hasPorts()
 	c.reschedule()
 	c.mu.Unlock()
-	if err != nil && created && empty {
+	if err != nil && created {
+		// Nobody will use a call whose first offer failed, whatever of it
+		// was set up before the failure (ports, when the rewritten SDP
+		// turned out too large to send).
 		c.end(endRejected)
 		return out, err
 	}
@@ -108,17 +111,6 @@ func parseSDP(b []byte) (*sdp.Description, error) {
 		return nil, fmt.Errorf("%w: %w", ErrParseSDP, err)
 	}
 	return d, nil
-}
-
-func (c *Call) hasPorts() bool {
-	for _, ml := range c.monos {
-		for _, md := range ml.medias {
-			if len(md.sets) > 0 {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (c *Call) offer(s Signal, desc *sdp.Description) (Outcome, error) {
@@ -205,7 +197,8 @@ func link(a, b *monologue) {
 func (c *Call) ifaceName(dir []string, i int) string {
 	if i < len(dir) && dir[i] != "" {
 		if !c.m.knownInterface(dir[i]) {
-			c.m.log.Warn("unknown interface in direction, using the default", "call-id", c.id, "interface", dir[i])
+			c.m.lim.Log(slog.LevelWarn, "unknown interface in direction, using the default", "unknown interface",
+				netip.Addr{}, "call-id", c.id, "interface", dir[i])
 			return c.m.def
 		}
 		return dir[i]
@@ -416,7 +409,7 @@ func (c *Call) allocate(pending []pendingSet) error {
 				}
 			}
 			if errors.Is(err, ports.ErrNoPorts) || errors.Is(err, ports.ErrNoDescriptors) {
-				c.m.log.Warn("port allocation failed", "call-id", c.id, "error", err)
+				c.m.lim.Log(slog.LevelWarn, "port allocation failed", "no ports", netip.Addr{}, "call-id", c.id, "error", err)
 				return fmt.Errorf("%w: %w", ErrNoPorts, err)
 			}
 			return fmt.Errorf("allocate ports: %w", err)

@@ -384,9 +384,10 @@ func (c *Call) restore(cs CallState) error {
 		}
 	}
 	// Point every party's sockets at its peer's, then put back what
-	// learning had found and what was counted.
-	for i, ms := range cs.Monologues {
-		ml := c.monos[i]
+	// learning had found and what was counted. Two passes: configuring a
+	// media configures both parties' sockets and restarts their learning,
+	// so the second party's would wipe what the first had resumed.
+	for _, ml := range c.monos {
 		if ml.peer == nil {
 			continue
 		}
@@ -394,6 +395,14 @@ func (c *Call) restore(cs CallState) error {
 			if other := peerMedia(ml.peer, j); other != nil && !md.rejected {
 				c.configureMedia(md, other, nil)
 			}
+		}
+	}
+	for i, ms := range cs.Monologues {
+		ml := c.monos[i]
+		if ml.peer == nil {
+			continue
+		}
+		for j, md := range ml.medias {
 			resumeSockets(md, ms.Medias[j])
 		}
 	}

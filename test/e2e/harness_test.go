@@ -380,6 +380,13 @@ func startRelay(t *testing.T, tp *topology, v variant, dir string) *relay {
 // (later options win, for both relays).
 func startRelayWith(t *testing.T, tp *topology, v variant, dir string, extra []string) *relay {
 	t.Helper()
+	return startRelayAs(t, tp, v, dir, string(relayUnderTest(t)), extra)
+}
+
+// startRelayAs is startRelayWith with the output in dir/name.log (a relay
+// started again keeps its first run's log).
+func startRelayAs(t *testing.T, tp *topology, v variant, dir, name string, extra []string) *relay {
+	t.Helper()
 	kind := relayUnderTest(t)
 	// The same long options serve both relays: relayd accepts the
 	// incumbent's configuration keys.
@@ -405,8 +412,8 @@ func startRelayWith(t *testing.T, tp *topology, v variant, dir string, extra []s
 	case relayRelayd:
 		bin = testenv.RelaydBinary(t, dir)
 	}
-	logPath := filepath.Join(dir, string(kind)+".log")
-	p := startProcess(t, tp.relay, string(kind), logPath, append([]string{bin}, args...)...)
+	logPath := filepath.Join(dir, name+".log")
+	p := startProcess(t, tp.relay, name, logPath, append([]string{bin}, args...)...)
 
 	conn, err := ListenUDPInNetns(testenv.NSPath(tp.relay), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

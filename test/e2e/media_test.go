@@ -73,10 +73,25 @@ func testMedia(t *testing.T, v variant) {
 		t.Errorf("relay listed at most %d concurrent calls, want %d", watch.maxCalls, mediaCalls)
 	}
 
+	checkRelayedMedia(t, v, uac, uas, callerPkts, calleePkts, mediaCalls)
+
+	requireNoCalls(t, r)
+	if r.kind == relayRelayd {
+		requireKernelForwarding(t, r, 2*mediaCalls*g711aPackets)
+	}
+}
+
+// checkRelayedMedia checks, on each side, that the endpoint sent every packet
+// of calls plays of g711a.pcap and received every packet of the other side's
+// plays from the relay's address on its side only, to the media port its SDP
+// named, with payload type 8, from exactly the relay ports advertised to it
+// in the calls' SDPs, g711aPackets from each.
+func checkRelayedMedia(t *testing.T, v variant, uac, uas *sipp, callerPkts, calleePkts []udpPacket, calls int) {
+	t.Helper()
 	// The relay port each call was given on each side, from the SDPs the
 	// endpoints received.
-	callerPorts := advertisedPorts(t, "200 OK at the caller", uac.messages(t), 200, relayExtAddr)
-	calleePorts := advertisedPorts(t, "INVITE at the callee", uas.messages(t), 0, v.relayCalleeAddr)
+	callerPorts := advertisedPorts(t, "200 OK at the caller", uac.messages(t), 200, relayExtAddr, calls)
+	calleePorts := advertisedPorts(t, "INVITE at the callee", uas.messages(t), 0, v.relayCalleeAddr, calls)
 
 	sides := []struct {
 		name     string
@@ -114,8 +129,8 @@ func testMedia(t *testing.T, v variant) {
 			t.Errorf("%s: %d packets arrived %s (first: %v)", s.name, w.n, reason, w.first)
 		}
 		// If sipp could not send, blaming the relay would mislead.
-		if want := mediaCalls * g711aPackets; sent != want {
-			t.Errorf("%s sent %d RTP packets, want %d (%d calls × %d): sipp's play_pcap_audio did not play fully", s.name, sent, want, mediaCalls, g711aPackets)
+		if want := calls * g711aPackets; sent != want {
+			t.Errorf("%s sent %d RTP packets, want %d (%d calls × %d): sipp's play_pcap_audio did not play fully", s.name, sent, want, calls, g711aPackets)
 		}
 		gotPorts := slices.Sorted(maps.Keys(fromRelay))
 		if !slices.Equal(gotPorts, s.ports) {
@@ -129,11 +144,6 @@ func testMedia(t *testing.T, v variant) {
 			}
 		}
 		t.Logf("%s: sent %d RTP packets, received %d from %d relay ports on %s", s.name, sent, total, len(fromRelay), s.relay)
-	}
-
-	requireNoCalls(t, r)
-	if r.kind == relayRelayd {
-		requireKernelForwarding(t, r, 2*mediaCalls*g711aPackets)
 	}
 }
 
@@ -172,7 +182,7 @@ func tallyPacket(m map[string]*packetTally, reason string, p udpPacket) {
 // advertisedPorts returns, per call, the relay port in the SDP of the
 // received message (INVITE CSeq 1 when status is 0, else that response to
 // it), checking the address on the way.
-func advertisedPorts(t *testing.T, what string, msgs []SIPMessage, status int, relayAddr string) []int {
+func advertisedPorts(t *testing.T, what string, msgs []SIPMessage, status int, relayAddr string, calls int) []int {
 	t.Helper()
 	seen := map[string]int{}
 	for _, m := range msgs {
@@ -190,8 +200,8 @@ func advertisedPorts(t *testing.T, what string, msgs []SIPMessage, status int, r
 		}
 		seen[callID] = audio.Port
 	}
-	if len(seen) != mediaCalls {
-		t.Fatalf("%s: found %d calls in the trace, want %d", what, len(seen), mediaCalls)
+	if len(seen) != calls {
+		t.Fatalf("%s: found %d calls in the trace, want %d", what, len(seen), calls)
 	}
 	ports := make([]int, 0, len(seen))
 	for _, p := range seen {

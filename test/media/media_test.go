@@ -31,6 +31,8 @@ func TestMedia(t *testing.T) {
 		{"1_both_ways", scenarioBothWays},
 		{"2_rtcp_mux", scenarioRTCPMux},
 		{"3_nat_learning", scenarioNATLearning},
+		{"3b_nat_private_sdp_address", scenarioNATPrivateAddress},
+		{"3c_nat_sip_source_address", scenarioNATSIPSource},
 		{"4a_hijack_before_a_sent", scenarioHijackBeforeLatch},
 		{"4b_hijack_after_window", scenarioHijackAfterWindow},
 		{"4c_strict_source", scenarioStrictSource},
@@ -151,39 +153,92 @@ func scenarioNATLearning(t *testing.T, e *testEnv) {
 }
 
 // 4a: the attacker x sends to the relay port facing a inside the learning
-// window, before a has ever sent. x is then the only source seen (heuristic,
-// not strict): its packets are forwarded to b. Then a sends from its SDP
-// address: the exact match latches at once, b's media goes to a, and x's
-// later packets are refused and counted while x receives nothing.
+// window, before a has ever sent. x's address is not the one the signalling
+// named and nothing has latched yet: its packets are refused and counted,
+// never forwarded to b, and b's media goes to a's SDP address, never to x.
+// Then a sends from its SDP address: the exact match latches at once, and
+// x's later packets are refused as well.
 func scenarioHijackBeforeLatch(t *testing.T, e *testEnv) {
 	a, b := e.parties(t)
 	x := newParty(t, e.tp.x, "x", attacker4)
 	c := setupCall(t, e.r, a, b, callOptions{})
 	aT, bT := target(relayExt4, c.toA), target(relayInt4, c.toB)
 
+	const early = 5
 	fx := newFlow("x attacker", false)
-	first := x.rtp.send(t, fx, aT.rtp, 5)
-	b.rtp.expect(t, burst{fx, first, 5, bT.rtp})
+	x.rtp.send(t, fx, aT.rtp, early)
+	waitHandled(t, e.r, c, c.toA.port, "x's early packets refused", func(s qStream) bool { return s.stats["errors"] >= early })
+	b.rtp.expectNothing(t, 50*time.Millisecond, "x's packets before a sent must not reach b")
+
+	fb := newFlow("b→a before a sent", false)
+	first := b.rtp.send(t, fb, bT.rtp, 5)
+	a.rtp.expect(t, burst{fb, first, 5, aT.rtp})
+	x.rtp.expectNothing(t, 50*time.Millisecond, "b's media must go to a's SDP address, never to x")
 
 	fa := newFlow("a→b", false)
 	first = a.rtp.send(t, fa, aT.rtp, 10)
 	b.rtp.expect(t, burst{fa, first, 10, bT.rtp})
 
-	fb := newFlow("b→a", false)
 	first = b.rtp.send(t, fb, bT.rtp, 50)
 	a.rtp.expect(t, burst{fb, first, 50, aT.rtp})
 
 	const late = 5
 	x.rtp.send(t, fx, aT.rtp, late)
-	s := waitHandled(t, e.r, c, c.toA.port, "x's late packets refused", func(s qStream) bool { return s.stats["errors"] >= late })
-	if got := s.stats["errors"]; got != late {
-		t.Errorf("relay socket facing a counts %d refused packets, want %d (x's packets after a latched)\n%s", got, late, s)
+	s := waitHandled(t, e.r, c, c.toA.port, "x's late packets refused", func(s qStream) bool { return s.stats["errors"] >= early+late })
+	if got := s.stats["errors"]; got != early+late {
+		t.Errorf("relay socket facing a counts %d refused packets, want %d (every packet of x)\n%s", got, early+late, s)
 	}
 	b.rtp.expectNothing(t, 50*time.Millisecond, "x's packets after a latched must be dropped")
-	x.rtp.expectNothing(t, 50*time.Millisecond, "the SDP endpoint a outranks x: x must receive nothing")
+	x.rtp.expectNothing(t, 50*time.Millisecond, "x must receive nothing")
 	if s.endpoint != a.rtp.local {
 		t.Errorf("query: relay socket facing a has endpoint %s, want a's %s\n%s", s.endpoint, a.rtp.local, s)
 	}
+}
+
+// 3b: a is behind a NAT and its SDP names its private address, which the
+// relay cannot reach and a does not send from. Inside the learning window
+// a's packets come from an address the signalling did not name: refused
+// (counted), and b's media goes to the private address. When the window
+// closes, a's next packet latches it (the best candidate) and media flows
+// both ways: the first seconds of the call are lost in both directions,
+// which SIP-source-address (3c) avoids.
+func scenarioNATPrivateAddress(t *testing.T, e *testEnv) {
+	a, b := e.parties(t)
+	as := a.spec(1)
+	as.addr = netip.MustParseAddr("10.99.0.5")
+	c := setupCall(t, e.r, a, b, callOptions{aSpec: &as})
+	answered := time.Now()
+	aT, bT := target(relayExt4, c.toA), target(relayInt4, c.toB)
+
+	fa := newFlow("a→b inside the window", false)
+	a.rtp.send(t, fa, aT.rtp, 5)
+	waitHandled(t, e.r, c, c.toA.port, "a's packets from an unnamed address refused", func(s qStream) bool { return s.stats["errors"] >= 5 })
+	b.rtp.expectNothing(t, 50*time.Millisecond, "inside the window a's packets from an unnamed address must not be forwarded")
+	fb := newFlow("b→a inside the window", false)
+	b.rtp.send(t, fb, bT.rtp, 5)
+	a.rtp.expectNothing(t, 50*time.Millisecond, "inside the window b's media goes to a's SDP address, not to a candidate")
+
+	time.Sleep(time.Until(answered.Add(learningWindow + 300*time.Millisecond)))
+	exchange(t, "RTP after the window", false, a.rtp, aT.rtp, b.rtp, bT.rtp, 10)
+	s := streamAt(t, queryStreams(t, e.r.query(t, c.id)), c.toA.port)
+	if s.endpoint != a.rtp.local {
+		t.Errorf("query: relay socket facing a has endpoint %s, want a's real %s\n%s", s.endpoint, a.rtp.local, s)
+	}
+}
+
+// 3c: the same NAT, and the proxy names a's real address: flag
+// SIP-source-address with received-from (what Kamailio sends for a phone
+// behind NAT, the address its SIP came from). Media flows both ways at once.
+func scenarioNATSIPSource(t *testing.T, e *testEnv) {
+	a, b := e.parties(t)
+	as := a.spec(1)
+	as.addr = netip.MustParseAddr("10.99.0.5")
+	c := setupCall(t, e.r, a, b, callOptions{aSpec: &as, flags: []string{"SIP-source-address"},
+		offerExtra:  map[string]any{"received-from": []string{"IP4", a.addr.String()}},
+		answerExtra: map[string]any{"received-from": []string{"IP4", b.addr.String()}}})
+	aT, bT := target(relayExt4, c.toA), target(relayInt4, c.toB)
+	exchange(t, "RTP at once", false, a.rtp, aT.rtp, b.rtp, bT.rtp, 10)
+	quiet(t, "nothing else", a.rtp, b.rtp)
 }
 
 // 4b: once a is latched and the learning window is over, x's packets are

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,10 +272,10 @@ type phone struct {
 	rx    *receiver
 	relay netip.AddrPort // where its media goes (from the relay's SDP); mu
 	sdes  bool
-	keys  webrtc.Keys    // the phone's own SDES key
-	tx    *srtp.Context  // encrypts what the phone sends
-	rxCtx *srtp.Context  // decrypts what the relay sends it
-	crypt *webrtc.Crypto // the relay's key, from its SDP
+	keys  webrtc.Keys                  // the phone's own SDES key
+	tx    *srtp.Context                // encrypts what the phone sends
+	rxCtx atomic.Pointer[srtp.Context] // decrypts what the relay sends it; set while read runs
+	crypt *webrtc.Crypto               // the relay's key, from its SDP
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	last  []byte // the latest datagram sent, for replays
@@ -379,10 +380,11 @@ func (p *phone) takeSDP(sdp string) {
 		if p.crypt == nil {
 			p.t.Fatalf("no a=crypto in the relay's SDP to an SDES phone:\n%s", sdp)
 		}
-		var err error
-		if p.rxCtx, err = srtp.CreateContext(p.crypt.Keys.Key, p.crypt.Keys.Salt, p.crypt.Keys.Suite.Profile); err != nil {
+		ctx, err := srtp.CreateContext(p.crypt.Keys.Key, p.crypt.Keys.Salt, p.crypt.Keys.Suite.Profile)
+		if err != nil {
 			p.t.Fatal(err)
 		}
+		p.rxCtx.Store(ctx)
 	}
 }
 
@@ -396,10 +398,11 @@ func (p *phone) read() {
 		}
 		b := buf[:n]
 		if p.sdes {
-			if p.rxCtx == nil || b[1] >= 192 && b[1] <= 223 {
+			ctx := p.rxCtx.Load()
+			if ctx == nil || b[1] >= 192 && b[1] <= 223 {
 				continue
 			}
-			if b, err = p.rxCtx.DecryptRTP(nil, b, nil); err != nil {
+			if b, err = ctx.DecryptRTP(nil, b, nil); err != nil {
 				continue
 			}
 		}

@@ -449,6 +449,7 @@ type Report struct {
 	DeadStreams    int               // of those, streams that received nothing
 	MaxLagMs       float64           // worst pacing lag in the window
 	Calls          []CallTotals      // for the calls asked about, in order
+	PerStream      []StreamStat      // ReportStreams only
 }
 
 // Loss is the fraction of window packets that did not arrive.
@@ -465,6 +466,10 @@ func (r *Report) Loss() float64 {
 // Report collects the window's figures from every worker, and the lifetime
 // totals of the given calls.
 func (g *Generator) Report(ctx context.Context, calls []CallSlot) (*Report, error) {
+	return g.report(ctx, calls, false)
+}
+
+func (g *Generator) report(ctx context.Context, calls []CallSlot, perStream bool) (*Report, error) {
 	perWorker := make([][]int, len(g.workers))
 	for _, c := range calls {
 		perWorker[c.Worker] = append(perWorker[c.Worker], c.Index)
@@ -475,7 +480,7 @@ func (g *Generator) Report(ctx context.Context, calls []CallSlot) (*Report, erro
 	var jitterN int
 	got := make([][]CallTotals, len(g.workers))
 	for i, w := range g.workers {
-		req := reportReq{calls: perWorker[i], reply: make(chan workerReport, 1)}
+		req := reportReq{calls: perWorker[i], perStream: perStream, reply: make(chan workerReport, 1)}
 		select {
 		case w.reqs <- req:
 		case <-w.done:
@@ -508,6 +513,7 @@ func (g *Generator) Report(ctx context.Context, calls []CallSlot) (*Report, erro
 		out.DeadStreams += r.dead
 		out.MaxLagMs = max(out.MaxLagMs, float64(r.maxLagNs)/1e6)
 		got[i] = r.calls
+		out.PerStream = append(out.PerStream, r.streams...)
 	}
 	out.WindowSec = winSum / float64(len(g.workers))
 	if jitterN > 0 {

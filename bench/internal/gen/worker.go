@@ -55,6 +55,7 @@ type stream struct {
 	tx    *srtp.Context
 	rx    *srtp.Context
 	forge uint64
+	win   streamWin
 
 	// tc is set for a stream of a transcoded call (ActivateTranscode):
 	// codec frames instead of bench packets.
@@ -100,8 +101,9 @@ type op struct {
 }
 
 type reportReq struct {
-	calls []int // call indices whose lifetime totals to return
-	reply chan workerReport
+	calls     []int // call indices whose lifetime totals to return
+	perStream bool  // list every stream's window figures
+	reply     chan workerReport
 }
 
 type workerReport struct {
@@ -115,6 +117,7 @@ type workerReport struct {
 	streamsInWindow, dead               int
 	maxLagNs                            int64
 	calls                               []CallTotals
+	streams                             []StreamStat
 }
 
 // sharedWindow is the measurement window every worker follows.
@@ -369,7 +372,11 @@ func (w *worker) housekeeping() {
 	}
 	select {
 	case req := <-w.reqs:
-		req.reply <- w.report(req.calls)
+		r := w.report(req.calls)
+		if req.perStream {
+			r.streams = w.streamStats()
+		}
+		req.reply <- r
 	default:
 	}
 }
@@ -381,6 +388,7 @@ func (w *worker) resetWindow() {
 	w.hist.Reset()
 	for i := range w.streams {
 		w.streams[i].winRecv = 0
+		w.streams[i].win = streamWin{}
 	}
 }
 
@@ -526,6 +534,9 @@ func (w *worker) flush(si int) {
 		if r > 0 {
 			for _, s := range b.slots[off : off+r] {
 				w.streams[s].lifeSent++
+				if inWin {
+					w.streams[s].win.sent++
+				}
 			}
 			ok += uint64(r)
 			off += r
@@ -690,6 +701,7 @@ func (w *worker) account(st *stream, f payload.Fields, ts int64) {
 	}
 	w.recv++
 	st.winRecv++
+	st.win.arrived(ts, w.winStart)
 	if a == reordered {
 		w.reordered++
 	}

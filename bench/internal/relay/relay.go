@@ -228,10 +228,15 @@ func Start(s Spec, o Options) (*Process, error) {
 	}
 	argv = append(argv, o.Binary)
 	argv = append(argv, Args(s, o)...)
-	if err := os.MkdirAll(filepath.Dir(o.LogPath), 0o755); err != nil {
+	return spawn(s, argv, o.LogPath, o.Log)
+}
+
+// spawn runs argv with its output in logPath.
+func spawn(s Spec, argv []string, logPath string, log *slog.Logger) (*Process, error) {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.Create(o.LogPath)
+	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -245,13 +250,13 @@ func Start(s Spec, o Options) (*Process, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	p := &Process{Spec: s, Argv: argv, cmd: cmd, logFile: f, logPath: o.LogPath, done: make(chan struct{})}
+	p := &Process{Spec: s, Argv: argv, cmd: cmd, logFile: f, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
-	o.Log.Info("relay started", "relay", s.Name, "pid", cmd.Process.Pid, "cmd", strings.Join(argv, " "))
+	log.Info("relay started", "relay", s.Name, "pid", cmd.Process.Pid, "cmd", strings.Join(argv, " "))
 	return p, nil
 }
 

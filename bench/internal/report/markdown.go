@@ -18,9 +18,10 @@ type Summary struct {
 	SRTP []PointSummary `json:"srtp,omitempty"`
 	// Transcode are the transcode mode's fixed loads, per pair, relay and
 	// load, and TranscodeRamps its ramps, per pair and relay.
-	Transcode      []PointSummary `json:"transcode,omitempty"`
-	TranscodeRamps []RampSummary  `json:"transcode_ramps,omitempty"`
-	Targets        []Target       `json:"targets,omitempty"`
+	Transcode      []PointSummary   `json:"transcode,omitempty"`
+	TranscodeRamps []RampSummary    `json:"transcode_ramps,omitempty"`
+	Targets        []Target         `json:"targets,omitempty"`
+	Restarts       []RestartSummary `json:"restarts,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -39,9 +40,12 @@ func Summarize(r *Run) Summary {
 		Controls: SummarizeControls(r.Controls, r.Relays),
 		Scaling:  SummarizeScaling(r.Scaling, r.Relays),
 		SRTP:     SummarizeSRTP(r.Points, r.Relays),
+		Restarts: SummarizeRestarts(r.Restarts, r.Relays),
 	}
 	s.Transcode, s.TranscodeRamps = SummarizeTranscode(r.Points, r.Ramps, r.Relays)
-	s.Targets = s.comparison(r).Targets()
+	if !restartOnly(r) { // the restart mode has its own checks
+		s.Targets = s.comparison(r).Targets()
+	}
 	return s
 }
 
@@ -188,6 +192,7 @@ func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 		}
 		w("%s", t)
 	}
+	w("%s", restartSection(r, s))
 
 	if t := transcodeSection(r, s); t != "" {
 		if markSRTP {

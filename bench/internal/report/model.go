@@ -222,6 +222,7 @@ type Run struct {
 	Controls    []Control         `json:"controls,omitempty"`
 	Soaks       []Soak            `json:"soaks,omitempty"`
 	Scaling     []ScalingPoint    `json:"scaling,omitempty"`
+	Restarts    []Restart         `json:"restarts,omitempty"`
 	Checks      []Check           `json:"checks"`
 	Profiles    []Profile         `json:"profiles,omitempty"`
 	Unsupported []Unsupported     `json:"unsupported,omitempty"`

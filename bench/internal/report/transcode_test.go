@@ -123,3 +123,65 @@ func TestUpdateBenchmarksTranscode(t *testing.T) {
 		t.Fatalf("second transcode run:\n%s", doc)
 	}
 }
+
+// TestUpdateBenchmarksEveryPart runs each mode that has a part of its own
+// alone, then a full run, then each again: every run replaces its own part
+// and keeps the others'.
+func TestUpdateBenchmarksEveryPart(t *testing.T) {
+	dir := t.TempDir()
+	bm := filepath.Join(dir, "BENCHMARKS.md")
+	if err := os.WriteFile(bm, []byte("# Benchmarks\n\nprose\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(r *Run) string {
+		t.Helper()
+		files, s, err := Write(filepath.Join(dir, "results"), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := UpdateBenchmarks(bm, r, s, files); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(bm)
+		return string(b)
+	}
+	full := func() *Run {
+		r := sampleRun()
+		r.Setup.Modes = []string{"fixed", "ramp", "control"}
+		return r
+	}
+	runs := []struct {
+		name string
+		run  func() *Run
+		own  string // what only this run writes
+	}{
+		{"restart", restartRun, "go run ./bench --mode restart"},
+		{"srtp", srtpRun, "### SRTP on one leg"},
+		{"transcode", transcodeRun, "### Transcoding Opus⇄PCMU"},
+		{"full", full, "### Fixed loads"},
+	}
+	check := func(after string, doc string) {
+		t.Helper()
+		for _, m := range []string{BeginMarker, SRTPBeginMarker, TranscodeBeginMarker, RestartBeginMarker} {
+			if n := strings.Count(doc, m); n != 1 {
+				t.Fatalf("after %s: %d × %q:\n%s", after, n, m, doc)
+			}
+		}
+		for _, x := range runs {
+			if !strings.Contains(doc, x.own) {
+				t.Fatalf("after %s: the %s part is gone:\n%s", after, x.name, doc)
+			}
+		}
+		if !strings.HasPrefix(doc, "# Benchmarks\n\nprose\n") {
+			t.Fatalf("after %s: the prose is gone:\n%s", after, doc)
+		}
+	}
+	for _, x := range runs {
+		write(x.run())
+	}
+	doc, _ := os.ReadFile(bm)
+	check("every mode once", string(doc))
+	for _, x := range runs {
+		check(x.name+" again", write(x.run()))
+	}
+}

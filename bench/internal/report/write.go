@@ -25,12 +25,14 @@ func Write(dir string, r *Run) (Files, Summary, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return f, s, err
 	}
-	plots, perr := Plots(dir, s, r.Relays)
-	f.Plots = plots
-	if perr != nil {
-		r.Warnings = append(r.Warnings, perr.Error())
+	if !restartOnly(r) { // its figures are per relay, not against a load
+		plots, perr := Plots(dir, s, r.Relays)
+		f.Plots = plots
+		if perr != nil {
+			r.Warnings = append(r.Warnings, perr.Error())
+		}
 	}
-	md := "# relayd bench results\n\n" + Markdown(r, s, plots)
+	md := "# relayd bench results\n\n" + Markdown(r, s, f.Plots)
 	f.Markdown = filepath.Join(dir, "results.md")
 	if err := os.WriteFile(f.Markdown, []byte(md), 0o644); err != nil {
 		return f, s, err
@@ -235,6 +237,9 @@ func UpdateBenchmarks(path string, r *Run, s Summary, files Files) error {
 	if sb := subOnly(r); sb != nil {
 		block := "### " + sb.title + "\n\n" + Markdown(r, s, plots) + full
 		return os.WriteFile(path, []byte(replaceSub(string(old), sb.begin, sb.end, block)), 0o644)
+	}
+	if restartOnly(r) {
+		return os.WriteFile(path, []byte(replaceRestart(string(old), restartMarkdown(r, s, full))), 0o644)
 	}
 	block := markdown(r, s, plots, true) + full
 	for _, sb := range subBlocks {

@@ -34,8 +34,9 @@ const (
 	ModeTranscode = "transcode"
 )
 
-// modes are every mode the runner knows, in the order it runs them.
-var modes = []string{ModeFixed, ModeRamp, ModeScaling, ModeSoak, ModeSRTP, ModeTranscode, ModeControl}
+// modes are every mode the runner knows, in the order it runs them (the
+// restart mode last, on a relay process of its own).
+var modes = []string{ModeFixed, ModeRamp, ModeScaling, ModeSoak, ModeSRTP, ModeTranscode, ModeControl, ModeRestart}
 
 // Config is one bench invocation.
 type Config struct {
@@ -84,6 +85,11 @@ type Config struct {
 	// measured at every load of SRTPCalls (the fixed loads unless told).
 	SRTPSuites []string
 	SRTPCalls  []int
+	// RestartCalls are the calls up across the restart mode's restart,
+	// and RestartAfter how long the window stays open once the new
+	// relayd answers.
+	RestartCalls int
+	RestartAfter time.Duration
 
 	// TranscodePairs are the transcode mode's pairs (audio.Names), each
 	// measured at every load of TranscodeCalls and, with TranscodeRamp,
@@ -183,6 +189,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: installed streams %d", ErrConfig, n)
 		}
 	}
+	if c.has(ModeRestart) && (c.RestartCalls <= 0 || c.RestartAfter <= 0) {
+		return fmt.Errorf("%w: the restart mode needs --restart-calls and --restart-after", ErrConfig)
+	}
 	if c.has(ModeSoak) && (c.SoakDuration <= 0 || c.SoakCalls <= 0) {
 		return fmt.Errorf("%w: soak needs --soak-duration and --soak-calls", ErrConfig)
 	}
@@ -224,6 +233,9 @@ func (c *Config) maxCalls() int {
 	}
 	if c.has(ModeScaling) {
 		n = max(n, c.ScalingCalls)
+	}
+	if c.has(ModeRestart) {
+		n = max(n, c.RestartCalls)
 	}
 	if c.Profile {
 		n = max(n, c.ProfileCalls)

@@ -204,7 +204,7 @@ func (e *env) runAll(ctx context.Context) (err error) {
 			slices.Reverse(order)
 		}
 		for _, spec := range order {
-			if err := e.runSession(ctx, spec, rep); err != nil {
+			if err := e.runModes(ctx, spec, rep); err != nil {
 				if ctx.Err() != nil || cfg.Quick {
 					return err
 				}
