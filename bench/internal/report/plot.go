@@ -8,6 +8,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -66,7 +67,8 @@ func Plots(dir string, s Summary, relays []string) ([]string, error) {
 		var ps []PointSummary
 		var names []string
 		for _, p := range s.Transcode {
-			p.Relay += " " + PairLabel(p.Transcode)
+			// The plot's font has no "⇄": the legend would read "OpusPCMU".
+			p.Relay += " " + strings.ReplaceAll(PairLabel(p.Transcode), "⇄", "/")
 			if !slices.Contains(names, p.Relay) {
 				names = append(names, p.Relay)
 			}
