@@ -4,11 +4,13 @@ package gen
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,10 @@ import (
 
 // tcBehaviour is what the test's transcoding relay does, right or wrong.
 type tcBehaviour int
+
+// relayLagSkip is how far behind its input the test's relay may fall
+// before a subtest's counts are not judged.
+const relayLagSkip = 15 * time.Millisecond
 
 const (
 	transcodes tcBehaviour = iota // decodes and re-encodes both ways
@@ -30,8 +36,11 @@ const (
 
 // startTranscodingRelay bridges one call on loopback as a transcoding relay
 // would, with relayd's own transcoder (pkg/transcode), and returns where
-// the caller and the callee must send.
-func startTranscodingRelay(t *testing.T, b tcBehaviour, p audio.Pair, cs CallSlot) (toCaller, toCallee netip.AddrPort) {
+// the caller and the callee must send. lag keeps the most the relay fell
+// behind its input's media clock, beyond what the behaviour meant to: on a
+// busy machine (the race detector, other programs) the relay is starved
+// and the exact counts mean nothing.
+func startTranscodingRelay(t *testing.T, b tcBehaviour, p audio.Pair, cs CallSlot, lag *atomic.Int64) (toCaller, toCallee netip.AddrPort) {
 	t.Helper()
 	listen := func() *net.UDPConn {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -52,10 +61,12 @@ func startTranscodingRelay(t *testing.T, b tcBehaviour, p audio.Pair, cs CallSlo
 		return tr
 	}
 	var wg sync.WaitGroup
-	run := func(in, out *net.UDPConn, self, dst netip.AddrPort, tr *transcode.Transcoder) {
+	run := func(in, out *net.UDPConn, self, dst netip.AddrPort, tr *transcode.Transcoder, clock int) {
 		defer wg.Done()
 		buf := make([]byte, 2048)
 		n := 0
+		var start time.Time
+		var ts0 uint32
 		for {
 			k, err := in.Read(buf)
 			if err != nil {
@@ -63,6 +74,24 @@ func startTranscodingRelay(t *testing.T, b tcBehaviour, p audio.Pair, cs CallSlo
 			}
 			n++
 			pkt := buf[:k]
+			if k >= 12 {
+				now, ts := time.Now(), binary.BigEndian.Uint32(pkt[4:8])
+				if n == 1 {
+					start, ts0 = now, ts
+				} else {
+					media := time.Duration(int32(ts-ts0)) * time.Second / time.Duration(clock)
+					late := now.Sub(start) - media
+					if b == slowStart {
+						late -= 25 * time.Millisecond
+					}
+					for {
+						old := lag.Load()
+						if int64(late) <= old || lag.CompareAndSwap(old, int64(late)) {
+							break
+						}
+					}
+				}
+			}
 			switch b {
 			case forwards:
 				_, _ = out.WriteToUDPAddrPort(pkt, dst)
@@ -93,8 +122,8 @@ func startTranscodingRelay(t *testing.T, b tcBehaviour, p audio.Pair, cs CallSlo
 		}
 	}
 	wg.Add(2)
-	go run(fromCaller, fromCallee, cs.Caller, cs.Callee, newTr(p.Caller, p.Callee, 0x1234))
-	go run(fromCallee, fromCaller, cs.Callee, cs.Caller, newTr(p.Callee, p.Caller, 0x5678))
+	go run(fromCaller, fromCallee, cs.Caller, cs.Callee, newTr(p.Caller, p.Callee, 0x1234), p.Caller.Clock)
+	go run(fromCallee, fromCaller, cs.Callee, cs.Caller, newTr(p.Callee, p.Caller, 0x5678), p.Callee.Clock)
 	t.Cleanup(func() {
 		fromCaller.Close()
 		fromCallee.Close()
@@ -135,11 +164,12 @@ func TestTranscodedCalls(t *testing.T) {
 		tot TranscodeTotals
 	}
 	tests := []struct {
-		name string
-		b    tcBehaviour
-		want func(t *testing.T, x result, calls int)
+		name  string
+		b     tcBehaviour
+		exact bool // judges exact counts or ties
+		want  func(t *testing.T, x result, calls int)
 	}{
-		{"transcodes", transcodes, func(t *testing.T, x result, calls int) {
+		{"transcodes", transcodes, true, func(t *testing.T, x result, calls int) {
 			if x.r.Sent == 0 || x.r.Received != x.r.Sent || x.r.Duplicates != 0 || x.r.Stray != 0 {
 				t.Errorf("window: sent %d received %d duplicates %d stray %d, want all received once", x.r.Sent, x.r.Received, x.r.Duplicates, x.r.Stray)
 			}
@@ -153,22 +183,22 @@ func TestTranscodedCalls(t *testing.T) {
 				t.Errorf("checks passed %v, want at least one per call each way", x.tot.Passed)
 			}
 		}},
-		{"passes through", forwards, func(t *testing.T, x result, calls int) {
+		{"passes through", forwards, false, func(t *testing.T, x result, calls int) {
 			if x.r.Received != 0 || x.tot.WrongPT == 0 {
 				t.Errorf("received %d, wrong payload type %d: want nothing received, every packet in the wrong codec", x.r.Received, x.tot.WrongPT)
 			}
 		}},
-		{"mirrors", mirrors, func(t *testing.T, x result, calls int) {
+		{"mirrors", mirrors, false, func(t *testing.T, x result, calls int) {
 			if x.tot.Failed[0] == 0 || x.tot.Failed[1] == 0 || x.tot.Passed[0]+x.tot.Passed[1] != 0 || x.tot.Failure == "" {
 				t.Errorf("checks passed %v failed %v (%q): want every check to fail", x.tot.Passed, x.tot.Failed, x.tot.Failure)
 			}
 		}},
-		{"drops a tenth", dropsTenth, func(t *testing.T, x result, calls int) {
+		{"drops a tenth", dropsTenth, true, func(t *testing.T, x result, calls int) {
 			if l := x.r.Loss(); l < 0.07 || l > 0.13 {
 				t.Errorf("loss %.3f, want about 0.1 (sent %d received %d)", l, x.r.Sent, x.r.Received)
 			}
 		}},
-		{"slow first packet", slowStart, func(t *testing.T, x result, calls int) {
+		{"slow first packet", slowStart, true, func(t *testing.T, x result, calls int) {
 			if x.r.Received != x.r.Sent || x.tot.Unmatched != 0 {
 				t.Errorf("sent %d received %d unmatched %d: a late start must not shift the stream", x.r.Sent, x.r.Received, x.tot.Unmatched)
 			}
@@ -176,7 +206,7 @@ func TestTranscodedCalls(t *testing.T) {
 				t.Errorf("the late first packet was tied one packet too late and never moved back: %+v", x.tot)
 			}
 		}},
-		{"conceals", conceals, func(t *testing.T, x result, calls int) {
+		{"conceals", conceals, true, func(t *testing.T, x result, calls int) {
 			// What a receiver cannot see (the runner asks the relay).
 			if x.r.Received != x.r.Sent {
 				t.Errorf("sent %d received %d: concealed packets arrive like the lost ones", x.r.Sent, x.r.Received)
@@ -207,12 +237,13 @@ func TestTranscodedCalls(t *testing.T) {
 				const calls = 3
 				g := newTCGen(t, calls)
 				var slots []CallSlot
+				var lag atomic.Int64
 				for range calls {
 					cs, err := g.Allocate()
 					if err != nil {
 						t.Fatal(err)
 					}
-					toCaller, toCallee := startTranscodingRelay(t, tc.b, p, cs)
+					toCaller, toCallee := startTranscodingRelay(t, tc.b, p, cs, &lag)
 					call := &TranscodeCall{Caller: caller, Callee: callee, CallerPT: p.Caller.PT, CalleePT: p.Callee.PT}
 					if err := g.ActivateTranscode(cs, toCaller, toCallee, call); err != nil {
 						t.Fatal(err)
@@ -235,6 +266,15 @@ func TestTranscodedCalls(t *testing.T) {
 				}
 				if r.Skipped > 0 {
 					t.Skipf("the generator fell %.0f ms behind and skipped %d packets (a busy machine): counts not comparable", r.MaxLagMs, r.Skipped)
+				}
+				// The window's packets get 100 ms to arrive, and a relay
+				// late by more than a packet interval ties its output to
+				// the wrong packet sent: the exact counts are judged only
+				// when the relay kept up (a generator sending late delays
+				// the relay's input as much, and shifts nothing).
+				l := time.Duration(lag.Load()) - time.Duration(r.MaxLagMs*float64(time.Millisecond))
+				if tc.exact && l > relayLagSkip {
+					t.Skipf("the test's relay fell %v behind its input (a busy machine): counts not comparable", l.Round(time.Millisecond))
 				}
 				tc.want(t, result{r, g.TranscodeTotals().Sub(before)}, calls)
 			})
