@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/relayd/relayd/bench/internal/audio"
 	"github.com/relayd/relayd/bench/internal/relay"
 	"github.com/relayd/relayd/bench/internal/report"
 	"github.com/relayd/relayd/bench/internal/runner"
@@ -44,6 +45,8 @@ type options struct {
 	installed                      string
 	scalingCalls                   int
 	srtpSuites, srtpCalls          string
+	tcPairs, tcCalls               string
+	tcRamp                         bool
 	restartCalls                   int
 	restartAfter                   time.Duration
 	relayArgs                      listFlag
@@ -86,6 +89,8 @@ measures the media they relay between network namespaces. The default run is
 the standard comparison of relayd with the incumbent: fixed loads, a ramp to
 the highest load with loss under the target, and the control plane, every
 relay in every repetition, alternating. --quick is a smoke test (< 1 minute).
+The transcode mode needs the bench built with cgo and -tags nolibopusfile for
+its Opus pair: go run -tags nolibopusfile ./bench --mode transcode.
 
 Relays: %s (or KIND:MODE with --relay-args KIND:MODE=FLAGS).
 
@@ -98,7 +103,7 @@ Flags:
 	fs.StringVar(&o.relaydBin, "relayd-bin", "", "relayd binary (default: build ./cmd/relayd)")
 	fs.StringVar(&o.rtpengineBin, "rtpengine-bin", "/usr/bin/rtpengine", "the incumbent's binary")
 	fs.StringVar(&o.topology, "topology", string(topo.TwoLegs), "veth2 (callers and callees in two namespaces), veth1 (one namespace, one relay interface) or loopback")
-	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP), restart (relayd restarted with calls up)")
+	fs.StringVar(&o.modes, "mode", "fixed,ramp,streams,control", "comma-separated modes: fixed, ramp, streams (relayd's fast path with more rules installed), control, soak, srtp (the fixed loads with each caller's leg SDES-SRTP, the callee's plain RTP), restart (relayd restarted with calls up), transcode (calls whose caller speaks only Opus or G.722 and callee only PCMU: fixed loads and a ramp per pair)")
 	fs.StringVar(&o.calls, "calls", "100,200,300,400", "fixed loads: comma-separated call counts")
 	fs.Float64Var(&o.pps, "pps", 50, "packets per second per stream (2 streams per call)")
 	fs.IntVar(&o.payload, "payload", 160, "RTP payload bytes")
@@ -113,6 +118,9 @@ Flags:
 	fs.IntVar(&o.scalingCalls, "streams-calls", 200, "streams mode: calls carrying media meanwhile")
 	fs.StringVar(&o.srtpCalls, "srtp-calls", "", "srtp mode: comma-separated call counts (default: the --calls loads)")
 	fs.StringVar(&o.srtpSuites, "srtp-suites", "AES_CM_128_HMAC_SHA1_80", "srtp mode: comma-separated SDES crypto suites, each measured at every --calls load ("+strings.Join(sdes.Names(), ", ")+")")
+	fs.StringVar(&o.tcPairs, "transcode-pairs", strings.Join(audio.Names(), ","), "transcode mode: comma-separated pairs ("+strings.Join(audio.Names(), ", ")+"); Opus needs the bench built with cgo and -tags nolibopusfile")
+	fs.StringVar(&o.tcCalls, "transcode-calls", "25,50,100", "transcode mode: comma-separated loads of transcoded calls (the ramp starts above the highest one under the loss target)")
+	fs.BoolVar(&o.tcRamp, "transcode-ramp", true, "transcode mode: ramp each pair to the most calls under --loss-target")
 	fs.IntVar(&o.restartCalls, "restart-calls", 100, "restart mode: calls carrying media across the restart")
 	fs.DurationVar(&o.restartAfter, "restart-after", 3*time.Second, "restart mode: media measured after the new relayd answers")
 	fs.DurationVar(&o.ctrlDur, "control-duration", 3*time.Second, "length of each control-plane run")
@@ -159,8 +167,10 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 			o.relays += ",rtpengine"
 		}
 	})
-	def("mode", func() { o.modes = "fixed,streams,control,srtp" })
+	def("mode", func() { o.modes = "fixed,streams,control,srtp,transcode" })
 	def("srtp-calls", func() { o.srtpCalls = "20" })
+	def("transcode-calls", func() { o.tcCalls = "5" })
+	def("transcode-ramp", func() { o.tcRamp = false })
 	def("installed-streams", func() { o.installed = "1000,20000" })
 	def("streams-calls", func() { o.scalingCalls = 20 })
 	def("calls", func() { o.calls = "20,100" })
@@ -171,7 +181,7 @@ func applyQuick(o *options, set map[string]bool, rtpengineExists bool) {
 	def("control-duration", func() { o.ctrlDur = time.Second })
 	def("control-rate", func() { o.ctrlRate = 500 })
 	def("addrs-per-side", func() { o.addrs = 50 })
-	def("deadline", func() { o.deadline = 100 * time.Second })
+	def("deadline", func() { o.deadline = 120 * time.Second })
 	def("restart-after", func() { o.restartAfter = 2 * time.Second })
 }
 
@@ -342,6 +352,10 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 			return nil, fmt.Errorf("--srtp-calls: %w", err)
 		}
 	}
+	tcLoads, err := parseInts(o.tcCalls)
+	if err != nil {
+		return nil, fmt.Errorf("--transcode-calls: %w", err)
+	}
 	relayCPUs, genCPUs, err := cpuSplit(o.relayCPUs, o.genCPUs)
 	if err != nil {
 		return nil, err
@@ -365,6 +379,7 @@ func (o *options) config(log *slog.Logger, stderr io.Writer) (*runner.Config, er
 		RelayCPUs: relayCPUs, GenCPUs: genCPUs, SetupConc: o.setupConc, AddrsPerSide: o.addrs,
 		EndpointGRO: o.gro, Steering: steering, Tick: o.tick, SendBatch: o.sendBatch, RelayLogLevel: o.relayLogLevel,
 		InstalledStreams: installed, ScalingCalls: o.scalingCalls, SRTPSuites: suites, SRTPCalls: srtpLoads,
+		TranscodePairs: splitList(o.tcPairs), TranscodeCalls: tcLoads, TranscodeRamp: o.tcRamp,
 		RestartCalls: o.restartCalls, RestartAfter: o.restartAfter,
 		Profile: o.profile, ProfileCalls: o.profileCalls, Quick: o.quick, Deadline: o.deadline,
 		OutDir: out, Progress: stderr, TTY: tty, Log: log,

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relayd/relayd/bench/internal/audio"
 	"github.com/relayd/relayd/bench/internal/netns"
 	"github.com/relayd/relayd/bench/internal/sdes"
 	"github.com/relayd/relayd/pkg/ngproto"
@@ -36,6 +37,13 @@ type Call struct {
 	// callee's plain RTP: the relay must decrypt one way and encrypt the
 	// other.
 	SRTP *SRTP
+	// Transcode, when set, makes the call a transcoded one: the caller
+	// offers only the pair's caller codec, the proxy asks the relay to
+	// mask it and transcode to the callee's, and the callee answers only
+	// that. CalleePT is then the payload type the relay offered the
+	// callee for it (PT is the one it answered the caller with).
+	Transcode *audio.Pair
+	CalleePT  int
 }
 
 // SRTP is the keying of a call whose caller speaks SRTP (RTP/SAVP, SDES).
@@ -206,13 +214,29 @@ func (d *Driver) Offer(ctx context.Context, c *Call) (time.Duration, error) {
 	if c.SRTP != nil {
 		crypto = sdes.Format(cryptoTag, c.SRTP.Local)
 	}
-	reply, rtt, err := d.Do(ctx, d.offerRequest(c, BuildSecureOffer(c.Caller, d.nextSessID(), crypto)))
+	sessID := d.nextSessID()
+	req := d.offerRequest(c, BuildSecureOffer(c.Caller, sessID, crypto))
+	if p := c.Transcode; p != nil {
+		// What Kamailio sends for rtpengine_offer("... codec-mask-opus
+		// codec-transcode-PCMU").
+		req["sdp"] = BuildTranscodeOffer(c.Caller, sessID, p.Caller)
+		req["codec"] = map[string]any{"transcode": []any{p.Callee.Name}, "mask": []any{p.Caller.Name}}
+	}
+	reply, rtt, err := d.Do(ctx, req)
 	if err != nil {
 		return rtt, err
 	}
 	a, err := ParseAudio(str(reply["sdp"]))
 	if err != nil {
 		return rtt, fmt.Errorf("offer reply of call %s: %w", c.ID, err)
+	}
+	if p := c.Transcode; p != nil {
+		pt, ok := a.PayloadOf(p.Callee)
+		if !ok {
+			return rtt, fmt.Errorf("offer reply of call %s: %w: asked to transcode %s to %s, it offered the callee %s%s",
+				c.ID, ErrNotTranscoded, p.Caller.Name, p.Callee.Name, describePayloads(a), warning(reply))
+		}
+		c.CalleePT = pt
 	}
 	if c.SRTP != nil && (a.Proto != "RTP/AVP" || len(a.Crypto) > 0) {
 		return rtt, fmt.Errorf("offer reply of call %s: %w: the plain callee was offered %s with %d a=crypto lines, want RTP/AVP without",
@@ -256,9 +280,14 @@ func (d *Driver) Answer(ctx context.Context, c *Call) (time.Duration, error) {
 	if c.SRTP != nil {
 		proto = "RTP/SAVP"
 	}
+	sessID := d.nextSessID()
+	sdp := BuildAnswer(c.Callee, sessID)
+	if p := c.Transcode; p != nil {
+		sdp = BuildTranscodeAnswer(c.Callee, sessID, p.Callee)
+	}
 	req := map[string]any{
 		"supports":           []any{"load limit"},
-		"sdp":                BuildAnswer(c.Callee, d.nextSessID()),
+		"sdp":                sdp,
 		"ICE":                "remove",
 		"flags":              []any{"trust-address"},
 		"replace":            []any{"origin", "session-connection"},
@@ -288,7 +317,35 @@ func (d *Driver) Answer(ctx context.Context, c *Call) (time.Duration, error) {
 		c.SRTP.Relay = k
 	}
 	c.CallerSendTo, c.PT = a.Addr, a.Payloads[0]
+	if p := c.Transcode; p != nil {
+		pt, ok := a.PayloadOf(p.Caller)
+		if !ok || pt != a.Payloads[0] {
+			return rtt, fmt.Errorf("answer reply of call %s: %w: the %s-only caller was answered %s%s",
+				c.ID, ErrNotTranscoded, p.Caller.Name, describePayloads(a), warning(reply))
+		}
+	}
 	return rtt, nil
+}
+
+// describePayloads names a stream's payload types and their codecs.
+func describePayloads(a Audio) string {
+	var parts []string
+	for _, pt := range a.Payloads {
+		if m, ok := a.Rtpmap[pt]; ok {
+			parts = append(parts, fmt.Sprintf("%d (%s)", pt, m))
+		} else {
+			parts = append(parts, strconv.Itoa(pt))
+		}
+	}
+	return "payload types " + strings.Join(parts, ", ")
+}
+
+// warning is a reply's "warning", as a suffix of an error text.
+func warning(reply map[string]any) string {
+	if w := str(reply["warning"]); w != "" {
+		return "; its warning: " + w
+	}
+	return ""
 }
 
 // Setup sends offer then answer.
@@ -305,6 +362,8 @@ func (d *Driver) Setup(ctx context.Context, c *Call) (offer, answer time.Duratio
 type CallTotals struct {
 	RTPPackets, RTPErrors int64
 	OK                    bool // the reply had totals
+	// Transcoding is what the reply says the relay's transcoder did.
+	Transcoding Transcoding
 }
 
 // Delete ends the call the way Kamailio does on BYE (call-id and from-tag).
@@ -326,7 +385,80 @@ func (d *Driver) Delete(ctx context.Context, c *Call) (CallTotals, time.Duration
 			t.RTPPackets, t.RTPErrors, t.OK = num(rtp["packets"]), num(rtp["errors"]), true
 		}
 	}
+	t.Transcoding = ParseTranscoding(reply)
 	return t, rtt, nil
+}
+
+// Transcoding is what a query or delete reply says about a call's
+// transcoding, summed over its parties, where the relay says it
+// (relayd's "transcoding" dictionary of each party's media).
+type Transcoding struct {
+	// Reported says the reply had any transcoding figures.
+	Reported bool
+	// Concealed are packets the relay lost before its decoder and filled
+	// in (the receiver gets a packet for each: only the relay knows).
+	Concealed int64
+	// QueueFull are packets it dropped because its transcoding workers
+	// were behind.
+	QueueFull int64
+}
+
+// Add sums two calls' figures.
+func (t Transcoding) Add(u Transcoding) Transcoding {
+	return Transcoding{Reported: t.Reported || u.Reported, Concealed: t.Concealed + u.Concealed, QueueFull: t.QueueFull + u.QueueFull}
+}
+
+// ParseTranscoding reads the transcoding figures of a call's reply: the
+// "transcoding" dictionary of every media of every tag.
+func ParseTranscoding(reply map[string]any) Transcoding {
+	var t Transcoding
+	tags, _ := reply["tags"].(map[string]any)
+	for _, tag := range tags {
+		td, _ := tag.(map[string]any)
+		medias, _ := td["medias"].([]any)
+		for _, m := range medias {
+			md, _ := m.(map[string]any)
+			tc, ok := md["transcoding"].(map[string]any)
+			if !ok {
+				continue
+			}
+			t.Reported = true
+			t.Concealed += num(tc["concealed"])
+			if errs, ok := tc["errors"].(map[string]any); ok {
+				t.QueueFull += num(errs["queue full"])
+			}
+		}
+	}
+	return t
+}
+
+// Query asks the relay about a call and returns its transcoding figures.
+func (d *Driver) Query(ctx context.Context, c *Call) (Transcoding, error) {
+	reply, _, err := d.Do(ctx, map[string]any{"command": "query", "call-id": c.ID, "from-tag": c.FromTag})
+	if err != nil {
+		return Transcoding{}, err
+	}
+	return ParseTranscoding(reply), nil
+}
+
+// QueryAll queries calls with conc requests in flight and sums their
+// transcoding figures.
+func (d *Driver) QueryAll(ctx context.Context, calls []*Call, conc int) (Transcoding, error) {
+	var (
+		mu  sync.Mutex
+		sum Transcoding
+	)
+	err := parallel(ctx, len(calls), conc, func(ctx context.Context, i int) error {
+		t, err := d.Query(ctx, calls[i])
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		sum = sum.Add(t)
+		mu.Unlock()
+		return nil
+	})
+	return sum, err
 }
 
 // RelayStats are the counters of the ng "statistics" command the bench

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/relayd/relayd/bench/internal/audio"
 )
 
 // BuildOffer returns the caller's offer: a SIP trunk's G.711 offer (PCMU,
@@ -58,6 +60,57 @@ func BuildAnswer(media netip.AddrPort, sessID uint64) string {
 		"a=rtcp:" + strconv.Itoa(p+1) + " IN IP4 " + a + "\r\n"
 }
 
+// BuildTranscodeOffer returns the offer of a caller that speaks one codec
+// only (an Opus-only WebRTC gateway, a G.722-only phone), 20 ms packets.
+func BuildTranscodeOffer(media netip.AddrPort, sessID uint64, c audio.Codec) string {
+	return buildOneCodec(media, sessID, "SIP Call", "-", c, "")
+}
+
+// BuildTranscodeAnswer returns the answer of a callee that speaks only c.
+func BuildTranscodeAnswer(media netip.AddrPort, sessID uint64, c audio.Codec) string {
+	return buildOneCodec(media, sessID+1, "FreeSWITCH", "FreeSWITCH", c,
+		"a=rtcp:"+strconv.Itoa(int(media.Port())+1)+" IN IP4 "+media.Addr().String()+"\r\n")
+}
+
+func buildOneCodec(media netip.AddrPort, sessID uint64, name, origin string, c audio.Codec, extra string) string {
+	a := media.Addr().String()
+	pt := strconv.Itoa(c.PT)
+	return "v=0\r\n" +
+		"o=" + origin + " " + u64(sessID) + " " + u64(sessID) + " IN IP4 " + a + "\r\n" +
+		"s=" + name + "\r\n" +
+		"c=IN IP4 " + a + "\r\n" +
+		"t=0 0\r\n" +
+		"m=audio " + strconv.Itoa(int(media.Port())) + " RTP/AVP " + pt + "\r\n" +
+		"a=rtpmap:" + pt + " " + c.Rtpmap() + "\r\n" +
+		"a=ptime:20\r\n" +
+		"a=sendrecv\r\n" + extra
+}
+
+// PayloadOf finds the payload type a stream gives codec c: the one whose
+// a=rtpmap names it (encoding name case-insensitive, clock rate, channels
+// when given), or c's static payload type listed without an a=rtpmap.
+func (a Audio) PayloadOf(c audio.Codec) (int, bool) {
+	for _, pt := range a.Payloads {
+		m, ok := a.Rtpmap[pt]
+		if !ok {
+			if pt == c.PT && pt < 96 {
+				return pt, true
+			}
+			continue
+		}
+		name, rest, _ := strings.Cut(m, "/")
+		rate, ch, _ := strings.Cut(rest, "/")
+		if !strings.EqualFold(name, c.Name) || rate != strconv.Itoa(c.Clock) {
+			continue
+		}
+		if ch != "" && ch != strconv.Itoa(c.Channels) {
+			continue
+		}
+		return pt, true
+	}
+	return 0, false
+}
+
 func u64(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // Audio is what the bench needs from a rewritten SDP: where to send the
@@ -70,6 +123,8 @@ type Audio struct {
 	// Crypto are the stream's a=crypto values (after "a=crypto:"), in
 	// order, unparsed: the caller decides which suite it needs.
 	Crypto []string
+	// Rtpmap maps payload types to their a=rtpmap value ("opus/48000/2").
+	Rtpmap map[int]string
 }
 
 // ParseAudio finds the first audio stream of an SDP. It accepts "\r\n" and
@@ -131,6 +186,16 @@ func ParseAudio(sdp string) (Audio, error) {
 			}
 			if v, ok := strings.CutPrefix(val, "crypto:"); ok {
 				out.Crypto = append(out.Crypto, strings.TrimSpace(v))
+			}
+			if v, ok := strings.CutPrefix(val, "rtpmap:"); ok {
+				if pt, enc, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+					if n, err := strconv.Atoi(pt); err == nil && n >= 0 && n < 128 {
+						if out.Rtpmap == nil {
+							out.Rtpmap = map[int]string{}
+						}
+						out.Rtpmap[n] = strings.TrimSpace(enc)
+					}
+				}
 			}
 			if rest, ok := strings.CutPrefix(val, "rtcp:"); ok {
 				f := strings.Fields(rest)

@@ -45,7 +45,11 @@ type Config struct {
 	RecvBatch  int           // packets per recvmmsg (default 64)
 	SocketBuf  int           // SO_RCVBUF/SO_SNDBUF of endpoint sockets (default 4 MiB)
 	Run        uint32        // run id in every payload
-	Log        *slog.Logger
+	// Transcode prepares the sockets for transcoded calls
+	// (ActivateTranscode): their packets carry no bench header, so each is
+	// told apart by the address it was sent to (IP_PKTINFO).
+	Transcode bool
+	Log       *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -108,6 +112,8 @@ type Generator struct {
 	ports   [2][][]uint16 // [side][worker][socket] port
 	perSide int
 	k       int // addresses used per side
+	// addrIdx finds an endpoint address's index among the k of its side.
+	addrIdx [2]map[[4]byte]int32
 	calls   int // per worker
 	size    int // datagram size
 
@@ -133,6 +139,12 @@ func New(cfg Config) (*Generator, error) {
 	k := min(len(cfg.Sides[0].Addrs), len(cfg.Sides[1].Addrs))
 	perSide := (calls + k - 1) / k
 	g := &Generator{cfg: cfg, perSide: perSide, k: k, calls: calls, size: size}
+	for side := range 2 {
+		g.addrIdx[side] = map[[4]byte]int32{}
+		for i, a := range cfg.Sides[side].Addrs[:k] {
+			g.addrIdx[side][a.As4()] = int32(i)
+		}
+	}
 	g.win.start.Store(math.MaxInt64)
 	g.win.end.Store(math.MaxInt64)
 	for side := range 2 {
@@ -154,7 +166,9 @@ func New(cfg Config) (*Generator, error) {
 		if len(cfg.CPUs) > 0 {
 			cpu = cfg.CPUs[w]
 		}
-		g.workers = append(g.workers, newWorker(w, cpu, &g.cfg, &g.win, socks, perSide, calls, size))
+		wk := newWorker(w, cpu, &g.cfg, &g.win, socks, perSide, calls, size)
+		wk.k, wk.addrIdx = k, &g.addrIdx
+		g.workers = append(g.workers, wk)
 		free := make([]int, calls)
 		for i := range free {
 			free[i] = calls - 1 - i // pop from the end: index 0 first
@@ -189,6 +203,11 @@ func (g *Generator) openSockets(s Side, first, n int) ([]int, []uint16, error) {
 			}
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 				return fmt.Errorf("SO_TIMESTAMPNS: %w", err)
+			}
+			if g.cfg.Transcode {
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1); err != nil {
+					return fmt.Errorf("IP_PKTINFO: %w", err)
+				}
 			}
 			port := 0
 			if s.PortBase > 0 {

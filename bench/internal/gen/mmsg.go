@@ -45,28 +45,42 @@ func setPktinfoSrc(b []byte, src [4]byte) {
 	copy(b[unix.CmsgLen(0)+4:], src[:])
 }
 
-// timestampNs reads an SCM_TIMESTAMPNS control message (the kernel's
-// receive time, CLOCK_REALTIME); ok is false when there is none.
-func timestampNs(ctrl []byte) (int64, bool) {
+// The control message of IP_PKTINFO (unix has the constants as untyped
+// ints; a cmsghdr's fields are int32).
+const (
+	ipprotoIP = int32(unix.IPPROTO_IP)
+	ipPktinfo = int32(unix.IP_PKTINFO)
+)
+
+// walkCmsgs calls fn with each control message's level, type and data.
+func walkCmsgs(ctrl []byte, fn func(level, typ int32, data []byte)) {
 	hl := unix.CmsgLen(0)
 	for len(ctrl) >= hl {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		l := int(h.Len)
 		if l < hl || l > len(ctrl) {
-			return 0, false
+			return
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= hl+16 {
-			sec := int64(binary.NativeEndian.Uint64(ctrl[hl:]))
-			nsec := int64(binary.NativeEndian.Uint64(ctrl[hl+8:]))
-			return sec*1e9 + nsec, true
-		}
+		fn(h.Level, h.Type, ctrl[hl:l])
 		adv := unix.CmsgSpace(l - hl)
 		if adv >= len(ctrl) {
-			return 0, false
+			return
 		}
 		ctrl = ctrl[adv:]
 	}
-	return 0, false
+}
+
+// timestampNs reads an SCM_TIMESTAMPNS control message (the kernel's
+// receive time, CLOCK_REALTIME); ok is false when there is none.
+func timestampNs(ctrl []byte) (ns int64, ok bool) {
+	walkCmsgs(ctrl, func(level, typ int32, data []byte) {
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(data))
+			nsec := int64(binary.NativeEndian.Uint64(data[8:]))
+			ns, ok = sec*1e9+nsec, true
+		}
+	})
+	return ns, ok
 }
 
 // sockaddr4 converts an IPv4 address and port to the kernel's layout.

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/relayd/relayd/bench/internal/audio"
 	"github.com/relayd/relayd/bench/internal/metrics"
 	"github.com/relayd/relayd/bench/internal/payload"
 	"github.com/relayd/relayd/bench/internal/sdes"
@@ -55,6 +56,10 @@ type stream struct {
 	rx    *srtp.Context
 	forge uint64
 	win   streamWin
+
+	// tc is set for a stream of a transcoded call (ActivateTranscode):
+	// codec frames instead of bench packets.
+	tc *tcStream
 }
 
 // sendBatch is one socket's pending sendmmsg.
@@ -65,6 +70,11 @@ type sendBatch struct {
 	ctrl  [][]byte
 	slots []int32
 	forge []bool // the packet's tag is to be broken after encryption
+	seqs  []uint64
+	size  []int // the packet's length before SRTP
+	// codec is set where a transcoded stream's frame overwrote the bench
+	// packet's filler.
+	codec []bool
 	n     int
 }
 
@@ -161,6 +171,14 @@ type worker struct {
 	bySSRC     map[uint32]int32
 	rtpHdr     rtp.Header // scratch for pion/srtp, reused
 	srtpTotals srtpCounters
+
+	// Transcoded calls: the endpoint addresses' indices (shared, read-only)
+	// and how many a side uses, to find a packet's stream by where it was
+	// sent; the counters and the content checkers.
+	k        int
+	addrIdx  *[2]map[[4]byte]int32
+	tcTotals tcCounters
+	checkers map[string]*checkerPool
 }
 
 // srtpCounters are a worker's SRTP lifetime counts (SRTPTotals).
@@ -198,10 +216,12 @@ func newSendBatch(n, size int) sendBatch {
 	b := sendBatch{
 		msgs: make([]mmsghdr, n), iov: make([]unix.Iovec, n),
 		bufs: make([][]byte, n), ctrl: make([][]byte, n), slots: make([]int32, n), forge: make([]bool, n),
+		seqs: make([]uint64, n), size: make([]int, n), codec: make([]bool, n),
 	}
 	for i := range n {
-		// Room for the SRTP tag, so that packets are encrypted in place.
-		b.bufs[i] = make([]byte, size, size+sdes.MaxTagLen)
+		// Room for the SRTP tag, so that packets are encrypted in place,
+		// and for any codec frame of a transcoded call.
+		b.bufs[i] = make([]byte, size, max(size+sdes.MaxTagLen, payload.RTPHeaderLen+audio.MaxFrame))
 		payload.Fill(b.bufs[i])
 		b.ctrl[i] = make([]byte, pktinfoLen)
 		putPktinfoHeader(b.ctrl[i])
@@ -218,7 +238,8 @@ func newSendBatch(n, size int) sendBatch {
 }
 
 func newRecvBatch(n int) recvBatch {
-	const bufLen, ctrlLen = 2048, 64
+	// Control room for a timestamp and an IP_PKTINFO message.
+	const bufLen, ctrlLen = 2048, 128
 	r := recvBatch{msgs: make([]mmsghdr, n), iov: make([]unix.Iovec, n), bufs: make([][]byte, n), ctrl: make([][]byte, n)}
 	for i := range n {
 		r.bufs[i] = make([]byte, bufLen)
@@ -335,6 +356,7 @@ func (w *worker) housekeeping() {
 				if st.rx != nil && w.bySSRC[st.hdr.SSRC] == int32(o.stream) {
 					delete(w.bySSRC, st.hdr.SSRC)
 				}
+				w.putChecker(st.tc)
 				*st = o.st
 				st.active = true
 				st.activatedNs = now
@@ -434,6 +456,9 @@ func (w *worker) sendDue() {
 		if s < len(w.streams) && w.streams[s].active {
 			if lag > int64(maxLagSkip) {
 				w.skipped++
+				if tc := w.streams[s].tc; tc != nil {
+					tc.sentNs[w.streams[s].seq%tcHistory] = 0
+				}
 				w.streams[s].seq++
 			} else {
 				w.enqueue(s)
@@ -455,12 +480,22 @@ func (w *worker) enqueue(s int) {
 	st := &w.streams[s]
 	b := &w.batches[st.sock]
 	i := b.n
-	if st.tx != nil {
-		// The last packet in this buffer was encrypted in place.
-		payload.Fill(b.bufs[i])
+	switch {
+	case st.tc != nil:
+		b.size[i] = encodeTC(b.bufs[i], st)
+		b.codec[i] = true
+	default:
+		if st.tx != nil || b.codec[i] {
+			// The last packet in this buffer was encrypted in place, or
+			// was a codec frame.
+			payload.Fill(b.bufs[i])
+			b.codec[i] = false
+		}
+		payload.Encode(b.bufs[i], st.hdr, payload.Fields{Run: w.run, Slot: uint32(s), Gen: st.gen, Seq: st.seq})
+		b.size[i] = w.bufSize
 	}
-	payload.Encode(b.bufs[i], st.hdr, payload.Fields{Run: w.run, Slot: uint32(s), Gen: st.gen, Seq: st.seq})
 	b.forge[i] = st.tx != nil && st.forge != 0 && st.seq == st.forge
+	b.seqs[i] = st.seq
 	st.seq++
 	b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&st.dst))
 	setPktinfoSrc(b.ctrl[i], st.src)
@@ -483,7 +518,12 @@ func (w *worker) flush(si int) {
 	}
 	now := time.Now().UnixNano()
 	for i := range b.n {
-		payload.StampSent(b.bufs[i], now)
+		if tc := w.streams[b.slots[i]].tc; tc != nil {
+			// A codec frame has no room for the time: the stream keeps it.
+			tc.sentNs[b.seqs[i]%tcHistory] = now
+		} else {
+			payload.StampSent(b.bufs[i], now)
+		}
 		w.protect(b, i)
 	}
 	inWin := now >= w.winStart && now < w.winEnd
@@ -535,7 +575,7 @@ func (w *worker) drain(si int) {
 		}
 		for i := range n {
 			m := &w.rx.msgs[i]
-			w.receive(w.rx.bufs[i][:m.len], w.rx.ctrl[i][:m.hdr.Controllen])
+			w.receive(si, w.rx.bufs[i][:m.len], w.rx.ctrl[i][:m.hdr.Controllen])
 		}
 		got += uint64(n)
 		if n < len(w.rx.msgs) {
@@ -550,7 +590,7 @@ func (w *worker) drain(si int) {
 // ciphertext), breaking its tag when it is the stream's forged packet.
 func (w *worker) protect(b *sendBatch, i int) {
 	st := &w.streams[b.slots[i]]
-	size := w.bufSize
+	size := b.size[i]
 	if st.tx != nil {
 		enc, err := st.tx.EncryptRTP(b.bufs[i][:size], b.bufs[i][:size], &w.rtpHdr)
 		if err == nil && &enc[0] == &b.bufs[i][0] {
@@ -595,11 +635,20 @@ func (w *worker) unprotect(b []byte) ([]byte, bool) {
 	return dec, true
 }
 
-func (w *worker) receive(b, ctrl []byte) {
+// receive accounts a datagram that arrived on socket si.
+func (w *worker) receive(si int, b, ctrl []byte) {
 	ts, ok := timestampNs(ctrl)
 	if !ok {
 		ts = time.Now().UnixNano()
 		w.noTimestamp++
+	}
+	if w.cfg.Transcode {
+		if dst, ok := pktinfoDst(ctrl); ok {
+			if s := w.tcStreamAt(si, dst); s >= 0 {
+				w.receiveTC(s, b, ts)
+				return
+			}
+		}
 	}
 	b, ok = w.unprotect(b)
 	if !ok {
@@ -627,6 +676,12 @@ func (w *worker) receive(b, ctrl []byte) {
 			return
 		}
 	}
+	w.account(st, f, ts)
+}
+
+// account counts a packet of stream st (sent as f says) that arrived at ts:
+// duplicates, order, jitter, and in the window its latency.
+func (w *worker) account(st *stream, f payload.Fields, ts int64) {
 	st.lifeRecv++
 	a := st.seqT.observe(f.Seq)
 	inWin := f.SentNs >= w.winStart && f.SentNs < w.winEnd

@@ -185,6 +185,11 @@ func Args(s Spec, o Options) []string {
 		"--num-threads="+strconv.Itoa(threads),
 		"--log-level="+strconv.Itoa(o.LogLevel),
 	)
+	if s.Kind == Relayd {
+		// Transcoding workers of its own, as many as media threads (the
+		// incumbent transcodes on its media threads).
+		args = append(args, "--codec-num-threads="+strconv.Itoa(threads))
+	}
 	if s.Kind == Rtpengine {
 		// Userspace unless the mode's own --table wins (it comes later).
 		args = append(args, "--table=-1", "--foreground", "--log-stderr")

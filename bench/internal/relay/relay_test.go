@@ -85,3 +85,25 @@ func TestArgs(t *testing.T) {
 		t.Errorf("rtpengine args %q lack the userspace/foreground flags", re)
 	}
 }
+
+func TestParseBuildInfo(t *testing.T) {
+	tests := []struct {
+		name, out string
+		want      BuildInfo
+	}{
+		{"cgo with opus", "relayd: go1.26.8\n\tpath\tgithub.com/relayd/relayd/cmd/relayd\n\tbuild\t-tags=nolibopusfile,spandsp\n\tbuild\tCGO_ENABLED=1\n",
+			BuildInfo{Known: true, CGO: true, Tags: []string{"nolibopusfile", "spandsp"}, Opus: true}},
+		{"cgo without the tag", "\tbuild\tCGO_ENABLED=1\n", BuildInfo{Known: true, CGO: true}},
+		{"static", "\tbuild\t-tags=nolibopusfile\n\tbuild\tCGO_ENABLED=0\n", BuildInfo{Known: true, Tags: []string{"nolibopusfile"}}},
+		{"not a go binary", "", BuildInfo{}},
+	}
+	for _, tc := range tests {
+		got := parseBuildInfo([]byte(tc.out))
+		if got.Known != tc.want.Known || got.CGO != tc.want.CGO || got.Opus != tc.want.Opus || !slices.Equal(got.Tags, tc.want.Tags) {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	if s := (BuildInfo{Known: true}).String(); !strings.Contains(s, "no Opus") {
+		t.Errorf("a static build says %q", s)
+	}
+}

@@ -15,9 +15,13 @@ type Summary struct {
 	Controls []ControlSummary `json:"controls,omitempty"`
 	Scaling  []ScalingSummary `json:"scaling,omitempty"`
 	// SRTP are the srtp mode's loads, per suite, relay and load.
-	SRTP     []PointSummary   `json:"srtp,omitempty"`
-	Targets  []Target         `json:"targets,omitempty"`
-	Restarts []RestartSummary `json:"restarts,omitempty"`
+	SRTP []PointSummary `json:"srtp,omitempty"`
+	// Transcode are the transcode mode's fixed loads, per pair, relay and
+	// load, and TranscodeRamps its ramps, per pair and relay.
+	Transcode      []PointSummary   `json:"transcode,omitempty"`
+	TranscodeRamps []RampSummary    `json:"transcode_ramps,omitempty"`
+	Targets        []Target         `json:"targets,omitempty"`
+	Restarts       []RestartSummary `json:"restarts,omitempty"`
 }
 
 // Summarize computes the medians and judges the targets.
@@ -38,6 +42,7 @@ func Summarize(r *Run) Summary {
 		SRTP:     SummarizeSRTP(r.Points, r.Relays),
 		Restarts: SummarizeRestarts(r.Restarts, r.Relays),
 	}
+	s.Transcode, s.TranscodeRamps = SummarizeTranscode(r.Points, r.Ramps, r.Relays)
 	if !restartOnly(r) { // the restart mode has its own checks
 		s.Targets = s.comparison(r).Targets()
 	}
@@ -45,7 +50,9 @@ func Summarize(r *Run) Summary {
 }
 
 func (s Summary) comparison(r *Run) Comparison {
-	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, SRTP: s.SRTP, Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
+	return Comparison{Points: s.Points, Ramps: s.Ramps, Controls: s.Controls, Scaling: s.Scaling, SRTP: s.SRTP,
+		Transcode: s.Transcode, TranscodeRamps: s.TranscodeRamps, RelayCPUs: len(r.Setup.RelayCPUs),
+		Relays: r.Relays, LossTargetPct: r.Setup.LossTargetPct}
 }
 
 func f0(v float64) string {
@@ -186,6 +193,13 @@ func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 		w("%s", t)
 	}
 	w("%s", restartSection(r, s))
+
+	if t := transcodeSection(r, s); t != "" {
+		if markSRTP {
+			t = TranscodeBeginMarker + "\n" + t + TranscodeEndMarker + "\n\n"
+		}
+		w("%s", t)
+	}
 
 	for _, so := range r.Soaks {
 		w("### Soak: %s (rep %d)\n\n", so.Relay, so.Rep)

@@ -13,11 +13,14 @@ import (
 type Point struct {
 	Relay string `json:"relay"`
 	Rep   int    `json:"rep"`
-	Mode  string `json:"mode"` // fixed, ramp, soak, srtp
+	Mode  string `json:"mode"` // fixed, ramp, soak, srtp, transcode, transcode-ramp
 	Calls int    `json:"calls"`
 	// SRTPSuite is the SDES suite of the callers' legs in the srtp mode
 	// ("" for plain RTP on both legs).
 	SRTPSuite string `json:"srtp_suite,omitempty"`
+	// Transcode is the pair of transcoded calls ("opus-pcmu"; "" for
+	// calls whose parties share a codec).
+	Transcode string `json:"transcode,omitempty"`
 
 	WindowSec    float64 `json:"window_s"`
 	TargetPPS    float64 `json:"target_pps"`    // calls x 2 streams x rate
@@ -88,15 +91,35 @@ type Point struct {
 	SRTPEncrypted uint64 `json:"srtp_encrypted,omitempty"`
 	SRTPDecrypted uint64 `json:"srtp_decrypted,omitempty"`
 	SRTPFailed    uint64 `json:"srtp_failed,omitempty"`
+	// Transcoded calls (transcode mode). Concealed are packets the relay
+	// says it lost before its decoder and filled in with packets of its
+	// own (which reach the far end like the lost ones would have): they
+	// count as lost in LossPct, and ConcealedPct is their share. The
+	// window's relay queries cover it and the drain. QueueFull are the
+	// relay's drops for lack of transcoding capacity among them;
+	// TCReported says the relay reports such figures at all.
+	Concealed    int64   `json:"concealed,omitempty"`
+	ConcealedPct float64 `json:"concealed_pct,omitempty"`
+	QueueFull    int64   `json:"transcode_queue_full,omitempty"`
+	TCReported   bool    `json:"relay_reports_concealment,omitempty"`
+	// What the far ends found: packets in a payload type the relay did
+	// not announce to them (not counted as received), packets not tied
+	// to a sent one, and decoded content checks passed and failed.
+	TCWrongPT      uint64 `json:"transcode_wrong_pt,omitempty"`
+	TCUnmatched    uint64 `json:"transcode_unmatched,omitempty"`
+	TCChecksPassed uint64 `json:"transcode_checks_passed,omitempty"`
+	TCChecksFailed uint64 `json:"transcode_checks_failed,omitempty"`
 }
 
 // Ramp is the outcome of searching the highest load with loss under the
 // target.
 type Ramp struct {
-	Relay    string  `json:"relay"`
-	Rep      int     `json:"rep"`
-	MaxCalls int     `json:"max_calls"` // highest load that met the target
-	MaxPPS   float64 `json:"max_pps"`   // its delivered packets/s
+	Relay string `json:"relay"`
+	Rep   int    `json:"rep"`
+	// Transcode is the pair of a ramp of transcoded calls.
+	Transcode string  `json:"transcode,omitempty"`
+	MaxCalls  int     `json:"max_calls"` // highest load that met the target
+	MaxPPS    float64 `json:"max_pps"`   // its delivered packets/s
 	// Bound is what stopped the search: "relay" (loss above the target
 	// at the next load), "generator" (the generator could not go
 	// higher), "ceiling" (--ramp-max-calls) or "none" (no load met it).
@@ -157,8 +180,17 @@ type Profile struct {
 	// Inclusive lists the relay binary's functions with the time of
 	// everything they call (perf report --children).
 	Inclusive []string `json:"inclusive,omitempty"`
-	// SRTPSuite is set for a profile of SRTP calls (srtp mode).
+	// SRTPSuite is set for a profile of SRTP calls (srtp mode), Transcode
+	// for one of transcoded calls.
 	SRTPSuite string `json:"srtp_suite,omitempty"`
+	Transcode string `json:"transcode,omitempty"`
+}
+
+// Unsupported is a transcoding pair a relay would not transcode.
+type Unsupported struct {
+	Relay     string `json:"relay"`
+	Transcode string `json:"transcode"`
+	Reason    string `json:"reason"`
 }
 
 // ScalingPoint is one window of the installed-streams mode: the fast path
@@ -193,6 +225,7 @@ type Run struct {
 	Restarts    []Restart         `json:"restarts,omitempty"`
 	Checks      []Check           `json:"checks"`
 	Profiles    []Profile         `json:"profiles,omitempty"`
+	Unsupported []Unsupported     `json:"unsupported,omitempty"`
 	Warnings    []string          `json:"warnings,omitempty"`
 	RelayArgs   map[string]string `json:"relay_args"`
 }
@@ -214,4 +247,7 @@ type Setup struct {
 	Quick         bool     `json:"quick"`
 	SRTPSuites    []string `json:"srtp_suites,omitempty"`
 	SRTPCalls     []int    `json:"srtp_calls,omitempty"`
+	// The transcode mode's pairs and loads.
+	TranscodePairs []string `json:"transcode_pairs,omitempty"`
+	TranscodeCalls []int    `json:"transcode_calls,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -55,6 +56,25 @@ func Plots(dir string, s Summary, relays []string) ([]string, error) {
 			ps = append(ps, p)
 		}
 		sp := plotSpec{"srtp_cpu_per_packet.png", "Relay CPU per delivered packet, SRTP on the callers' leg", "CPU ns per packet",
+			func(p PointSummary) float64 { return p.NsPerPacket }, true}
+		if err := linePlot(filepath.Join(dir, sp.file), sp, ps, names); err != nil {
+			return files, fmt.Errorf("plot %s: %w", sp.file, err)
+		}
+		files = append(files, sp.file)
+	}
+	if len(s.Transcode) > 0 {
+		// One line per relay and pair.
+		var ps []PointSummary
+		var names []string
+		for _, p := range s.Transcode {
+			// The plot's font has no "⇄": the legend would read "OpusPCMU".
+			p.Relay += " " + strings.ReplaceAll(PairLabel(p.Transcode), "⇄", "/")
+			if !slices.Contains(names, p.Relay) {
+				names = append(names, p.Relay)
+			}
+			ps = append(ps, p)
+		}
+		sp := plotSpec{"transcode_cpu_per_packet.png", "Relay CPU per delivered packet, transcoded calls", "CPU ns per packet",
 			func(p PointSummary) float64 { return p.NsPerPacket }, true}
 		if err := linePlot(filepath.Join(dir, sp.file), sp, ps, names); err != nil {
 			return files, fmt.Errorf("plot %s: %w", sp.file, err)

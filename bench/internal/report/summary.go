@@ -59,6 +59,13 @@ type PointSummary struct {
 	// checks, summed over the repetitions.
 	Suite      string `json:"srtp_suite,omitempty"`
 	SRTPFailed uint64 `json:"srtp_failed,omitempty"`
+	// Transcode mode: the pair; the median share of packets the relay
+	// concealed (in LossPct); summed over the repetitions, packets in a
+	// payload type not announced and decoded content checks that failed.
+	Transcode      string  `json:"transcode,omitempty"`
+	ConcealedPct   float64 `json:"concealed_pct,omitempty"`
+	TCWrongPT      uint64  `json:"transcode_wrong_pt,omitempty"`
+	TCChecksFailed uint64  `json:"transcode_checks_failed,omitempty"`
 }
 
 // SummarizePoints groups points by relay and load (in the order relays
@@ -113,11 +120,14 @@ func summarize(relay string, calls int, ps []Point) PointSummary {
 	s.MemPerCallKB = med(func(p Point) float64 { return p.MemPerCallKB })
 	s.GenCPUPct = med(func(p Point) float64 { return p.GenCPUPct })
 	s.KernelRelayed = med(func(p Point) float64 { return float64(p.KernelRelayed) })
+	s.ConcealedPct = med(func(p Point) float64 { return p.ConcealedPct })
 	for _, p := range ps {
 		if p.GenBound {
 			s.GenBoundReps++
 		}
 		s.SRTPFailed += p.SRTPFailed
+		s.TCWrongPT += p.TCWrongPT
+		s.TCChecksFailed += p.TCChecksFailed
 	}
 	s.GenBound = 2*s.GenBoundReps >= len(ps) && s.GenBoundReps > 0
 	return s
@@ -125,25 +135,33 @@ func summarize(relay string, calls int, ps []Point) PointSummary {
 
 // RampSummary is the median over repetitions of a relay's ramp.
 type RampSummary struct {
-	Relay    string  `json:"relay"`
-	Reps     int     `json:"reps"`
-	MaxCalls float64 `json:"max_calls"`
-	MaxPPS   float64 `json:"max_pps"`
-	Bound    string  `json:"bound"` // the most common reason the ramp stopped
+	Relay string `json:"relay"`
+	// Transcode is the pair of a ramp of transcoded calls.
+	Transcode string  `json:"transcode,omitempty"`
+	Reps      int     `json:"reps"`
+	MaxCalls  float64 `json:"max_calls"`
+	MaxPPS    float64 `json:"max_pps"`
+	Bound     string  `json:"bound"` // the most common reason the ramp stopped
 	// Recovery describes the recovery check after an overload: "yes",
 	// "no (X% loss at N calls)" or "" when not run.
 	Recovery string `json:"recovery,omitempty"`
 }
 
-// SummarizeRamps takes medians per relay.
+// SummarizeRamps takes medians per relay of the ramps of plain calls.
 func SummarizeRamps(ramps []Ramp, relays []string) []RampSummary {
+	return summarizeRamps(ramps, relays, "")
+}
+
+// summarizeRamps takes medians per relay of the ramps of one kind of
+// calls (a transcoding pair, "" for plain ones).
+func summarizeRamps(ramps []Ramp, relays []string, pair string) []RampSummary {
 	var out []RampSummary
 	for _, r := range relays {
 		var calls, pps []float64
 		bounds := map[string]int{}
 		recovery := ""
 		for _, x := range ramps {
-			if x.Relay != r {
+			if x.Relay != r || x.Transcode != pair {
 				continue
 			}
 			calls = append(calls, float64(x.MaxCalls))
@@ -169,7 +187,7 @@ func SummarizeRamps(ramps []Ramp, relays []string) []RampSummary {
 				best, n = b, bounds[b]
 			}
 		}
-		out = append(out, RampSummary{Relay: r, Reps: len(calls), MaxCalls: Median(calls), MaxPPS: Median(pps), Bound: best, Recovery: recovery})
+		out = append(out, RampSummary{Relay: r, Transcode: pair, Reps: len(calls), MaxCalls: Median(calls), MaxPPS: Median(pps), Bound: best, Recovery: recovery})
 	}
 	return out
 }

@@ -25,7 +25,12 @@ type Comparison struct {
 	Controls []ControlSummary
 	Scaling  []ScalingSummary
 	SRTP     []PointSummary
-	Relays   []string
+	// Transcode and TranscodeRamps are the transcode mode's; RelayCPUs
+	// the relay's CPU count (calls per core divide by it).
+	Transcode      []PointSummary
+	TranscodeRamps []RampSummary
+	RelayCPUs      int
+	Relays         []string
 	// LossTargetPct is the loss bound of the throughput target.
 	LossTargetPct float64
 }
@@ -55,7 +60,8 @@ func (c Comparison) Targets() []Target {
 		}
 		out = append(out, c.FastPathTargets()...)
 	}
-	return append(out, c.SRTPTargets()...)
+	out = append(out, c.SRTPTargets()...)
+	return append(out, c.TranscodeTargets()...)
 }
 
 func (c Comparison) ramp(relay string) (RampSummary, bool) {

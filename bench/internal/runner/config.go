@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/relayd/relayd/bench/internal/audio"
 	"github.com/relayd/relayd/bench/internal/relay"
 	"github.com/relayd/relayd/bench/internal/sdes"
 	"github.com/relayd/relayd/bench/internal/topo"
@@ -26,7 +28,15 @@ const (
 	// ModeSRTP measures the fixed loads again with every call's caller leg
 	// SDES-SRTP and its callee leg plain RTP, once per suite.
 	ModeSRTP = "srtp"
+	// ModeTranscode measures transcoded calls, per pair (Opus⇄PCMU,
+	// G.722⇄PCMU): fixed loads for the CPU per packet, then a ramp for
+	// the most calls under the loss target.
+	ModeTranscode = "transcode"
 )
+
+// modes are every mode the runner knows, in the order it runs them (the
+// restart mode last, on a relay process of its own).
+var modes = []string{ModeFixed, ModeRamp, ModeScaling, ModeSoak, ModeSRTP, ModeTranscode, ModeControl, ModeRestart}
 
 // Config is one bench invocation.
 type Config struct {
@@ -81,6 +91,13 @@ type Config struct {
 	RestartCalls int
 	RestartAfter time.Duration
 
+	// TranscodePairs are the transcode mode's pairs (audio.Names), each
+	// measured at every load of TranscodeCalls and, with TranscodeRamp,
+	// ramped to the most calls under the loss target.
+	TranscodePairs []string
+	TranscodeCalls []int
+	TranscodeRamp  bool
+
 	Profile      bool
 	ProfileCalls int
 
@@ -107,8 +124,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no relays", ErrConfig)
 	}
 	for _, m := range c.Modes {
-		if !slices.Contains([]string{ModeFixed, ModeRamp, ModeControl, ModeSoak, ModeScaling, ModeSRTP, ModeRestart}, m) {
-			return fmt.Errorf("%w: unknown mode %q (fixed, ramp, control, soak, streams, srtp, restart)", ErrConfig, m)
+		if !slices.Contains(modes, m) {
+			return fmt.Errorf("%w: unknown mode %q (%s)", ErrConfig, m, strings.Join(modes, ", "))
 		}
 	}
 	if len(c.Modes) == 0 {
@@ -129,6 +146,21 @@ func (c *Config) Validate() error {
 		for _, name := range c.SRTPSuites {
 			if _, err := sdes.Lookup(name); err != nil {
 				return fmt.Errorf("%w: --srtp-suites: %w", ErrConfig, err)
+			}
+		}
+	}
+	if c.has(ModeTranscode) {
+		if len(c.TranscodeCalls) == 0 || len(c.TranscodePairs) == 0 {
+			return fmt.Errorf("%w: the transcode mode needs --transcode-calls and --transcode-pairs", ErrConfig)
+		}
+		for _, n := range c.TranscodeCalls {
+			if n <= 0 {
+				return fmt.Errorf("%w: transcoded call count %d", ErrConfig, n)
+			}
+		}
+		for _, name := range c.TranscodePairs {
+			if _, err := audio.Lookup(name); err != nil {
+				return fmt.Errorf("%w: --transcode-pairs: %w", ErrConfig, err)
 			}
 		}
 	}
@@ -172,9 +204,10 @@ func (c *Config) Validate() error {
 func (c *Config) has(mode string) bool { return slices.Contains(c.Modes, mode) }
 
 // profilePlain says whether to profile plain RTP media: asked for, and not
-// a run of the srtp mode alone (which profiles its own calls).
+// a run of the srtp or transcode modes alone (which profile their own
+// calls).
 func (c *Config) profilePlain() bool {
-	return c.Profile && (!c.has(ModeSRTP) || c.has(ModeFixed) || c.has(ModeRamp))
+	return c.Profile && (!(c.has(ModeSRTP) || c.has(ModeTranscode)) || c.has(ModeFixed) || c.has(ModeRamp))
 }
 
 // maxCalls is the most calls the generator must hold at once.
@@ -185,6 +218,12 @@ func (c *Config) maxCalls() int {
 	}
 	if c.has(ModeSRTP) {
 		n = max(n, slices.Max(c.SRTPCalls))
+	}
+	if c.has(ModeTranscode) {
+		n = max(n, slices.Max(c.TranscodeCalls))
+		if c.TranscodeRamp {
+			n = max(n, c.RampMaxCalls)
+		}
 	}
 	if c.has(ModeRamp) {
 		n = max(n, c.RampMaxCalls)

@@ -124,3 +124,41 @@ func TestValidateSRTP(t *testing.T) {
 		t.Errorf("a run with fixed loads does not profile plain media")
 	}
 }
+
+func TestValidateTranscode(t *testing.T) {
+	base := func() *Config {
+		return &Config{Relays: []relay.Spec{{Name: "relayd:userspace"}}, Modes: []string{ModeTranscode}, PPS: 50, Window: time.Second,
+			Reps: 1, LossTarget: 0.001, Deadline: time.Minute, TranscodeCalls: []int{25, 50}, TranscodePairs: []string{"opus-pcmu", "g722-pcmu"},
+			RampMaxCalls: 3000}
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("valid transcode config: %v", err)
+	}
+	tests := map[string]func(c *Config){
+		"no loads":      func(c *Config) { c.TranscodeCalls = nil },
+		"no pairs":      func(c *Config) { c.TranscodePairs = nil },
+		"unknown pair":  func(c *Config) { c.TranscodePairs = []string{"amr-pcmu"} },
+		"negative load": func(c *Config) { c.TranscodeCalls = []int{-1} },
+	}
+	for name, f := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := base()
+			f(c)
+			if err := c.Validate(); !errors.Is(err, ErrConfig) {
+				t.Errorf("Validate = %v, want ErrConfig", err)
+			}
+		})
+	}
+	c := base()
+	if got := c.maxCalls(); got != 50 {
+		t.Errorf("maxCalls = %d without the ramp, want the largest transcoded load", got)
+	}
+	c.TranscodeRamp = true
+	if got := c.maxCalls(); got != 3000 {
+		t.Errorf("maxCalls = %d with the ramp, want its ceiling", got)
+	}
+	c.Profile = true
+	if c.profilePlain() {
+		t.Errorf("a run of the transcode mode alone profiles plain media")
+	}
+}

@@ -23,9 +23,12 @@ import (
 // so every probe after a lossy one runs on a fresh relay; in the first
 // repetition the bench first checks whether the overloaded relay recovers
 // at half the good load.
-func (s *session) ramp(ctx context.Context, seed []report.Point) (report.Ramp, error) {
+//
+// mode names the probes' points; start is the first load tried when the
+// seed has no load that met the target.
+func (s *session) ramp(ctx context.Context, seed []report.Point, mode string, start int) (report.Ramp, error) {
 	cfg := s.e.cfg
-	r := report.Ramp{Relay: s.spec.Name, Rep: s.rep, Bound: "none"}
+	r := report.Ramp{Relay: s.spec.Name, Rep: s.rep, Bound: "none", Transcode: s.transcodeName()}
 	target := 100 * cfg.LossTarget
 	var good, bad *report.Point
 	consider := func(p report.Point) {
@@ -71,7 +74,7 @@ func (s *session) ramp(ctx context.Context, seed []report.Point) (report.Ramp, e
 			return report.Point{Relay: s.spec.Name, Rep: s.rep, Mode: "ramp", Calls: n, LossPct: 100,
 				Warnings: []string{"calls could not be set up: " + err.Error()}}, nil
 		}
-		p, err := s.measure(ctx, "ramp")
+		p, err := s.measure(ctx, mode)
 		if err == nil {
 			r.Probes = append(r.Probes, p)
 			s.e.run.Points = append(s.e.run.Points, p)
@@ -80,10 +83,7 @@ func (s *session) ramp(ctx context.Context, seed []report.Point) (report.Ramp, e
 		return p, err
 	}
 	// Bracket: grow by half until the loss target breaks.
-	n := 250
-	if len(cfg.Calls) > 0 {
-		n = cfg.Calls[0]
-	}
+	n := start
 	if good != nil {
 		n = good.Calls * 3 / 2
 	}

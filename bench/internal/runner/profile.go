@@ -22,10 +22,11 @@ import (
 
 // profile records where the relay's CPU goes under media load with perf:
 // every sample on the relay's CPUs (the process, its NAPI threads and the
-// softirq work done there), for one window at ProfileCalls calls. The
-// window is extra: perf's own cost must not distort a measured point.
-func (s *session) profile(ctx context.Context) error {
-	if err := s.ensureCalls(ctx, s.e.cfg.ProfileCalls); err != nil {
+// softirq work done there), for one window at n calls of the session's
+// current kind. The window is extra: perf's own cost must not distort a
+// measured point.
+func (s *session) profile(ctx context.Context, n int) error {
+	if err := s.ensureCalls(ctx, n); err != nil {
 		return err
 	}
 	if err := sleep(ctx, s.e.cfg.Warmup); err != nil {
@@ -33,8 +34,11 @@ func (s *session) profile(ctx context.Context) error {
 	}
 	_ = s.e.topo.PinNAPI()
 	what, tag := fmt.Sprintf("media, %d calls", len(s.live)), "media"
-	if s.suite != "" {
+	switch {
+	case s.suite != "":
 		what, tag = fmt.Sprintf("media with SRTP (%s) on the callers' leg, %d calls", s.suite, len(s.live)), "srtp"
+	case s.pair != nil:
+		what, tag = fmt.Sprintf("transcoded media (%s), %d calls", s.pair.pair.Label, len(s.live)), "transcode-"+s.pair.pair.Name
 	}
 	return s.perf(ctx, tag, what, s.e.cfg.Window, func(ctx context.Context) error {
 		return sleep(ctx, s.e.cfg.Window)
@@ -111,7 +115,8 @@ func (s *session) perf(ctx context.Context, tag, what string, d time.Duration, d
 	}
 	s.e.run.Profiles = append(s.e.run.Profiles, report.Profile{
 		Relay: s.spec.Name, What: what, Tool: "perf record -g -F 999 " + strings.Join(target, " "), SRTPSuite: s.suite,
-		Top: top, ByDSO: byDSO, Inclusive: inclusive,
+		Transcode: s.transcodeName(),
+		Top:       top, ByDSO: byDSO, Inclusive: inclusive,
 	})
 	return nil
 }

@@ -42,6 +42,10 @@ type env struct {
 	runID    uint32
 	sharedNS bool
 	runStats bool // the kernel's BPF run-time accounting is on
+	// relaydBuild is how the relayd binary was built; tc are the
+	// transcode mode's pairs this bench can send, with their frames.
+	relaydBuild relay.BuildInfo
+	tc          []*tcMedia
 
 	mu      sync.Mutex
 	callSeq int
@@ -105,6 +109,9 @@ func Run(ctx context.Context, cfg *Config) (*report.Run, error) {
 	}
 	if cfg.has(ModeSRTP) {
 		run.Setup.SRTPSuites, run.Setup.SRTPCalls = cfg.SRTPSuites, cfg.SRTPCalls
+	}
+	if cfg.has(ModeTranscode) {
+		run.Setup.TranscodePairs, run.Setup.TranscodeCalls = cfg.TranscodePairs, cfg.TranscodeCalls
 	}
 	for _, s := range cfg.Relays {
 		run.Relays = append(run.Relays, s.Name)
@@ -173,9 +180,12 @@ func (e *env) runAll(ctx context.Context) (err error) {
 	for i, s := range t.Sides {
 		sides[i] = gen.Side{NSPath: netns.Path(s.NS), Addrs: s.Addrs, PortBase: s.PortBase}
 	}
+	if cfg.has(ModeTranscode) {
+		e.prepareTranscode()
+	}
 	g, err := gen.New(gen.Config{
 		Sides: sides, CPUs: cfg.GenCPUs, MaxCalls: cfg.maxCalls(), PPS: cfg.PPS, PayloadLen: cfg.PayloadLen,
-		Tick: cfg.Tick, SendBatch: cfg.SendBatch, Run: e.runID, Log: e.log,
+		Tick: cfg.Tick, SendBatch: cfg.SendBatch, Run: e.runID, Log: e.log, Transcode: cfg.has(ModeTranscode),
 	})
 	if err != nil {
 		return err
@@ -239,12 +249,16 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 		}
 	}
 	if e.cfg.profilePlain() && rep == 1 && spec.Ceiling == "" {
-		if err := s.profile(ctx); err != nil {
+		if err := s.profile(ctx, e.cfg.ProfileCalls); err != nil {
 			e.warn("%s: profile: %v", spec.Name, err)
 		}
 	}
 	if e.cfg.has(ModeRamp) {
-		r, err := s.ramp(ctx, fixed)
+		start := 250
+		if len(e.cfg.Calls) > 0 {
+			start = e.cfg.Calls[0]
+		}
+		r, err := s.ramp(ctx, fixed, ModeRamp, start)
 		e.run.Ramps = append(e.run.Ramps, r)
 		if err != nil {
 			return err
@@ -274,6 +288,16 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 			}
 			e.warn("%s rep %d: srtp mode: %v", spec.Name, rep, err)
 			e.run.Checks = append(e.run.Checks, report.Check{Relay: spec.Name, Rep: rep, Name: "srtp mode", OK: false, Detail: err.Error()})
+		}
+	}
+	// Nor transcode.
+	if e.cfg.has(ModeTranscode) && spec.Ceiling == "" {
+		if err := s.transcodeLoads(ctx); err != nil {
+			if fatal(ctx, err) {
+				return err
+			}
+			e.warn("%s rep %d: transcode mode: %v", spec.Name, rep, err)
+			e.run.Checks = append(e.run.Checks, report.Check{Relay: spec.Name, Rep: rep, Name: "transcode mode", OK: false, Detail: err.Error()})
 		}
 	}
 	// A ceiling's control plane is relayd's own: measured once, under
@@ -312,12 +336,13 @@ func (e *env) binaries(ctx context.Context) error {
 					return err
 				}
 				var err error
-				if bin, err = relay.BuildRelayd(ctx, e.cfg.WorkDir); err != nil {
+				if bin, e.relaydBuild, err = relay.BuildRelayd(ctx, e.cfg.WorkDir); err != nil {
 					return err
 				}
+			} else {
+				e.relaydBuild = relay.Describe(ctx, bin)
 			}
 			e.bins[s.Kind] = bin
-			e.run.Machine.Versions[s.Name] = "relayd " + sysinfo.GitDescribe(ctx)
 		case relay.Rtpengine:
 			if _, err := os.Stat(e.cfg.RtpengineBin); err != nil {
 				return fmt.Errorf("%w: %s needs %s (Debian package rtpengine-daemon): %v", relay.ErrNoBinary, s.Name, e.cfg.RtpengineBin, err)
@@ -329,7 +354,7 @@ func (e *env) binaries(ctx context.Context) error {
 		if s.Kind == relay.Rtpengine {
 			e.run.Machine.Versions[s.Name] = "rtpengine " + sysinfo.Version(ctx, e.bins[s.Kind])
 		} else {
-			e.run.Machine.Versions[s.Name] = "relayd " + sysinfo.GitDescribe(ctx)
+			e.run.Machine.Versions[s.Name] = fmt.Sprintf("relayd %s (%s)", sysinfo.GitDescribe(ctx), e.relaydBuild)
 		}
 	}
 	return nil

@@ -57,7 +57,7 @@ func (s *session) srtpLoads(ctx context.Context) error {
 			s.e.run.Points = append(s.e.run.Points, p)
 		}
 		if cfg.Profile && s.rep == 1 && i == 0 {
-			if err := s.profile(ctx); err != nil {
+			if err := s.profile(ctx, cfg.ProfileCalls); err != nil {
 				s.e.warn("%s: SRTP profile: %v", s.spec.Name, err)
 			}
 		}
@@ -68,14 +68,21 @@ func (s *session) srtpLoads(ctx context.Context) error {
 // useSuite makes the calls set up from now on SRTP with suite ("": plain),
 // first removing live calls of another kind.
 func (s *session) useSuite(ctx context.Context, suite string) error {
-	if suite == s.suite {
+	return s.useKind(ctx, suite, nil)
+}
+
+// useKind makes the calls set up from now on SRTP with suite ("": plain)
+// or transcoded calls of m's pair (nil: not transcoded), first removing
+// live calls of another kind.
+func (s *session) useKind(ctx context.Context, suite string, m *tcMedia) error {
+	if suite == s.suite && m == s.pair {
 		return nil
 	}
 	if err := s.removeCalls(ctx, s.live); err != nil {
 		return err
 	}
 	s.live = nil
-	s.suite = suite
+	s.suite, s.pair = suite, m
 	return nil
 }
 
