@@ -10,35 +10,52 @@ import "github.com/gotranspile/g722"
 // states the licence (BSD, parts public domain); the repository has no
 // LICENSE file. SDP says G722/8000 (RFC 3551 §4.5.2) but the audio is 16 kHz:
 // one payload byte per two samples, 160 timestamp units per 20 ms.
+//
+// Towards an 8 kHz codec (G.711) it runs in the 8 kHz mode spandsp and
+// Asterisk use: only the lower sub-band (0–4 kHz, sampled at 8 kHz) is
+// decoded, and encoding fills the lower sub-band straight from 8 kHz PCM
+// with the upper one silent. The far side could not carry the upper band
+// anyway, and the QMF filters, the upper band's ADPCM and a resampler each
+// way are skipped: about half the cost per packet.
 
 func g722Codec() *Codec {
 	return &Codec{
 		Name: "G722", StaticPT: 9, ClockRate: 8000, Channels: 1,
-		Rates: []int{16000}, PTimes: g7xxPTimes, MaxPayload: g7xxMaxPayload,
-		newDecoder: func(Params, int) (Decoder, error) { return newG722Decoder(), nil },
-		newEncoder: func(Params, int, EncoderOptions) (Encoder, error) { return newG722Encoder(), nil },
+		Rates: []int{16000, 8000}, PTimes: g7xxPTimes, MaxPayload: g7xxMaxPayload,
+		newDecoder: func(_ Params, rate int) (Decoder, error) { return newG722DecoderAt(rate), nil },
+		newEncoder: func(_ Params, rate int, _ EncoderOptions) (Encoder, error) { return newG722EncoderAt(rate), nil },
 	}
 }
 
 type g722Decoder struct {
 	st, fresh g722.Decoder
 	plc       plc
+	rate      int
+	perByte   int // PCM samples per payload byte: 2 at 16 kHz, 1 at 8 kHz
 }
 
-func newG722Decoder() *g722Decoder {
-	d := &g722Decoder{fresh: *g722.NewDecoder(g722.Rate64000, 0), plc: newPLC(16000)}
+func newG722Decoder() *g722Decoder { return newG722DecoderAt(16000) }
+
+// newG722DecoderAt decodes to 16 kHz, or to 8 kHz from the lower sub-band.
+func newG722DecoderAt(rate int) *g722Decoder {
+	d := &g722Decoder{rate: rate, perByte: 2, plc: newPLC(rate)}
+	var flags g722.Flags
+	if rate == 8000 {
+		flags, d.perByte = g722.FlagSampleRate8000, 1
+	}
+	d.fresh = *g722.NewDecoder(g722.Rate64000, flags)
 	d.st = d.fresh
 	return d
 }
 
-func (d *g722Decoder) SampleRate() int { return 16000 }
+func (d *g722Decoder) SampleRate() int { return d.rate }
 
 // Decode never fails on content: every byte is a valid pair of sub-band codes.
 func (d *g722Decoder) Decode(payload []byte, pcm []int16) (int, error) {
 	if len(payload) == 0 {
 		return 0, ErrEmptyPayload
 	}
-	if 2*len(payload) > len(pcm) {
+	if d.perByte*len(payload) > len(pcm) {
 		return 0, ErrPayloadTooLong
 	}
 	n := d.st.Decode(pcm, payload)
@@ -55,21 +72,34 @@ func (d *g722Decoder) Reset() {
 	d.plc.reset()
 }
 
-type g722Encoder struct{ st, fresh g722.Encoder }
+type g722Encoder struct {
+	st, fresh g722.Encoder
+	rate      int
+	perByte   int // PCM samples per payload byte: 2 at 16 kHz, 1 at 8 kHz
+}
 
-func newG722Encoder() *g722Encoder {
-	e := &g722Encoder{fresh: *g722.NewEncoder(g722.Rate64000, 0)}
+func newG722Encoder() *g722Encoder { return newG722EncoderAt(16000) }
+
+// newG722EncoderAt encodes from 16 kHz, or from 8 kHz into the lower
+// sub-band with the upper one silent.
+func newG722EncoderAt(rate int) *g722Encoder {
+	e := &g722Encoder{rate: rate, perByte: 2}
+	var flags g722.Flags
+	if rate == 8000 {
+		flags, e.perByte = g722.FlagSampleRate8000, 1
+	}
+	e.fresh = *g722.NewEncoder(g722.Rate64000, flags)
 	e.st = e.fresh
 	return e
 }
 
-func (e *g722Encoder) SampleRate() int { return 16000 }
+func (e *g722Encoder) SampleRate() int { return e.rate }
 
 func (e *g722Encoder) Encode(pcm []int16, out []byte) (int, error) {
-	if len(pcm)%2 != 0 {
+	if len(pcm)%e.perByte != 0 {
 		return 0, ErrBadParams
 	}
-	if len(out) < len(pcm)/2 {
+	if len(out) < len(pcm)/e.perByte {
 		return 0, ErrBufferTooSmall
 	}
 	return e.st.Encode(out, pcm), nil

@@ -3,6 +3,7 @@
 package transcode
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -109,5 +110,41 @@ func TestG722RoundTrip(t *testing.T) {
 	n2, _ := fresh.Encode(in[:320], second)
 	if string(first[:n1]) != string(second[:n2]) {
 		t.Error("Reset encoder differs from a new one")
+	}
+}
+
+// The 8 kHz mode towards G.711: a 16 kHz G.722 stream decodes to its lower
+// sub-band at 8 kHz, and 8 kHz PCM encodes to a stream a 16 kHz decoder
+// plays as the same tone, for tones across the narrow band.
+func TestG722EightKHz(t *testing.T) {
+	for _, freq := range []float64{300, 1000, 3000} {
+		enc16, dec8 := newG722Encoder(), newG722DecoderAt(8000)
+		in := tone(16000, freq, 16000, 8000)
+		var out []int16
+		g := make([]byte, 160)
+		pcm := make([]int16, 160)
+		for i := 0; i+320 <= len(in); i += 320 {
+			n, _ := enc16.Encode(in[i:i+320], g)
+			m, err := dec8.Decode(g[:n], pcm)
+			if err != nil || m != 160 {
+				t.Fatalf("decode at 8 kHz: %d samples, %v", m, err)
+			}
+			out = append(out, pcm[:m]...)
+		}
+		checkTone(t, fmt.Sprintf("%.0f Hz, 16 kHz G.722 decoded at 8 kHz", freq), out[800:], 8000, freq, 8000/math.Sqrt2, 1)
+
+		enc8, dec16 := newG722EncoderAt(8000), newG722Decoder()
+		in = tone(8000, freq, 8000, 8000)
+		out = out[:0]
+		pcm = make([]int16, 320)
+		for i := 0; i+160 <= len(in); i += 160 {
+			n, err := enc8.Encode(in[i:i+160], g)
+			if err != nil || n != 160 {
+				t.Fatalf("encode from 8 kHz: %d bytes, %v", n, err)
+			}
+			m, _ := dec16.Decode(g[:n], pcm)
+			out = append(out, pcm[:m]...)
+		}
+		checkTone(t, fmt.Sprintf("%.0f Hz, encoded from 8 kHz, decoded at 16 kHz", freq), out[1600:], 16000, freq, 8000/math.Sqrt2, 1)
 	}
 }
