@@ -9,8 +9,13 @@ import (
 )
 
 // injectSlots is how many datagrams other goroutines can have queued on one
-// worker; more are refused and counted, never waited for.
-const injectSlots = 256
+// worker; more are refused and counted, never waited for. A transcoding
+// worker on the same CPU can run for a scheduler slice (10 ms) before the
+// media worker is polled again, delivering a packet every 5–40 µs: the ring
+// holds 1,024 so that such a slice fits (at 256 the bench's transcoded
+// calls lost packets here with the CPU a quarter idle). The ring is only
+// allocated on a worker's first injection.
+const injectSlots = 1024
 
 // injectQueue carries datagrams from other goroutines (a DTLS handshake, a
 // transcoder, another worker) to the worker that owns the socket they leave
