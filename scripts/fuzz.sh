@@ -69,6 +69,15 @@ for pkg in $($GO list $FUZZPKGS); do
 			# The last progress line holds the slice's executions.
 			n=$(grep -o 'execs: [0-9]*' "$out" | tail -1 | cut -d' ' -f2)
 			total=$((total + ${n:-0}))
+			# Go's fuzzing coordinator can fail a target with a bare "context
+			# deadline exceeded" when -fuzztime ends under CPU contention
+			# (golang/go#75804): no input failed and none was written. Only a
+			# written failing input or another error is a finding.
+			if [ "$rc" -ne 0 ] && grep -q '^    context deadline exceeded$' "$out" &&
+				! grep -q 'Failing input written' "$out"; then
+				echo "$f: fuzzing coordinator's deadline race at the slice's end (no failing input): not a finding" >&2
+				rc=0
+			fi
 			if [ "$rc" -ne 0 ]; then
 				cat "$out" >&2
 				result=FAIL status=1
