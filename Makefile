@@ -107,7 +107,7 @@ test-e2e: deps ## the Kamailio + sipp end-to-end tests
 	@$(GOENV) set -x; $(GO) test -count=1 -v ./test/e2e/
 
 fuzz: ## every fuzz target in FUZZSLICES slices of FUZZTIME (default 1 x 20s) under the shared lock, up to FUZZEXECS; see scripts/fuzz.sh, FUZZING.md
-	GO=$(GO) ./scripts/fuzz.sh
+	@$(GOENV) GO=$(GO) ./scripts/fuzz.sh
 
 clean: ## remove build output
 	rm -rf bin
