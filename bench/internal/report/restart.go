@@ -209,19 +209,7 @@ const (
 // replaceRestart returns doc with the restart block replaced by block
 // (appended when doc has none).
 func replaceRestart(doc, block string) string {
-	block = RestartBeginMarker + "\n" + strings.TrimRight(block, "\n") + "\n" + RestartEndMarker
-	i := strings.Index(doc, RestartBeginMarker)
-	j := strings.Index(doc, RestartEndMarker)
-	if i < 0 || j < i {
-		if doc != "" && !strings.HasSuffix(doc, "\n") {
-			doc += "\n"
-		}
-		if doc != "" {
-			doc += "\n"
-		}
-		return doc + block + "\n"
-	}
-	return doc[:i] + block + doc[j+len(RestartEndMarker):]
+	return replaceMarked(doc, RestartBeginMarker, RestartEndMarker, block)
 }
 
 // restartMarkdown is a restart-only run for BENCHMARKS.md: the command,

@@ -199,10 +199,15 @@ func subOnly(r *Run) *subBlock {
 
 // ReplaceBlock returns doc with the text between the markers replaced by
 // block; without markers the block is appended.
-func ReplaceBlock(doc, block string) string {
-	block = BeginMarker + "\n" + strings.TrimRight(block, "\n") + "\n" + EndMarker
-	i := strings.Index(doc, BeginMarker)
-	j := strings.Index(doc, EndMarker)
+func ReplaceBlock(doc, block string) string { return replaceMarked(doc, BeginMarker, EndMarker, block) }
+
+// replaceMarked returns doc with the text from begin to end replaced by
+// block between those markers; without them the block is appended after a
+// blank line.
+func replaceMarked(doc, begin, end, block string) string {
+	block = begin + "\n" + strings.TrimRight(block, "\n") + "\n" + end
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
 	if i < 0 || j < i {
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
 			doc += "\n"
@@ -212,7 +217,7 @@ func ReplaceBlock(doc, block string) string {
 		}
 		return doc + block + "\n"
 	}
-	return doc[:i] + block + doc[j+len(EndMarker):]
+	return doc[:i] + block + doc[j+len(end):]
 }
 
 // UpdateBenchmarks rewrites the generated block of path (created when
