@@ -11,42 +11,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relayd/relayd/pkg/lograte/lograttest"
 )
 
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	pending []func()
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(_ time.Duration, f func()) {
-	c.mu.Lock()
-	c.pending = append(c.pending, f)
-	c.mu.Unlock()
-}
-
-// advance moves the clock and fires what was scheduled.
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	fs := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	for _, f := range fs {
-		f()
-	}
-}
-
-func newTest(t *testing.T, cfg Config) (*Limiter, *bytes.Buffer, *fakeClock) {
+func newTest(t *testing.T, cfg Config) (*Limiter, *bytes.Buffer, *lograttest.Clock) {
 	t.Helper()
 	var buf bytes.Buffer
-	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clk := lograttest.NewClock()
 	cfg.Now, cfg.AfterFunc = clk.Now, clk.AfterFunc
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return New(log, cfg), &buf, clk
@@ -73,7 +45,7 @@ func TestFloodSummarised(t *testing.T) {
 	if got := lines(buf); len(got) != 5 {
 		t.Fatalf("%d lines before the interval ended, want 5:\n%s", len(got), buf)
 	}
-	clk.advance(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	got := lines(buf)
 	if len(got) != 6 {
 		t.Fatalf("%d lines after the interval, want 6 (one summary):\n%s", len(got), buf)
@@ -91,7 +63,7 @@ func TestFloodSummarised(t *testing.T) {
 	if got := lines(buf); len(got) != 1 || strings.Contains(got[0], "more dropped") {
 		t.Errorf("new interval: %q", got)
 	}
-	clk.advance(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	if got := lines(buf); len(got) != 1 {
 		t.Errorf("an interval without drops wrote a summary: %q", got)
 	}
@@ -110,7 +82,7 @@ func TestSourcesBounded(t *testing.T) {
 	if got := lines(buf); len(got) != 9 {
 		t.Errorf("%d lines, want 8 sources + 1 shared", len(got))
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	if !strings.Contains(buf.String(), `msg="m: 4991 more dropped in the last 10s" kind=k source="(other sources)"`) {
 		t.Errorf("no summary for the shared entry:\n%s", buf)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relayd/relayd/pkg/lograte"
+	"github.com/relayd/relayd/pkg/lograte/lograttest"
 	"github.com/relayd/relayd/pkg/session"
 )
 
@@ -47,7 +48,7 @@ func (s *syncBuffer) Len() int {
 func TestServerLogFlood(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	clk := &testClock{now: time.Unix(1_700_000_000, 0)}
+	clk := lograttest.NewClock()
 	lim := lograte.Config{Interval: 10 * time.Second, Burst: 3, Now: clk.Now, AfterFunc: clk.AfterFunc}
 	s := startServer(t, ServerConfig{Logger: log, LogLimit: lim}, newTestHandler())
 	c := dial(t, s.LocalAddr())
@@ -73,7 +74,7 @@ func TestServerLogFlood(t *testing.T) {
 		t.Errorf("%d log lines for a flood of %d datagrams, want at most %d:\n%s", lines, n, 3*lim.Burst+1, logs.String())
 	}
 	// The interval ends: one summary per kind.
-	clk.advance(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	if got := strings.Count(logs.String(), "more dropped in the last 10s"); got != 3 {
 		t.Errorf("%d summary lines, want 3:\n%s", got, logs.String())
 	}
@@ -96,36 +97,6 @@ func TestServerLogFlood(t *testing.T) {
 	}
 	if len(out) > 8<<10 {
 		t.Errorf("%d log bytes for the flood, want under 8 KiB", len(out))
-	}
-}
-
-// testClock is a lograte clock the test moves.
-type testClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	pending []func()
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) AfterFunc(_ time.Duration, f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pending = append(c.pending, f)
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	fs := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	for _, f := range fs {
-		f()
 	}
 }
 
