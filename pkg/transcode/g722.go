@@ -30,18 +30,17 @@ func g722Codec() *Codec {
 type g722Decoder struct {
 	st, fresh g722.Decoder
 	plc       plc
-	rate      int
-	perByte   int // PCM samples per payload byte: 2 at 16 kHz, 1 at 8 kHz
+	rate      int // 16000, or 8000 for the lower sub-band alone
 }
 
 func newG722Decoder() *g722Decoder { return newG722DecoderAt(16000) }
 
 // newG722DecoderAt decodes to 16 kHz, or to 8 kHz from the lower sub-band.
 func newG722DecoderAt(rate int) *g722Decoder {
-	d := &g722Decoder{rate: rate, perByte: 2, plc: newPLC(rate)}
+	d := &g722Decoder{rate: rate, plc: newPLC(rate)}
 	var flags g722.Flags
 	if rate == 8000 {
-		flags, d.perByte = g722.FlagSampleRate8000, 1
+		flags = g722.FlagSampleRate8000
 	}
 	d.fresh = *g722.NewDecoder(g722.Rate64000, flags)
 	d.st = d.fresh
@@ -55,7 +54,7 @@ func (d *g722Decoder) Decode(payload []byte, pcm []int16) (int, error) {
 	if len(payload) == 0 {
 		return 0, ErrEmptyPayload
 	}
-	if d.perByte*len(payload) > len(pcm) {
+	if g722SamplesPerByte(d.rate)*len(payload) > len(pcm) {
 		return 0, ErrPayloadTooLong
 	}
 	n := d.st.Decode(pcm, payload)
@@ -74,8 +73,7 @@ func (d *g722Decoder) Reset() {
 
 type g722Encoder struct {
 	st, fresh g722.Encoder
-	rate      int
-	perByte   int // PCM samples per payload byte: 2 at 16 kHz, 1 at 8 kHz
+	rate      int // 16000, or 8000 into the lower sub-band alone
 }
 
 func newG722Encoder() *g722Encoder { return newG722EncoderAt(16000) }
@@ -83,10 +81,10 @@ func newG722Encoder() *g722Encoder { return newG722EncoderAt(16000) }
 // newG722EncoderAt encodes from 16 kHz, or from 8 kHz into the lower
 // sub-band with the upper one silent.
 func newG722EncoderAt(rate int) *g722Encoder {
-	e := &g722Encoder{rate: rate, perByte: 2}
+	e := &g722Encoder{rate: rate}
 	var flags g722.Flags
 	if rate == 8000 {
-		flags, e.perByte = g722.FlagSampleRate8000, 1
+		flags = g722.FlagSampleRate8000
 	}
 	e.fresh = *g722.NewEncoder(g722.Rate64000, flags)
 	e.st = e.fresh
@@ -96,13 +94,19 @@ func newG722EncoderAt(rate int) *g722Encoder {
 func (e *g722Encoder) SampleRate() int { return e.rate }
 
 func (e *g722Encoder) Encode(pcm []int16, out []byte) (int, error) {
-	if len(pcm)%e.perByte != 0 {
+	per := g722SamplesPerByte(e.rate)
+	if len(pcm)%per != 0 {
 		return 0, ErrBadParams
 	}
-	if len(out) < len(pcm)/e.perByte {
+	if len(out) < len(pcm)/per {
 		return 0, ErrBufferTooSmall
 	}
 	return e.st.Encode(out, pcm), nil
 }
 
 func (e *g722Encoder) Reset() { e.st = e.fresh }
+
+// g722SamplesPerByte is how many PCM samples one byte of G.722 carries at
+// rate: two at 16 kHz (a code for each sub-band per pair of samples), one
+// when only the lower sub-band is used.
+func g722SamplesPerByte(rate int) int { return rate / 8000 }
