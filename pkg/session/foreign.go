@@ -101,7 +101,11 @@ func (m *Manager) foreign(cs CallState) error {
 		if wasOwn && !cs.Saved.After(c.ownSince) {
 			// Written before this relay took the call over (a write of
 			// the old owner still on its way): not a takeover by another.
+			// That write replaced this relay's record in the store, so it
+			// is written again: the old owner, reading it, lets go of the
+			// call instead of both relays keeping it as their own.
 			c.mu.Unlock()
+			m.changed(cs.CallID)
 			return fmt.Errorf("call %s saved %s by %q: %w", cs.CallID, cs.Saved.Format(time.RFC3339Nano), cs.Node, ErrStaleState)
 		}
 		if wasOwn {

@@ -290,6 +290,10 @@ func TestOwnCallsBecomeForeign(t *testing.T) {
 	if err := a.Foreign(stale); !errors.Is(err, ErrStaleState) || a.IsForeign("x") {
 		t.Fatalf("stale record: %v, foreign %v", err, a.IsForeign("x"))
 	}
+	// That write replaced a's record in the store: a writes x again.
+	if got := cha.take(); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("after a stale record the store was told %q, want x written again", got)
+	}
 	// b's record of x reaches a: a's x is foreign now.
 	if err := a.Foreign(replicate(t, b, "x", "node-b")); err != nil {
 		t.Fatal(err)
