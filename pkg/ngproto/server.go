@@ -82,7 +82,13 @@ type Server struct {
 	cache   *Cache
 	allow   atomic.Pointer[[]netip.Prefix]
 	lim     *lograte.Limiter
+	// Requests run on long-lived workers: a goroutine per datagram grew
+	// its stack from scratch for every request (a tenth of the control
+	// plane's CPU). sem holds one token per worker, so at most
+	// MaxInFlight run; an idle worker waits on jobs and leaves after
+	// workerIdle without work.
 	sem     chan struct{}
+	jobs    chan job
 	wg      sync.WaitGroup
 	serving atomic.Bool
 	stats   statsCollector
@@ -137,8 +143,9 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 			MaxEntries: cfg.CacheEntries,
 			MaxBytes:   cfg.CacheBytes,
 		}),
-		sem: make(chan struct{}, cfg.MaxInFlight),
-		lim: lograte.New(cfg.Logger, cfg.LogLimit),
+		sem:  make(chan struct{}, cfg.MaxInFlight),
+		jobs: make(chan job),
+		lim:  lograte.New(cfg.Logger, cfg.LogLimit),
 	}
 	s.SetAllow(cfg.Allow)
 	if addr.Addr().IsUnspecified() {
@@ -294,21 +301,58 @@ func (s *Server) datagram(ctx context.Context, pkt []byte, from netip.AddrPort, 
 		s.lim.Log(slog.LevelDebug, "ng retransmission of a running request", outcome.String(), from.Addr(), "cookie", cookie, "port", from.Port())
 		return
 	}
+	j := job{pend: pend, cookie: cookie, body: body, oversized: oversized, from: from, local: local}
 	select {
+	case s.jobs <- j: // an idle worker took it
+		return
+	default:
+	}
+	select {
+	case s.jobs <- j:
 	case s.sem <- struct{}{}:
+		s.wg.Add(1)
+		go s.worker(ctx, j)
 	case <-ctx.Done():
 		pend.Abandon()
-		return
 	}
-	s.wg.Add(1)
-	go s.run(ctx, pend, cookie, body, oversized, from, local)
 }
 
-// run handles one request in its own goroutine. Nothing in it may take the
-// daemon down: a panic becomes an "internal error" reply.
-func (s *Server) run(ctx context.Context, pend *Pending, cookie string, body []byte, oversized bool, from netip.AddrPort, local netip.Addr) {
+// job is one request waiting for a worker.
+type job struct {
+	pend      *Pending
+	cookie    string
+	body      []byte
+	oversized bool
+	from      netip.AddrPort
+	local     netip.Addr
+}
+
+// workerIdle is how long a worker waits for the next request before it
+// leaves: long enough to outlast the gaps of a busy proxy's traffic, short
+// enough that a burst's workers do not stay forever.
+const workerIdle = 30 * time.Second
+
+func (s *Server) worker(ctx context.Context, j job) {
 	defer s.wg.Done()
 	defer func() { <-s.sem }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		s.run(ctx, j.pend, j.cookie, j.body, j.oversized, j.from, j.local)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// run handles one request. Nothing in it may take the daemon down: a panic
+// becomes an "internal error" reply.
+func (s *Server) run(ctx context.Context, pend *Pending, cookie string, body []byte, oversized bool, from netip.AddrPort, local netip.Addr) {
 	done := false
 	defer func() {
 		if done {
