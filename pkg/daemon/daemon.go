@@ -219,6 +219,7 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		defer wg.Done()
 		keepMemory(ctx, log)
 	}()
+	tuneGC(ctx, log)
 	o.run(ctx, &wg, mgr, cfg, args)
 	// Sockets are bound and the media plane is up: calls can be taken.
 	if err := o.sd.Ready(fmt.Sprintf("relaying; ng on %s, media %s", srv.LocalAddr(), mediaMode(fp))); err != nil {
