@@ -63,6 +63,31 @@ type ControlResult struct {
 	// MaxLagMs is how far behind schedule an open-loop run fell: above a
 	// few ms the relay (or the bench) could not keep the rate.
 	MaxLagMs float64 `json:"max_lag_ms,omitempty"`
+	// The relay's and the bench's CPU over the run (filled by the runner,
+	// which knows the relay's process): whether the relay or the
+	// generator bounded the rate, and what one setup costs the relay.
+	RelayCPUSec float64 `json:"relay_cpu_s,omitempty"`
+	BenchCPUSec float64 `json:"bench_cpu_s,omitempty"`
+}
+
+// RelayCPUPerSetupUs is the relay's CPU time per completed setup.
+func (r ControlResult) RelayCPUPerSetupUs() float64 {
+	if r.Cycles == 0 {
+		return 0
+	}
+	return r.RelayCPUSec / float64(r.Cycles) * 1e6
+}
+
+// RelayBusyPct and BenchBusyPct are CPU time over the run's wall time, in
+// percent of one CPU.
+func (r ControlResult) RelayBusyPct() float64 { return pct(r.RelayCPUSec, r.ElapsedSec) }
+func (r ControlResult) BenchBusyPct() float64 { return pct(r.BenchCPUSec, r.ElapsedSec) }
+
+func pct(cpu, wall float64) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * cpu / wall
 }
 
 type cpHists struct{ offer, answer, del, setup metrics.Histogram }

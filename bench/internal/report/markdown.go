@@ -150,13 +150,14 @@ func markdown(r *Run, s Summary, plots []string, markSRTP bool) string {
 
 	if len(s.Controls) > 0 {
 		w("### Control plane (offer + answer + delete cycles, no media)\n\n")
-		w("| relay | run | setups/s | offer p50 / p99 µs | answer p50 / p99 µs | delete p99 µs | offer+answer p50 / p99 µs | errors |\n")
-		w("|---|---|---:|---:|---:|---:|---:|---:|\n")
+		w("| relay | run | setups/s | offer p50 / p99 µs | answer p50 / p99 µs | delete p99 µs | offer+answer p50 / p99 µs | errors | relay CPU µs / setup | relay CPU %% | bench CPU %% |\n")
+		w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range s.Controls {
-			w("| %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %d |\n", c.Relay, c.Name, f0(c.SetupsPerSec),
-				f0(c.OfferP50), f0(c.OfferP99), f0(c.AnswerP50), f0(c.AnswerP99), f0(c.DeleteP99), f0(c.SetupP50), f0(c.SetupP99), c.Errors)
+			w("| %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %d | %s | %s | %s |\n", c.Relay, c.Name, f0(c.SetupsPerSec),
+				f0(c.OfferP50), f0(c.OfferP99), f0(c.AnswerP50), f0(c.AnswerP99), f0(c.DeleteP99), f0(c.SetupP50), f0(c.SetupP99), c.Errors,
+				f0(c.RelayCPUPerSetupUs), f0(c.RelayBusyPct), f0(c.BenchBusyPct))
 		}
-		w("\n")
+		w("\nRelay CPU is the relay process's user and system time over the run (all its threads; softirq work the kernel charges to it included), per completed offer+answer+delete; bench CPU is the load generator's, on its own CPU. A relay well under 100 %% did not bound the rate: the generator or the round trip did. The ceiling's rows are an ng responder that does no relay work (`bench/internal/ngceiling`: it answers offer and answer with the offered SDP and delete with ok, on one blocking thread pinned to the relay's CPUs): the most any relay could reach on this rig.\n\n")
 	}
 
 	if t := fastPathTable(s.comparison(r)); t != "" {

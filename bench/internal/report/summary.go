@@ -207,6 +207,11 @@ type ControlSummary struct {
 	SetupP99     float64 `json:"setup_p99_us"`
 	MaxLagMs     float64 `json:"max_lag_ms"`
 	Errors       int64   `json:"errors"`
+	// What one setup cost the relay, and how busy the relay and the bench
+	// were: a relay well under 100 % was not what bounded the rate.
+	RelayCPUPerSetupUs float64 `json:"relay_cpu_per_setup_us"`
+	RelayBusyPct       float64 `json:"relay_busy_pct"`
+	BenchBusyPct       float64 `json:"bench_busy_pct"`
 }
 
 // SummarizeControls takes medians per relay and run name, in first-seen
@@ -224,7 +229,7 @@ func SummarizeControls(cs []Control, relays []string) []ControlSummary {
 	for _, relay := range relays {
 		for _, name := range names {
 			var rs []float64
-			var o50, o99, a50, a99, d99, s50, s99, lag []float64
+			var o50, o99, a50, a99, d99, s50, s99, lag, cpu, rbusy, bbusy []float64
 			var errs int64
 			for _, c := range cs {
 				if c.Relay != relay {
@@ -240,6 +245,10 @@ func SummarizeControls(cs []Control, relays []string) []ControlSummary {
 					d99 = append(d99, r.Delete.P99)
 					s50, s99 = append(s50, r.Setup.P50), append(s99, r.Setup.P99)
 					lag = append(lag, r.MaxLagMs)
+					if r.RelayCPUSec > 0 {
+						cpu = append(cpu, r.RelayCPUPerSetupUs())
+						rbusy, bbusy = append(rbusy, r.RelayBusyPct()), append(bbusy, r.BenchBusyPct())
+					}
 					errs += r.Errors
 				}
 			}
@@ -250,6 +259,7 @@ func SummarizeControls(cs []Control, relays []string) []ControlSummary {
 				Relay: relay, Name: name, Reps: len(rs), SetupsPerSec: Median(rs),
 				OfferP50: Median(o50), OfferP99: Median(o99), AnswerP50: Median(a50), AnswerP99: Median(a99),
 				DeleteP99: Median(d99), SetupP50: Median(s50), SetupP99: Median(s99), MaxLagMs: Median(lag), Errors: errs,
+				RelayCPUPerSetupUs: Median(cpu), RelayBusyPct: Median(rbusy), BenchBusyPct: Median(bbusy),
 			})
 		}
 	}

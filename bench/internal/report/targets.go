@@ -190,6 +190,15 @@ func (c Comparison) setupRateTarget(ours, theirs string) Target {
 	}
 	ratio := o.SetupsPerSec / th.SetupsPerSec
 	t.Measured = fmt.Sprintf("%s %.0f/s (%s), %s %.0f/s (%s): %.2f×", ours, o.SetupsPerSec, o.Name, theirs, th.SetupsPerSec, th.Name, ratio)
+	if o.RelayCPUPerSetupUs > 0 && th.RelayCPUPerSetupUs > 0 {
+		t.Measured += fmt.Sprintf("; relay CPU per setup %.0f vs %.0f µs (%.2f× less), relay busy %.0f %% vs %.0f %%, bench busy %.0f %% vs %.0f %%",
+			o.RelayCPUPerSetupUs, th.RelayCPUPerSetupUs, th.RelayCPUPerSetupUs/o.RelayCPUPerSetupUs,
+			o.RelayBusyPct, th.RelayBusyPct, o.BenchBusyPct, th.BenchBusyPct)
+	}
+	if ce, ok := c.bestRate("ceiling"); ok && ce.SetupsPerSec > 0 {
+		t.Measured += fmt.Sprintf("; the ceiling (a responder doing no relay work) %.0f/s (%s): 3× %s would be %.2f× the ceiling",
+			ce.SetupsPerSec, ce.Name, theirs, 3*th.SetupsPerSec/ce.SetupsPerSec)
+	}
 	t.Status = status(ratio >= 3)
 	return t
 }

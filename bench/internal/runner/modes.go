@@ -12,6 +12,8 @@ import (
 
 	"github.com/relayd/relayd/bench/internal/calls"
 	"github.com/relayd/relayd/bench/internal/metrics"
+	"github.com/relayd/relayd/bench/internal/netns"
+	"github.com/relayd/relayd/bench/internal/ngceiling"
 	"github.com/relayd/relayd/bench/internal/report"
 )
 
@@ -192,7 +194,59 @@ func (s *session) finishRamp(r report.Ramp, good *report.Point, err error) (repo
 
 // control runs the control-plane benchmark: closed loop with one request
 // at a time, closed loop with several, and open loop at the target rate.
+// A ceiling entry runs it against the ng ceiling responder instead.
 func (s *session) control(ctx context.Context) report.Control {
+	if s.spec.Ceiling != "" {
+		return s.controlCeiling(ctx)
+	}
+	if s.e.cfg.Profile && s.rep == 1 {
+		if err := s.profileControl(ctx); err != nil {
+			s.e.warn("%s: control-plane profile: %v", s.spec.Name, err)
+		}
+	}
+	pid := s.proc.PID()
+	relayCPU := func() (time.Duration, error) {
+		t, err := metrics.ReadProc(pid)
+		return time.Duration(t.Total()) * metrics.Tick, err
+	}
+	return s.controlRuns(ctx, s.drv, relayCPU)
+}
+
+// controlCeiling measures what the generator and the round trip allow:
+// the same runs against a responder that does no relay work, pinned to
+// the relay's CPUs, beside the ceiling's relayd (which keeps its ng port).
+func (s *session) controlCeiling(ctx context.Context) report.Control {
+	ng := s.e.topo.NG
+	addr := netip.AddrPortFrom(ng.Addr(), ng.Port()+1)
+	r, err := ngceiling.Start(netns.Path(s.e.topo.RelayNS), addr, s.e.cfg.RelayCPUs)
+	if err != nil {
+		s.e.warn("%s: control-plane ceiling: %v", s.spec.Name, err)
+		return report.Control{Relay: s.spec.Name, Rep: s.rep}
+	}
+	defer func() {
+		if err := r.Stop(); err != nil {
+			s.e.warn("%s: control-plane ceiling: %v", s.spec.Name, err)
+		}
+	}()
+	drv, err := calls.NewDriver(calls.Options{
+		NG: addr, NSPath: netns.Path(s.e.topo.RelayNS), Conns: max(s.e.cfg.ControlConc, 1),
+		Directions: s.e.topo.Directions, Log: s.e.log,
+	})
+	if err != nil {
+		s.e.warn("%s: control-plane ceiling: %v", s.spec.Name, err)
+		return report.Control{Relay: s.spec.Name, Rep: s.rep}
+	}
+	defer drv.Close()
+	if err := drv.Warm(ctx); err != nil {
+		s.e.warn("%s: control-plane ceiling: %v", s.spec.Name, err)
+		return report.Control{Relay: s.spec.Name, Rep: s.rep}
+	}
+	return s.controlRuns(ctx, drv, r.CPU)
+}
+
+// controlRuns runs the control-plane runs through drv; relayCPU reads the
+// CPU time of whatever answers.
+func (s *session) controlRuns(ctx context.Context, drv *calls.Driver, relayCPU func() (time.Duration, error)) report.Control {
 	cfg := s.e.cfg
 	out := report.Control{Relay: s.spec.Name, Rep: s.rep}
 	runs := []calls.ControlOptions{
@@ -202,10 +256,9 @@ func (s *session) control(ctx context.Context) report.Control {
 	if cfg.ControlRate > 0 {
 		runs = append(runs, calls.ControlOptions{Name: fmt.Sprintf("paced-%.0f", cfg.ControlRate), Concurrency: cfg.ControlConc, Rate: cfg.ControlRate})
 	}
-	if cfg.Profile && s.rep == 1 {
-		if err := s.profileControl(ctx); err != nil {
-			s.e.warn("%s: control-plane profile: %v", s.spec.Name, err)
-		}
+	benchCPU := func() (time.Duration, error) {
+		t, err := metrics.ReadProc(0)
+		return time.Duration(t.Total()) * metrics.Tick, err
 	}
 	for _, o := range runs {
 		if ctx.Err() != nil || s.alive() != nil {
@@ -214,9 +267,24 @@ func (s *session) control(ctx context.Context) report.Control {
 		o.Duration = cfg.ControlDuration
 		o.NewCall = s.controlCall
 		s.e.progress.phase(fmt.Sprintf("[%s rep %d/%d] control plane %s for %v", s.spec.Name, s.rep, cfg.Reps, o.Name, o.Duration))
-		res := s.drv.RunControl(ctx, o)
-		s.e.progress.println(fmt.Sprintf("[%s rep %d] control %s: %.0f setups/s, offer p50/p99 %.0f/%.0f µs, answer p99 %.0f µs, %d errors",
-			s.spec.Name, s.rep, o.Name, res.SetupsPerSec, res.Offer.P50, res.Offer.P99, res.Answer.P99, res.Errors))
+		relay0, err1 := relayCPU()
+		bench0, err2 := benchCPU()
+		res := drv.RunControl(ctx, o)
+		relay1, err3 := relayCPU()
+		bench1, err4 := benchCPU()
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			s.e.warn("%s rep %d control %s: CPU not measured: %v", s.spec.Name, s.rep, o.Name, err)
+		} else {
+			res.RelayCPUSec = (relay1 - relay0).Seconds()
+			res.BenchCPUSec = (bench1 - bench0).Seconds()
+			if s.spec.Ceiling != "" {
+				// The responder is a thread of the bench's own.
+				res.BenchCPUSec -= res.RelayCPUSec
+			}
+		}
+		s.e.progress.println(fmt.Sprintf("[%s rep %d] control %s: %.0f setups/s, offer p50/p99 %.0f/%.0f µs, answer p99 %.0f µs, %d errors; relay CPU %.0f µs/setup (%.0f %% busy), bench %.0f %%",
+			s.spec.Name, s.rep, o.Name, res.SetupsPerSec, res.Offer.P50, res.Offer.P99, res.Answer.P99, res.Errors,
+			res.RelayCPUPerSetupUs(), res.RelayBusyPct(), res.BenchBusyPct()))
 		if res.Errors > 0 {
 			s.e.warn("%s rep %d control %s: %d errors, first: %s", s.spec.Name, s.rep, o.Name, res.Errors, res.FirstError)
 		}

@@ -300,9 +300,9 @@ func (e *env) runSession(ctx context.Context, spec relay.Spec, rep int) (err err
 			e.run.Checks = append(e.run.Checks, report.Check{Relay: spec.Name, Rep: rep, Name: "transcode mode", OK: false, Detail: err.Error()})
 		}
 	}
-	// A ceiling's control plane is relayd's own: measured once, under
-	// relayd's name.
-	if e.cfg.has(ModeControl) && spec.Ceiling == "" {
+	// A ceiling entry measures the control plane's ceiling (a responder
+	// doing no relay work).
+	if e.cfg.has(ModeControl) {
 		// Media calls go first: the control plane is measured alone.
 		if err := s.removeCalls(ctx, s.live); err != nil {
 			return err
