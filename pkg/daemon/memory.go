@@ -15,8 +15,9 @@ import (
 // until a collection runs, which a relay gone quiet does not trigger (the
 // runtime forces one every two minutes) — so RSS stays at the peak and reads
 // as a leak. A check every few seconds collects and gives them back at once
-// when the heap is large and either mostly free, or idle: no collection
-// since the last check. Steady load triggers neither (collections run all
+// when the heap is large and either mostly free (more free than the
+// collection target's room to grow), or idle: no collection since the last
+// check. Steady load triggers neither (collections run all
 // the time and reuse the free pages); a churn that ended triggers one.
 const (
 	memoryCheckEvery = 10 * time.Second
@@ -28,6 +29,7 @@ type heapState struct {
 	free    uint64 // heap bytes free and not yet returned to the kernel
 	objects uint64 // heap bytes holding objects, live or not yet collected
 	cycles  uint64 // collections so far
+	gogc    uint64 // the collection target, percent (gcTuner moves it)
 }
 
 func readHeap() heapState {
@@ -35,6 +37,7 @@ func readHeap() heapState {
 		{Name: "/memory/classes/heap/free:bytes"},
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/gc/gogc:percent"},
 	}
 	metrics.Read(s)
 	v := func(i int) uint64 {
@@ -43,7 +46,18 @@ func readHeap() heapState {
 		}
 		return 0
 	}
-	return heapState{free: v(0), objects: v(1), cycles: v(2)}
+	return heapState{free: v(0), objects: v(1), cycles: v(2), gogc: v(3)}
+}
+
+// shouldReturn says whether a heap in state h is a burst's leftovers worth a
+// forced collection. Free pages up to what the collection target lets the
+// heap grow into are the collector's working room under load: returning
+// them would force a collection (a stall of milliseconds on one CPU) only
+// for the heap to take them back.
+func shouldReturn(h heapState, idle bool) bool {
+	mostlyFree := h.free >= memoryFreeMin+h.objects*max(h.gogc, 100)/100
+	idleAndLarge := idle && h.free+h.objects >= memoryFreeMin
+	return mostlyFree || idleAndLarge
 }
 
 // memoryKeeper gives the heap back to the kernel after bursts.
@@ -57,9 +71,7 @@ func (k *memoryKeeper) check() bool {
 	h := readHeap()
 	idle := h.cycles == k.lastCycles
 	k.lastCycles = h.cycles
-	mostlyFree := h.free >= memoryFreeMin && h.free >= h.objects
-	idleAndLarge := idle && h.free+h.objects >= memoryFreeMin
-	if !mostlyFree && !idleAndLarge {
+	if !shouldReturn(h, idle) {
 		return false
 	}
 	debug.FreeOSMemory()

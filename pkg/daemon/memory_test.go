@@ -44,3 +44,27 @@ func TestMemoryKeeper(t *testing.T) {
 		t.Errorf("heap %d bytes after the check, was %d", after.objects+after.free, before.objects+before.free)
 	}
 }
+
+func TestShouldReturn(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name string
+		h    heapState
+		idle bool
+		want bool
+	}{
+		{"small and idle", heapState{free: 2 * mib, objects: 4 * mib, gogc: 100}, true, false},
+		{"large and idle", heapState{free: 10 * mib, objects: 40 * mib, gogc: 100}, true, true},
+		{"busy, collector's room at GOGC 100", heapState{free: 20 * mib, objects: 20 * mib, gogc: 100}, false, false},
+		{"busy, a burst's leftovers at GOGC 100", heapState{free: 200 * mib, objects: 20 * mib, gogc: 100}, false, true},
+		// The tuner lets a small heap grow fivefold: right after a
+		// collection most of it is free, and that is not a leftover.
+		{"busy, collector's room at 400", heapState{free: 40 * mib, objects: 10 * mib, gogc: 400}, false, false},
+		{"busy, a burst's leftovers at 400", heapState{free: 300 * mib, objects: 10 * mib, gogc: 400}, false, true},
+	}
+	for _, tt := range tests {
+		if got := shouldReturn(tt.h, tt.idle); got != tt.want {
+			t.Errorf("%s: shouldReturn(%+v, idle %v) = %v, want %v", tt.name, tt.h, tt.idle, got, tt.want)
+		}
+	}
+}
