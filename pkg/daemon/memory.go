@@ -20,7 +20,7 @@ import (
 // check. Steady load triggers neither (collections run all
 // the time and reuse the free pages); a churn that ended triggers one.
 const (
-	memoryCheckEvery = 10 * time.Second
+	memoryCheckEvery = 5 * time.Second
 	memoryFreeMin    = 16 << 20
 )
 
@@ -29,6 +29,7 @@ type heapState struct {
 	free    uint64 // heap bytes free and not yet returned to the kernel
 	objects uint64 // heap bytes holding objects, live or not yet collected
 	cycles  uint64 // collections so far
+	live    uint64 // heap bytes the last collection found live
 	gogc    uint64 // the collection target, percent (gcTuner moves it)
 }
 
@@ -38,6 +39,7 @@ func readHeap() heapState {
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/gc/cycles/total:gc-cycles"},
 		{Name: "/gc/gogc:percent"},
+		{Name: "/gc/heap/live:bytes"},
 	}
 	metrics.Read(s)
 	v := func(i int) uint64 {
@@ -46,16 +48,18 @@ func readHeap() heapState {
 		}
 		return 0
 	}
-	return heapState{free: v(0), objects: v(1), cycles: v(2), gogc: v(3)}
+	return heapState{free: v(0), objects: v(1), cycles: v(2), gogc: v(3), live: v(4)}
 }
 
 // shouldReturn says whether a heap in state h is a burst's leftovers worth a
-// forced collection. Free pages up to what the collection target lets the
-// heap grow into are the collector's working room under load: returning
-// them would force a collection (a stall of milliseconds on one CPU) only
-// for the heap to take them back.
+// forced collection. A heap up to the collection target (what is live plus
+// the room the target gives it) is the collector's working room under load:
+// returning its free pages would force a collection (a stall of
+// milliseconds on one CPU) only for the heap to take them back. Beyond it,
+// the free pages are what a bigger past held.
 func shouldReturn(h heapState, idle bool) bool {
-	mostlyFree := h.free >= memoryFreeMin+h.objects*max(h.gogc, 100)/100
+	target := h.live + h.live*max(h.gogc, 100)/100
+	mostlyFree := h.free >= memoryFreeMin && h.free+h.objects >= target+memoryFreeMin
 	idleAndLarge := idle && h.free+h.objects >= memoryFreeMin
 	return mostlyFree || idleAndLarge
 }

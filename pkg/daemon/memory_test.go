@@ -53,14 +53,17 @@ func TestShouldReturn(t *testing.T) {
 		idle bool
 		want bool
 	}{
-		{"small and idle", heapState{free: 2 * mib, objects: 4 * mib, gogc: 100}, true, false},
-		{"large and idle", heapState{free: 10 * mib, objects: 40 * mib, gogc: 100}, true, true},
-		{"busy, collector's room at GOGC 100", heapState{free: 20 * mib, objects: 20 * mib, gogc: 100}, false, false},
-		{"busy, a burst's leftovers at GOGC 100", heapState{free: 200 * mib, objects: 20 * mib, gogc: 100}, false, true},
+		{"small and idle", heapState{free: 2 * mib, objects: 4 * mib, live: 3 * mib, gogc: 100}, true, false},
+		{"large and idle", heapState{free: 10 * mib, objects: 40 * mib, live: 40 * mib, gogc: 100}, true, true},
+		{"busy, collector's room at GOGC 100", heapState{free: 20 * mib, objects: 20 * mib, live: 20 * mib, gogc: 100}, false, false},
+		{"busy, a burst's leftovers at GOGC 100", heapState{free: 200 * mib, objects: 20 * mib, live: 20 * mib, gogc: 100}, false, true},
 		// The tuner lets a small heap grow fivefold: right after a
 		// collection most of it is free, and that is not a leftover.
-		{"busy, collector's room at 400", heapState{free: 40 * mib, objects: 10 * mib, gogc: 400}, false, false},
-		{"busy, a burst's leftovers at 400", heapState{free: 300 * mib, objects: 10 * mib, gogc: 400}, false, true},
+		{"busy, collector's room at 400", heapState{free: 40 * mib, objects: 10 * mib, live: 10 * mib, gogc: 400}, false, false},
+		{"busy, a burst's leftovers at 400", heapState{free: 300 * mib, objects: 10 * mib, live: 10 * mib, gogc: 400}, false, true},
+		// After a churn: 62 MiB of held calls live, garbage not yet
+		// collected and free pages of the peak beyond the target.
+		{"churn ended, calls held", heapState{free: 60 * mib, objects: 118 * mib, live: 62 * mib, gogc: 100}, false, true},
 	}
 	for _, tt := range tests {
 		if got := shouldReturn(tt.h, tt.idle); got != tt.want {
