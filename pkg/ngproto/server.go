@@ -89,6 +89,7 @@ type Server struct {
 	// workerIdle without work.
 	sem     chan struct{}
 	jobs    chan job
+	done    chan struct{} // closed when the read loop ends: idle workers leave
 	wg      sync.WaitGroup
 	serving atomic.Bool
 	stats   statsCollector
@@ -145,6 +146,7 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		}),
 		sem:  make(chan struct{}, cfg.MaxInFlight),
 		jobs: make(chan job),
+		done: make(chan struct{}),
 		lim:  lograte.New(cfg.Logger, cfg.LogLimit),
 	}
 	s.SetAllow(cfg.Allow)
@@ -254,6 +256,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		copy(pkt, buf[:n])
 		s.datagram(ctx, pkt, from, local)
 	}
+	close(s.done)
 	s.wg.Wait()
 	return nil
 }
@@ -344,7 +347,7 @@ func (s *Server) worker(ctx context.Context, j job) {
 		case j = <-s.jobs:
 		case <-idle.C:
 			return
-		case <-ctx.Done():
+		case <-s.done:
 			return
 		}
 	}

@@ -5,6 +5,7 @@ package ngproto
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -415,5 +416,32 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Requests run on long-lived workers that wait for the next one: closing
+// the socket must still end Serve at once, not after their idle time.
+func TestServerCloseEndsIdleWorkers(t *testing.T) {
+	s, err := NewServer(ServerConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, newTestHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	c := dial(t, s.LocalAddr())
+	for i := range 4 {
+		send(t, c, fmt.Sprintf("c%d d7:command4:pinge", i))
+		if got := recv(t, c); got != fmt.Sprintf("c%d d6:result4:ponge", i) {
+			t.Fatalf("reply %d = %q", i, got)
+		}
+	}
+	s.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after Close while its workers were idle")
 	}
 }
