@@ -83,7 +83,7 @@ type Server struct {
 	allow   atomic.Pointer[[]netip.Prefix]
 	lim     *lograte.Limiter
 	// Requests run on long-lived workers: a goroutine per datagram grew
-	// its stack from scratch for every request (a tenth of the control
+	// its stack from scratch for every request (about 8 % of the control
 	// plane's CPU). sem holds one token per worker, so at most
 	// MaxInFlight run; an idle worker waits on jobs and leaves after
 	// workerIdle without work.
