@@ -39,7 +39,6 @@ func gcPercentFor(live uint64) int {
 // gcTuner sets the collection target after every collection, from the heap
 // that collection found live.
 type gcTuner struct {
-	log     *slog.Logger
 	mu      sync.Mutex // orders the stop's reset after any tuning
 	stopped atomic.Bool
 	percent atomic.Int64
@@ -53,7 +52,7 @@ func tuneGC(ctx context.Context, log *slog.Logger) *gcTuner {
 		log.Debug("garbage collector target from GOGC", "GOGC", v)
 		return nil
 	}
-	t := &gcTuner{log: log}
+	t := &gcTuner{}
 	p := gcPercentFor(liveHeap())
 	debug.SetGCPercent(p)
 	t.percent.Store(int64(p))

@@ -205,11 +205,7 @@ func (s *session) control(ctx context.Context) report.Control {
 		}
 	}
 	pid := s.proc.PID()
-	relayCPU := func() (time.Duration, error) {
-		t, err := metrics.ReadProc(pid)
-		return time.Duration(t.Total()) * metrics.Tick, err
-	}
-	return s.controlRuns(ctx, s.drv, relayCPU)
+	return s.controlRuns(ctx, s.drv, func() (time.Duration, error) { return procCPU(pid) })
 }
 
 // controlCeiling measures what the generator and the round trip allow:
@@ -256,10 +252,7 @@ func (s *session) controlRuns(ctx context.Context, drv *calls.Driver, relayCPU f
 	if cfg.ControlRate > 0 {
 		runs = append(runs, calls.ControlOptions{Name: fmt.Sprintf("paced-%.0f", cfg.ControlRate), Concurrency: cfg.ControlConc, Rate: cfg.ControlRate})
 	}
-	benchCPU := func() (time.Duration, error) {
-		t, err := metrics.ReadProc(0)
-		return time.Duration(t.Total()) * metrics.Tick, err
-	}
+	benchCPU := func() (time.Duration, error) { return procCPU(0) }
 	for _, o := range runs {
 		if ctx.Err() != nil || s.alive() != nil {
 			break
@@ -291,6 +284,12 @@ func (s *session) controlRuns(ctx context.Context, drv *calls.Driver, relayCPU f
 		out.Results = append(out.Results, res)
 	}
 	return out
+}
+
+// procCPU is a process's CPU time so far (pid 0: the bench).
+func procCPU(pid int) (time.Duration, error) {
+	t, err := metrics.ReadProc(pid)
+	return time.Duration(t.Total()) * metrics.Tick, err
 }
 
 // controlCall makes the i-th call of a control-plane run: addresses of the
