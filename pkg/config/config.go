@@ -85,6 +85,9 @@ type Config struct {
 
 	// XDP selects the kernel fast path: auto|native|generic|off.
 	XDP string
+	// SocketSends sends userspace-forwarded media through each stream's own
+	// socket instead of one raw socket per media worker.
+	SocketSends bool
 	// XDPPinPath is the bpffs directory the fast path pins under ("" =
 	// nothing pinned: the kernel path ends with the process).
 	XDPPinPath string

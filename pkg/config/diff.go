@@ -46,6 +46,7 @@ var fieldOf = map[string]func(*Config) any{
 	"codec-num-threads":  func(c *Config) any { return c.CodecThreads },
 	"endpoint-learning":  func(c *Config) any { return c.EndpointLearning },
 	"xdp":                func(c *Config) any { return c.XDP },
+	"socket-sends":       func(c *Config) any { return c.SocketSends },
 	"dtls-signature":     func(c *Config) any { return c.DTLSSignature },
 	"listen-http":        func(c *Config) any { return c.ListenHTTP },
 	"listen-cli":         func(c *Config) any { return c.ListenCLI },

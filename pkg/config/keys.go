@@ -267,6 +267,13 @@ func keyDefs() []keyDef {
 				}
 				return fmt.Errorf("want raw or eth")
 			}},
+		{name: "socket-sends", isBool: true,
+			help: "send userspace-forwarded media through each stream's own socket, not one raw socket per media worker",
+			set: func(c *Config, v string) error {
+				b, err := parseBool(v)
+				c.SocketSends = b
+				return err
+			}},
 		{name: "xdp", argName: "MODE",
 			help: "kernel fast path: auto (native, else generic, else userspace), native, generic or off (default auto)",
 			set: func(c *Config, v string) error {

@@ -75,7 +75,8 @@ func serve(ctx context.Context, cfg *config.Config, args []string, log *slog.Log
 		}
 		return err
 	}
-	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log, FastPath: fastPathOrNil(fp)})
+	engine, err := media.NewEngine(media.Config{Workers: cfg.NumThreads, Logger: log, FastPath: fastPathOrNil(fp),
+		SocketSends: cfg.SocketSends})
 	if err != nil {
 		if fp != nil {
 			fp.Close()

@@ -69,20 +69,23 @@ func BenchmarkForwardPath(b *testing.B) {
 // BenchmarkForwardLoopback is end to end over loopback: a generator sends RTP
 // with sendmmsg to the relay sockets of one or many streams, the workers
 // receive with recvmmsg and forward with sendmmsg out of the opposite relay
-// sockets. With one stream every readiness event yields full batches; with many
-// streams, as with real calls, most events yield one packet. ns/op is per
+// sockets (sends=socket) or the worker's raw socket (sends=raw). With one
+// stream every readiness event yields full batches; with many streams, as
+// with real calls, most events yield one packet. ns/op is per
 // forwarded packet and includes the generator (loopback delivery is charged to
 // the sender); allocs/op covers the whole process, workers included.
 func BenchmarkForwardLoopback(b *testing.B) {
 	for _, tc := range []struct{ streams, workers int }{{1, 1}, {1, 2}, {256, 1}, {256, 2}} {
-		b.Run(fmt.Sprintf("streams=%d/workers=%d", tc.streams, tc.workers), func(b *testing.B) {
-			benchLoopback(b, tc.streams, tc.workers)
-		})
+		for _, sends := range []string{"raw", "socket"} {
+			b.Run(fmt.Sprintf("streams=%d/workers=%d/sends=%s", tc.streams, tc.workers, sends), func(b *testing.B) {
+				benchLoopback(b, tc.streams, tc.workers, sends == "socket")
+			})
+		}
 	}
 }
 
-func benchLoopback(b *testing.B, streams, workers int) {
-	e, err := NewEngine(Config{Workers: workers, LearningWindow: time.Millisecond})
+func benchLoopback(b *testing.B, streams, workers int, socketSends bool) {
+	e, err := NewEngine(Config{Workers: workers, LearningWindow: time.Millisecond, SocketSends: socketSends})
 	if err != nil {
 		b.Fatal(err)
 	}

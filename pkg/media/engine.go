@@ -42,6 +42,10 @@ type Config struct {
 	// kept under the path MTU). Every worker holds BatchSize × MaxPacketSize
 	// bytes of buffers, whatever the number of sockets.
 	MaxPacketSize int
+	// SocketSends sends every datagram through its stream's own socket.
+	// Otherwise each worker sends the IPv4 datagrams of a pass through one
+	// raw socket in one sendmmsg when it can open one (CAP_NET_RAW).
+	SocketSends bool
 	// Now is the clock of learning windows, packet times and the fast
 	// path's retries; nil means time.Now. Tests drive it.
 	Now func() time.Time
@@ -61,6 +65,7 @@ type Engine struct {
 	window  time.Duration
 	batch   int
 	pktSize int
+	rawSend bool
 	now     func() time.Time
 	base    time.Time // origin of the monotonic arrival clock used for jitter
 
@@ -87,6 +92,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		window:  cfg.LearningWindow,
 		batch:   cfg.BatchSize,
 		pktSize: cfg.MaxPacketSize,
+		rawSend: !cfg.SocketSends,
 		now:     cfg.Now,
 	}
 	if e.log == nil {

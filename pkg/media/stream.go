@@ -4,6 +4,7 @@ package media
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -26,6 +27,11 @@ type Stream struct {
 	fd    int
 	local netip.AddrPort
 	ipv6  bool // AF_INET6 socket
+	// rawSource: bound to one IPv4 address, so a worker's raw socket can
+	// send for it with src4:src4Port as the source.
+	rawSource bool
+	src4      [4]byte
+	src4Port  [2]byte
 
 	state    atomic.Pointer[state]
 	detached atomic.Bool
@@ -60,6 +66,11 @@ type Stream struct {
 
 func newStream(local netip.AddrPort) *Stream {
 	s := &Stream{local: local, fd: -1, ipv6: !local.Addr().Is4() && !local.Addr().Is4In6()}
+	if a := local.Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
+		s.rawSource = true
+		s.src4 = a.As4()
+		binary.BigEndian.PutUint16(s.src4Port[:], local.Port())
+	}
 	s.state.Store(&state{cfg: &streamConfig{v6Socket: s.ipv6, ingress: buildPipeline(nil, nil, nil), egressOK: true}})
 	s.tos.Store(-1)
 	return s

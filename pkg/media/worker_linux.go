@@ -70,6 +70,7 @@ type worker struct {
 	snames   []rawAddr
 	outSink  []*Stream // the socket queued datagram i leaves by
 	outFrom  []*Stream // the stream it arrived on
+	raw      rawQueue  // what leaves by the raw socket instead
 	used     int       // receive slots filled in this pass
 	out      int       // datagrams queued to send in this pass
 	now      time.Time // the pass's arrival time
@@ -120,6 +121,13 @@ func newWorker(e *Engine, idx int) (*worker, error) {
 		outFrom: make([]*Stream, n),
 	}
 	w.buf = make([]byte, n*w.slot)
+	rawFD := -1
+	if e.rawSend {
+		if rawFD, err = openRawSocket(); err != nil {
+			e.log.Info("sending through each stream's socket", "worker", idx, "reason", err)
+		}
+	}
+	w.raw.init(rawFD, n)
 	w.injectFn = w.sendInjected
 	w.inject.init(e.pktSize + tailroom)
 	for i := range w.hdrs {
@@ -394,6 +402,10 @@ func (w *worker) forward(s *Stream, first, n int) {
 				continue
 			}
 		}
+		if w.raw.takes(sink, dst) {
+			w.raw.put(sink, s, p.Data, dst)
+			continue
+		}
 		o := w.out
 		w.siovs[o].Base = unsafe.SliceData(p.Data)
 		w.siovs[o].SetLen(len(p.Data))
@@ -415,6 +427,9 @@ func (w *worker) forward(s *Stream, first, n int) {
 // free again afterwards.
 func (w *worker) flush() {
 	var failed uint64
+	if w.raw.n > 0 {
+		failed += w.flushRaw()
+	}
 	for i := 0; i < w.out; {
 		j := i + 1
 		for j < w.out && w.outSink[j] == w.outSink[i] {
@@ -535,6 +550,7 @@ func (w *worker) shutdown() {
 		_ = unix.Close(w.epfd)
 	}
 	_ = unix.Close(w.evfd)
+	w.closeRaw()
 	close(w.exited)
 }
 
@@ -542,6 +558,7 @@ func (w *worker) shutdown() {
 func (w *worker) discard() {
 	_ = unix.Close(w.epfd)
 	_ = unix.Close(w.evfd)
+	w.closeRaw()
 }
 
 func setTOS(fd int, v6 bool, tos int) error {
