@@ -180,7 +180,7 @@ func FuzzSSRCStats(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := &fuzzBytes{b: data}
 		var tab ssrcTable
-		rates := map[uint8]uint32{96: 48000, 97: 0, 98: 1}
+		rates := []ptRate{{96, 48000}, {97, 0}, {98, 1}}
 		var arr int64
 		counted := map[uint32]uint64{}
 		for steps := 0; in.more() && steps < 4096; steps++ {

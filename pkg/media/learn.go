@@ -114,7 +114,7 @@ type streamConfig struct {
 	asym       bool
 	handover   bool
 	rtcp       bool
-	rates      map[uint8]uint32
+	rates      []ptRate // from ClockRates; a handful, scanned per packet
 	windowEnd  time.Time
 	v6Socket   bool // the stream's socket is AF_INET6: IPv4 peers are v4-mapped
 	ingress    pipeline
@@ -233,9 +233,9 @@ func newConfigState(prev *state, c StreamConfig, window time.Duration, now time.
 		cfg.mode = Heuristic
 	}
 	if len(c.ClockRates) > 0 {
-		cfg.rates = make(map[uint8]uint32, len(c.ClockRates))
+		cfg.rates = make([]ptRate, 0, len(c.ClockRates))
 		for pt, r := range c.ClockRates {
-			cfg.rates[pt] = r
+			cfg.rates = append(cfg.rates, ptRate{pt, r})
 		}
 	}
 	ns := &state{cfg: cfg}

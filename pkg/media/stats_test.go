@@ -184,10 +184,10 @@ func TestSSRCSlotsBounded(t *testing.T) {
 }
 
 func TestClockRate(t *testing.T) {
-	rates := map[uint8]uint32{96: 48000, 0: 16000}
+	rates := []ptRate{{96, 48000}, {0, 16000}}
 	tests := []struct {
 		pt   uint8
-		m    map[uint8]uint32
+		m    []ptRate
 		want uint32
 	}{
 		{0, nil, 8000}, {9, nil, 8000}, {10, nil, 44100}, {26, nil, 90000}, {96, nil, 0},
