@@ -563,10 +563,14 @@ func (c *Call) secureStages(md *media, sock *mplane.Stream, isRTP bool) (handler
 				c.m.log.Warn("DTLS endpoint", "call-id", c.id, "error", err)
 			} else {
 				s.dtls, s.dtlsOn = d, sock
-				if s.role == webrtc.Client && s.ice != nil && md.advertisedICE {
+				switch {
+				case s.ice == nil:
+				case s.role == webrtc.Client && md.advertisedICE:
 					// Active behind ICE: the handshake goes to the pair
-					// the peer nominates, once it does.
-					s.ice.OnNominated = d.StartClient
+					// the peer nominates (or has nominated already).
+					s.ice.SetOnNominated(d.StartClient)
+				default:
+					s.ice.SetOnNominated(nil) // not the replaced endpoint's
 				}
 			}
 		}

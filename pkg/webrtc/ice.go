@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -64,9 +65,24 @@ type ICE struct {
 	local  Credentials
 	remote atomic.Pointer[string] // the peer's ufrag, once its SDP is known
 	c      *Counters
-	// OnNominated, when set, is called (on the stream's worker) with the
-	// nominated source: a DTLS client handshake starts there.
-	OnNominated func(addr net.Addr)
+	// onNominated is called with each nominated source (SetOnNominated);
+	// nominated is the latest, for a callback set after the nomination.
+	onNominated atomic.Pointer[func(addr net.Addr)]
+	nominated   atomic.Pointer[netip.AddrPort]
+}
+
+// SetOnNominated has fn called with the source of every nomination, on the
+// stream's worker: a DTLS client handshake starts there. The peer's checks
+// can overtake the answer that makes relayd the DTLS client (a browser
+// starts ICE as soon as it has the offer, the answer still travels through
+// the SIP proxy), so a nomination already seen calls fn at once, on the
+// caller's goroutine; fn may then run twice and must be idempotent
+// (DTLS.StartClient is).
+func (i *ICE) SetOnNominated(fn func(addr net.Addr)) {
+	i.onNominated.Store(&fn)
+	if a := i.nominated.Load(); a != nil && fn != nil {
+		fn(net.UDPAddrFromAddrPort(*a))
+	}
 }
 
 // NewICE returns the stage answering with local's credentials.
@@ -128,17 +144,24 @@ func (i *ICE) Handle(p *media.Packet) media.Verdict {
 		i.c.STUNMalformed.Add(1)
 		return media.Consume
 	}
+	src := p.Source
+	nominates := m.Contains(stun.AttrUseCandidate)
+	if nominates {
+		// Before the reply: whoever has it may rely on the nomination
+		// being known (SetOnNominated).
+		i.nominated.Store(&src)
+	}
 	p.Reply(resp.Raw)
 	i.c.STUNAnswered.Add(1)
 	// A valid pair: the peer may send on it whichever pair is nominated
 	// (a controlling agent switches before its nomination arrives, and
 	// one nominating several pairs may use any of them).
 	p.Stream.Accept(p.Source)
-	if m.Contains(stun.AttrUseCandidate) {
+	if nominates {
 		i.c.ICENominations.Add(1)
 		p.Stream.Latch(p.Source)
-		if i.OnNominated != nil {
-			i.OnNominated(net.UDPAddrFromAddrPort(p.Source))
+		if fn := i.onNominated.Load(); fn != nil && *fn != nil {
+			(*fn)(net.UDPAddrFromAddrPort(src))
 		}
 	}
 	return media.Consume

@@ -5,6 +5,7 @@ package webrtc
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -227,4 +228,49 @@ func TestICEValidPairsCarryMedia(t *testing.T) {
 	checkFrom(pairB, local.Pwd, false)
 	forwarded("a pair checked after the new Configure", rtpFrom(pairB))
 	dest("after the new Configure", pairA)
+}
+
+// TestNominationBeforeCallback: a browser's nomination can arrive before the
+// answer that makes relayd the DTLS client; the callback set afterwards must
+// still get the nominated pair, and one set before gets every nomination.
+func TestNominationBeforeCallback(t *testing.T) {
+	e := newEngine(t)
+	relay := relaySocket(t, e, e.NewGroup())
+	local := Credentials{Ufrag: "relayUfr", Pwd: "relaypasswordrelaypassword"}
+	var c Counters
+	ice := NewICE(local, &c)
+	ice.SetRemote("brws")
+	relay.Configure(media.StreamConfig{Handlers: []media.Stage{ice}})
+	browser := peerSocket(t)
+	if _, err := browser.WriteToUDPAddrPort(check(t, "relayUfr:brws", local.Pwd, true, true), relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	read(t, browser) // the success response: the nomination was handled
+	got := make(chan net.Addr, 2)
+	ice.SetOnNominated(func(a net.Addr) { got <- a })
+	select {
+	case a := <-got:
+		if a.String() != browser.LocalAddr().String() {
+			t.Fatalf("nominated %v, want the browser's %v", a, browser.LocalAddr())
+		}
+	default:
+		t.Fatal("a callback set after the nomination was not called")
+	}
+	if _, err := browser.WriteToUDPAddrPort(check(t, "relayUfr:brws", local.Pwd, true, true), relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	read(t, browser)
+	select {
+	case <-got:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a later nomination did not call the callback")
+	}
+	ice.SetOnNominated(nil) // cleared: a nomination must not call the old one
+	if _, err := browser.WriteToUDPAddrPort(check(t, "relayUfr:brws", local.Pwd, true, true), relay.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	read(t, browser)
+	if len(got) != 0 {
+		t.Fatal("cleared callback called")
+	}
 }
