@@ -96,9 +96,13 @@ func TestDirectCallsCarryMedia(t *testing.T) {
 	if r.Latency.Count() != r.Received || r.Latency.Quantile(0.5) <= 0 {
 		t.Errorf("latency: %d samples, p50 %.0f ns", r.Latency.Count(), r.Latency.Quantile(0.5))
 	}
+	// The per-call counts are the calls' lifetimes, read while they still
+	// send: a datagram sent just before the read may not have been read
+	// back yet (one per direction at most, at one every 10 ms). The
+	// window's counts above are exact.
 	for i, c := range r.Calls {
 		for d := range 2 {
-			if c.Sent[d] == 0 || c.Received[d] != c.Sent[d] {
+			if c.Sent[d] == 0 || c.Received[d] > c.Sent[d] || c.Sent[d]-c.Received[d] > 1 {
 				t.Errorf("call %d direction %d: sent %d received %d", i, d, c.Sent[d], c.Received[d])
 			}
 		}
