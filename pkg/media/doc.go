@@ -34,8 +34,9 @@
 //  6. the sink's StreamConfig.Egress: stages for the party the datagram goes
 //     to (SRTP protection towards it);
 //
-// then the send: the IPv4 datagrams of a whole pass in one sendmmsg on the
-// worker's raw socket, the rest batched per sink on its socket. A stage
+// then the send: the datagrams of a whole pass in one sendmmsg on the
+// worker's raw socket of their family, the rest batched per sink on its
+// socket. A stage
 // returns Continue,
 // Drop (counted in the stream's Dropped) or Consume (it answered or kept the
 // packet). Work that must not delay forwarding (transcoding, writing a
@@ -68,13 +69,15 @@
 //
 // At RTP rates a socket rarely has more than one datagram per pass, so a
 // sendmmsg per sink socket is a system call per packet. With CAP_NET_RAW each
-// worker therefore also holds a raw IPv4 socket (IP_HDRINCL) and writes the
-// IP and UDP headers of a stream bound to an IPv4 address itself — source
-// address and port, TOS, DF, checksums — so one sendmmsg carries the pass
-// (rawsend_linux.go). The kernel still routes, filters and resolves each
-// datagram; IPv6, wildcard-bound streams and single sends (replies, injected
-// datagrams) use the stream's socket, and Config.SocketSends turns the raw
-// path off.
+// worker therefore also holds a raw IPv4 and a raw IPv6 socket (IP_HDRINCL)
+// and writes the IP and UDP headers of a stream bound to one address itself
+// — source address and port, TOS or traffic class, DF, checksums — so one
+// sendmmsg per family carries the pass (rawsend_linux.go); an IP(V6)_PKTINFO
+// per datagram has the kernel route it from the stream's address, as the
+// bound socket would. The kernel still routes, filters and resolves each
+// datagram; wildcard-bound and IPv6 link-local streams, an IPv6 socket's
+// IPv4 peers and single sends (replies, injected datagrams) use the stream's
+// socket, and Config.SocketSends turns the raw path off.
 //
 // Attach registers a socket in the worker's epoll set from the caller's
 // goroutine; Detach, SetTOS and closing are queued to the worker. No

@@ -27,11 +27,14 @@ type Stream struct {
 	fd    int
 	local netip.AddrPort
 	ipv6  bool // AF_INET6 socket
-	// rawSource: bound to one IPv4 address, so a worker's raw socket can
-	// send for it with src4:src4Port as the source.
-	rawSource bool
-	src4      [4]byte
-	src4Port  [2]byte
+	// rawFamily is the family of the worker's raw socket that can send for
+	// this stream (afInet or afInet6), 0 for none: the stream is bound to
+	// one address (not a wildcard, not IPv6 link-local), which with
+	// srcPort is the source the raw path writes. src holds an IPv4 address
+	// in its first 4 bytes.
+	rawFamily uint16
+	src       [16]byte
+	srcPort   [2]byte
 
 	state    atomic.Pointer[state]
 	detached atomic.Bool
@@ -66,11 +69,17 @@ type Stream struct {
 
 func newStream(local netip.AddrPort) *Stream {
 	s := &Stream{local: local, fd: -1, ipv6: !local.Addr().Is4() && !local.Addr().Is4In6()}
-	if a := local.Addr().Unmap(); a.Is4() && !a.IsUnspecified() {
-		s.rawSource = true
-		s.src4 = a.As4()
-		binary.BigEndian.PutUint16(s.src4Port[:], local.Port())
+	switch a := local.Addr(); {
+	case a.IsUnspecified() || a.Unmap().IsUnspecified() || a.IsLinkLocalUnicast():
+	case !s.ipv6:
+		s.rawFamily = afInet
+		v4 := a.Unmap().As4()
+		copy(s.src[:], v4[:])
+	default:
+		s.rawFamily = afInet6
+		s.src = a.As16()
 	}
+	binary.BigEndian.PutUint16(s.srcPort[:], local.Port())
 	s.state.Store(&state{cfg: &streamConfig{v6Socket: s.ipv6, ingress: buildPipeline(nil, nil, nil), egressOK: true}})
 	s.tos.Store(-1)
 	return s

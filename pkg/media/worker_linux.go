@@ -77,7 +77,8 @@ type worker struct {
 	snames   []rawAddr
 	outSink  []*Stream // the socket queued datagram i leaves by
 	outFrom  []*Stream // the stream it arrived on
-	raw      rawQueue  // what leaves by the raw socket instead
+	raw4     rawQueue  // what leaves by the raw sockets instead
+	raw6     rawQueue
 	used     int       // receive slots filled in this pass
 	out      int       // datagrams queued to send in this pass
 	now      time.Time // the pass's arrival time
@@ -128,13 +129,16 @@ func newWorker(e *Engine, idx int) (*worker, error) {
 		outFrom: make([]*Stream, n),
 	}
 	w.buf = make([]byte, n*w.slot)
-	rawFD := -1
+	fd4, fd6 := -1, -1
 	if e.rawSend {
-		if rawFD, err = openRawSocket(); err != nil {
+		if fd4, err = openRawSocket(unix.AF_INET); err != nil {
 			e.log.Info("sending through each stream's socket", "worker", idx, "reason", err)
+		} else if fd6, err = openRawSocket(unix.AF_INET6); err != nil {
+			e.log.Info("sending IPv6 through each stream's socket", "worker", idx, "reason", err)
 		}
 	}
-	w.raw.init(rawFD, n)
+	w.raw4.init(fd4, afInet, n)
+	w.raw6.init(fd6, afInet6, n)
 	w.injectFn = w.sendInjected
 	w.inject.init(e.pktSize + tailroom)
 	for i := range w.hdrs {
@@ -426,8 +430,12 @@ func (w *worker) forward(s *Stream, first, n int) {
 				continue
 			}
 		}
-		if w.raw.takes(sink, dst) {
-			w.raw.put(sink, s, p.Data, dst)
+		if w.raw4.takes(sink, dst) {
+			w.raw4.put(sink, s, p.Data, dst)
+			continue
+		}
+		if w.raw6.takes(sink, dst) {
+			w.raw6.put(sink, s, p.Data, dst)
 			continue
 		}
 		o := w.out
@@ -451,8 +459,11 @@ func (w *worker) forward(s *Stream, first, n int) {
 // free again afterwards.
 func (w *worker) flush() {
 	var failed uint64
-	if w.raw.n > 0 {
-		failed += w.flushRaw()
+	if w.raw4.n > 0 {
+		failed += w.flushRaw(&w.raw4)
+	}
+	if w.raw6.n > 0 {
+		failed += w.flushRaw(&w.raw6)
 	}
 	for i := 0; i < w.out; {
 		j := i + 1
