@@ -29,7 +29,7 @@ import (
 const unitPath = "/lib/systemd/system/relayd.service"
 
 // The capabilities the unit grants: what relayd needs and nothing more.
-var wantCaps = []string{"CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_NET_BIND_SERVICE", "CAP_SYS_RESOURCE"}
+var wantCaps = []string{"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF", "CAP_PERFMON", "CAP_NET_BIND_SERVICE", "CAP_SYS_RESOURCE"}
 
 func requireEnv(t *testing.T) string {
 	t.Helper()
@@ -120,7 +120,7 @@ func boundingCaps(t *testing.T) uint64 {
 	return 0
 }
 
-var capBits = map[string]uint{"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "CAP_SYS_RESOURCE": 24, "CAP_PERFMON": 38, "CAP_BPF": 39}
+var capBits = map[string]uint{"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_RESOURCE": 24, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
 // TestDebInstallRunPurge builds the package, installs it, runs relayd from
 // the unit's ExecStart as the unit's user with the unit's capabilities (in a
@@ -275,6 +275,12 @@ func TestDebInstallRunPurge(t *testing.T) {
 	testenv.InNetNS(t, ns, func() { out, err = cli.Send("127.0.0.1:2224", "list numsessions", 3*time.Second) })
 	if err != nil || !strings.HasPrefix(out, "Current sessions own: 0\n") {
 		t.Errorf("CLI on the packaged config: %q %v", out, err)
+	}
+	// With the unit's CAP_NET_RAW the media workers send through their raw
+	// sockets; without it they say so at start.
+	if b, _ := os.ReadFile(logPath); bnd&(1<<capBits["CAP_NET_RAW"]) != 0 &&
+		strings.Contains(string(b), "sending through each stream's socket") {
+		t.Errorf("the unit's capabilities did not let the media workers open raw sockets; log:\n%s", showLog())
 	}
 	proc.Stop(t, syscall.SIGTERM)
 	if err := proc.Err(); err != nil {
