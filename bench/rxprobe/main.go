@@ -45,6 +45,7 @@ import (
 
 	"github.com/relayd/relayd/bench/internal/netns"
 	"github.com/relayd/relayd/bench/internal/topo"
+	"github.com/relayd/relayd/pkg/inetsum"
 )
 
 const (
@@ -255,15 +256,7 @@ func generate(streams, pps int, seconds float64) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		hdrs := make([]unix.Mmsghdr, batch)
-		iovs := make([]unix.Iovec, batch)
-		buf := make([]byte, batch*frameSize)
-		for i := range hdrs {
-			iovs[i].Base = &buf[i*frameSize]
-			iovs[i].SetLen(frameSize)
-			hdrs[i].Hdr.Iov = &iovs[i]
-			hdrs[i].Hdr.SetIovlen(1)
-		}
+		hdrs, _ := receiveBatch()
 		for {
 			select {
 			case <-stop:
@@ -329,6 +322,20 @@ func generate(streams, pps int, seconds float64) error {
 	return nil
 }
 
+// receiveBatch is a recvmmsg batch of frameSize slots in one buffer.
+func receiveBatch() ([]unix.Mmsghdr, []byte) {
+	hdrs := make([]unix.Mmsghdr, batch)
+	iovs := make([]unix.Iovec, batch)
+	buf := make([]byte, batch*frameSize)
+	for i := range hdrs {
+		iovs[i].Base = &buf[i*frameSize]
+		iovs[i].SetLen(frameSize)
+		hdrs[i].Hdr.Iov = &iovs[i]
+		hdrs[i].Hdr.SetIovlen(1)
+	}
+	return hdrs, buf
+}
+
 // forwarder sends batches to the sink through a raw socket, with the
 // headers relayd's raw send path writes.
 type forwarder struct {
@@ -365,24 +372,6 @@ func newForwarder() (*forwarder, error) {
 	return f, nil
 }
 
-func sum16(b []byte, s uint64) uint64 {
-	for len(b) >= 2 {
-		s += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint64(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint64) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
-}
-
 func (f *forwarder) put(srcPort uint16, payload []byte) {
 	if f.n == batch {
 		f.flush()
@@ -396,14 +385,13 @@ func (f *forwarder) put(srcPort uint16, payload []byte) {
 	h[8], h[9], h[10], h[11] = 64, unix.IPPROTO_UDP, 0, 0
 	copy(h[12:16], f.src[:])
 	copy(h[16:20], f.dst[:])
-	binary.BigEndian.PutUint16(h[10:], fold(sum16(h[:ipLen], 0)))
+	binary.BigEndian.PutUint16(h[10:], inetsum.Checksum(inetsum.Add(h[:ipLen], 0)))
 	binary.BigEndian.PutUint16(h[20:], srcPort)
 	binary.BigEndian.PutUint16(h[22:], sinkPort)
 	binary.BigEndian.PutUint16(h[24:], uint16(udpLen+len(payload)))
 	h[26], h[27] = 0, 0
-	s := sum16(h[12:20], uint64(unix.IPPROTO_UDP)+uint64(udpLen+len(payload)))
-	s = sum16(h[20:28], s)
-	binary.BigEndian.PutUint16(h[26:], fold(sum16(payload, s)))
+	s := inetsum.Add(h[12:20], uint64(unix.IPPROTO_UDP)+uint64(udpLen+len(payload)))
+	binary.BigEndian.PutUint16(h[26:], inetsum.UDP(inetsum.Add(payload, inetsum.Add(h[20:28], s))))
 	f.iovs[f.n][1].Base = unsafe.SliceData(payload)
 	f.iovs[f.n][1].SetLen(len(payload))
 	f.n++
@@ -469,15 +457,7 @@ func relayUDP(streams int) error {
 		return err
 	}
 	events := make([]unix.EpollEvent, 128)
-	hdrs := make([]unix.Mmsghdr, batch)
-	iovs := make([]unix.Iovec, batch)
-	buf := make([]byte, batch*frameSize)
-	for i := range hdrs {
-		iovs[i].Base = &buf[i*frameSize]
-		iovs[i].SetLen(frameSize)
-		hdrs[i].Hdr.Iov = &iovs[i]
-		hdrs[i].Hdr.SetIovlen(1)
-	}
+	hdrs, buf := receiveBatch()
 	used := 0
 	for !stop.Load() {
 		n, err := unix.EpollWait(ep, events, 100)

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/relayd/relayd/pkg/inetsum"
 )
 
 // A stream socket sends one datagram per system call: at RTP rates a
@@ -154,10 +156,10 @@ func (q *rawQueue) put(sink, from *Stream, b []byte, dst *rawAddr) {
 		h[10], h[11] = 0, 0
 		copy(h[12:16], sink.src[:4])
 		copy(h[16:20], dst.b[4:8])
-		binary.BigEndian.PutUint16(h[10:], foldChecksum(onesSum(h[:ipv4HeaderLen], 0)))
+		binary.BigEndian.PutUint16(h[10:], inetsum.Checksum(inetsum.Add(h[:ipv4HeaderLen], 0)))
 		udp = h[ipv4HeaderLen:rawHeaderLen]
 		// The pseudo-header: addresses, protocol and UDP length.
-		sum = onesSum(h[12:20], uint64(unix.IPPROTO_UDP)+uint64(udpLen))
+		sum = inetsum.Add(h[12:20], uint64(unix.IPPROTO_UDP)+uint64(udpLen))
 		(*unix.Inet4Pktinfo)(unsafe.Pointer(&q.ctrl[i][unix.CmsgLen(0)])).Spec_dst = [4]byte(sink.src[:4])
 		q.names[i] = *dst
 	} else {
@@ -168,7 +170,7 @@ func (q *rawQueue) put(sink, from *Stream, b []byte, dst *rawAddr) {
 		copy(h[8:24], sink.src[:])
 		copy(h[24:40], dst.b[8:24])
 		udp = h[ipv6HeaderLen:rawHeaderLen6]
-		sum = onesSum(h[8:40], uint64(unix.IPPROTO_UDP)+uint64(udpLen))
+		sum = inetsum.Add(h[8:40], uint64(unix.IPPROTO_UDP)+uint64(udpLen))
 		(*unix.Inet6Pktinfo)(unsafe.Pointer(&q.ctrl[i][unix.CmsgLen(0)])).Addr = sink.src
 		q.names[i] = *dst
 		// A raw IPv6 socket reads sin6_port as the protocol number.
@@ -179,11 +181,7 @@ func (q *rawQueue) put(sink, from *Stream, b []byte, dst *rawAddr) {
 	copy(udp[2:4], dst.b[2:4]) // the port, already in network order
 	binary.BigEndian.PutUint16(udp[4:], uint16(udpLen))
 	udp[6], udp[7] = 0, 0
-	c := foldChecksum(onesSum(b, onesSum(udp, sum)))
-	if c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP over IPv4, and is invalid over IPv6
-	}
-	binary.BigEndian.PutUint16(udp[6:], c)
+	binary.BigEndian.PutUint16(udp[6:], inetsum.UDP(inetsum.Add(b, inetsum.Add(udp, sum))))
 	q.iovs[i][1].Base = unsafe.SliceData(b)
 	q.iovs[i][1].SetLen(len(b))
 	q.sink[i], q.from[i] = sink, from
@@ -242,35 +240,6 @@ func (w *worker) flushRaw(q *rawQueue) (failed uint64) {
 	}
 	q.n = 0
 	return failed
-}
-
-// onesSum adds b to sum as big-endian 16-bit words, in 32-bit steps that
-// the 64-bit accumulator cannot overflow for any datagram.
-func onesSum(b []byte, sum uint64) uint64 {
-	for len(b) >= 8 {
-		sum += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		sum += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		sum += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint64(b[0]) << 8
-	}
-	return sum
-}
-
-// foldChecksum folds a sum of onesSum into the one's complement checksum.
-func foldChecksum(sum uint64) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 func (w *worker) closeRaw() {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+
+	"github.com/relayd/relayd/pkg/inetsum"
 )
 
 // Format is the link layer of a recording's pcap file (recording-format).
@@ -116,7 +118,7 @@ func frame(out *[maxFrame]byte, f Format, ns int64, src, dst netip.AddrPort, pay
 		}
 		p = p[ethLen:]
 	}
-	var sum uint32 // UDP pseudo-header
+	var sum uint64 // UDP pseudo-header
 	if v4 {
 		s4, d4 := src.Addr().As4(), dst.Addr().As4()
 		p[0] = 0x45
@@ -127,8 +129,8 @@ func frame(out *[maxFrame]byte, f Format, ns int64, src, dst netip.AddrPort, pay
 		p[9] = 17   // UDP
 		copy(p[12:16], s4[:])
 		copy(p[16:20], d4[:])
-		binary.BigEndian.PutUint16(p[10:], ^fold(sumBytes(0, p[:ip4Len])))
-		sum = sumBytes(sumBytes(0, s4[:]), d4[:])
+		binary.BigEndian.PutUint16(p[10:], inetsum.Checksum(inetsum.Add(p[:ip4Len], 0)))
+		sum = inetsum.Add(p[12:20], 0)
 	} else {
 		s6, d6 := src.Addr().As16(), dst.Addr().As16()
 		p[0] = 0x60
@@ -137,40 +139,13 @@ func frame(out *[maxFrame]byte, f Format, ns int64, src, dst netip.AddrPort, pay
 		p[7] = 64 // hop limit
 		copy(p[8:24], s6[:])
 		copy(p[24:40], d6[:])
-		sum = sumBytes(sumBytes(0, s6[:]), d6[:])
+		sum = inetsum.Add(p[8:40], 0)
 	}
-	sum += 17 + uint32(udpTotal)
+	sum += 17 + uint64(udpTotal)
 	u := p[ipLen:]
 	binary.BigEndian.PutUint16(u[0:], src.Port())
 	binary.BigEndian.PutUint16(u[2:], dst.Port())
 	binary.BigEndian.PutUint16(u[4:], uint16(udpTotal))
-	sum = sumBytes(sumBytes(sum, u[:udpLen]), payload)
-	c := ^fold(sum)
-	if c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(u[6:], c)
+	binary.BigEndian.PutUint16(u[6:], inetsum.UDP(inetsum.Add(payload, inetsum.Add(u[:udpLen], sum))))
 	return b, true
-}
-
-// sumBytes adds b to an Internet checksum (RFC 1071) accumulator.
-func sumBytes(sum uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-		if sum >= 1<<31 {
-			sum = sum&0xffff + sum>>16
-		}
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	return sum
-}
-
-func fold(sum uint32) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }

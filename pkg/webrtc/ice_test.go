@@ -32,15 +32,22 @@ func check(t *testing.T, user, pwd string, useCandidate, fingerprint bool) []byt
 	return m.Raw
 }
 
-func TestICELite(t *testing.T) {
+// iceRelay is a relay socket answering STUN as ICE-lite agent "relayUfr"
+// to a peer "brws", and that peer's socket.
+func iceRelay(t *testing.T) (relay *media.Stream, ice *ICE, local Credentials, c *Counters, browser *net.UDPConn) {
+	t.Helper()
 	e := newEngine(t)
-	relay := relaySocket(t, e, e.NewGroup())
-	local := Credentials{Ufrag: "relayUfr", Pwd: "relaypasswordrelaypassword"}
-	var c Counters
-	ice := NewICE(local, &c)
+	relay = relaySocket(t, e, e.NewGroup())
+	local = Credentials{Ufrag: "relayUfr", Pwd: "relaypasswordrelaypassword"}
+	c = new(Counters)
+	ice = NewICE(local, c)
 	ice.SetRemote("brws")
 	relay.Configure(media.StreamConfig{Handlers: []media.Stage{ice}})
-	browser := peerSocket(t)
+	return relay, ice, local, c, peerSocket(t)
+}
+
+func TestICELite(t *testing.T) {
+	relay, _, local, c, browser := iceRelay(t)
 	send := func(b []byte) {
 		if _, err := browser.WriteToUDPAddrPort(b, relay.LocalAddr()); err != nil {
 			t.Fatal(err)
@@ -234,14 +241,7 @@ func TestICEValidPairsCarryMedia(t *testing.T) {
 // answer that makes relayd the DTLS client; the callback set afterwards must
 // still get the nominated pair, and one set before gets every nomination.
 func TestNominationBeforeCallback(t *testing.T) {
-	e := newEngine(t)
-	relay := relaySocket(t, e, e.NewGroup())
-	local := Credentials{Ufrag: "relayUfr", Pwd: "relaypasswordrelaypassword"}
-	var c Counters
-	ice := NewICE(local, &c)
-	ice.SetRemote("brws")
-	relay.Configure(media.StreamConfig{Handlers: []media.Stage{ice}})
-	browser := peerSocket(t)
+	relay, ice, local, _, browser := iceRelay(t)
 	if _, err := browser.WriteToUDPAddrPort(check(t, "relayUfr:brws", local.Pwd, true, true), relay.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
