@@ -21,8 +21,8 @@ import (
 // per packet. A raw socket with our own IP and UDP headers sends the whole
 // pass in one sendmmsg, whichever streams the datagrams leave by; the kernel
 // still routes, filters (netfilter sees ordinary UDP) and resolves
-// neighbours for each. On a veth pair on the bench machine that cut the send
-// side from 7.0 to 5.5 µs per packet.
+// neighbours for each. In the bench's A/B that is 1.15–1.19× less CPU per
+// relayed packet (BENCHMARKS.md, "Userspace loop").
 //
 // What stays on the stream's own socket: streams bound to a wildcard or an
 // IPv6 link-local address (no source to write, or one that needs its
