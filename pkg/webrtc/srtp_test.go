@@ -134,15 +134,17 @@ func BenchmarkSRTP(b *testing.B) {
 	s := newStreamForBench(b)
 	for _, name := range []string{"AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80"} {
 		suite, _ := SuiteByName(name)
-		k, _ := NewKeys(suite)
-		var c Counters
-		pr, un := NewProtect(&c), NewUnprotect(&c)
-		_ = pr.SetKeys(k)
-		_ = un.SetKeys(k)
 		buf := make([]byte, 0, 2048)
 		p := &media.Packet{Stream: s, Kind: media.KindRTP, Source: netip.MustParseAddrPort("192.0.2.1:4000")}
 		plain := rtpPacket(0, make([]byte, 160))
 		b.Run(name, func(b *testing.B) {
+			// New keys per run: the replay check refuses a sequence
+			// number a previous run (-count) already used.
+			k, _ := NewKeys(suite)
+			var c Counters
+			pr, un := NewProtect(&c), NewUnprotect(&c)
+			_ = pr.SetKeys(k)
+			_ = un.SetKeys(k)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				binary.BigEndian.PutUint16(plain[2:], uint16(i))
@@ -163,4 +165,37 @@ func newStreamForBench(b *testing.B) *media.Stream {
 	b.Cleanup(func() { _ = e.Close() })
 	t := &testing.T{}
 	return relaySocket(t, e, e.NewGroup())
+}
+
+// BenchmarkSRTPStreams is BenchmarkSRTP over many streams in turn, as a
+// relay's worker meets them: each packet finds its stream's keys and
+// replay state cold in the cache.
+func BenchmarkSRTPStreams(b *testing.B) {
+	s := newStreamForBench(b)
+	const streams = 600 // 300 calls, one SRTP leg each way
+	for _, name := range []string{"AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80"} {
+		suite, _ := SuiteByName(name)
+		buf := make([]byte, 0, 2048)
+		p := &media.Packet{Stream: s, Kind: media.KindRTP, Source: netip.MustParseAddrPort("192.0.2.1:4000")}
+		plain := rtpPacket(0, make([]byte, 160))
+		b.Run(name, func(b *testing.B) {
+			prs, uns := make([]*Protect, streams), make([]*Unprotect, streams)
+			var c Counters
+			for i := range prs {
+				k, _ := NewKeys(suite)
+				prs[i], uns[i] = NewProtect(&c), NewUnprotect(&c)
+				_ = prs[i].SetKeys(k)
+				_ = uns[i].SetKeys(k)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				binary.BigEndian.PutUint16(plain[2:], uint16(i/streams))
+				p.Data = append(buf[:0], plain...)
+				j := i % streams
+				if prs[j].Handle(p) != media.Continue || uns[j].Handle(p) != media.Continue {
+					b.Fatal("round trip failed")
+				}
+			}
+		})
+	}
 }
