@@ -314,6 +314,23 @@ func (p *Process) Stop() error {
 	return errors.New(p.Spec.Name + " ignored SIGTERM for 5 s and was killed")
 }
 
+// DumpGoroutines asks a relayd that stopped answering where it waits: Go's
+// runtime writes every goroutine's stack to the relay's log on SIGQUIT and
+// exits. It waits up to 2 s for that.
+func (p *Process) DumpGoroutines() {
+	if p.Spec.Kind != Relayd {
+		return
+	}
+	if done, _ := p.Exited(); done {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
 // LogTail returns the last n lines of the relay's output.
 func (p *Process) LogTail(n int) string {
 	data, err := os.ReadFile(p.logPath)

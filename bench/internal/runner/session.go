@@ -22,6 +22,7 @@ import (
 	"github.com/relayd/relayd/bench/internal/report"
 	"github.com/relayd/relayd/bench/internal/topo"
 	"github.com/relayd/relayd/bpf"
+	"github.com/relayd/relayd/pkg/ngproto"
 )
 
 // liveCall is a call set up on the relay with its media slot.
@@ -405,7 +406,13 @@ func (s *session) finish(ctx context.Context) error {
 			}
 			add("no calls left", st.Sessions == 0, fmt.Sprintf("%d sessions after deleting every call", st.Sessions))
 		} else {
-			add("relay statistics", false, serr.Error())
+			detail := serr.Error()
+			if s.proc != nil && errors.Is(serr, ngproto.ErrTimeout) {
+				// Unanswered, yet alive: where it waits is in its stacks.
+				s.proc.DumpGoroutines()
+				detail += "; goroutine dump in " + s.proc.LogPath()
+			}
+			add("relay statistics", false, detail)
 		}
 	} else {
 		add("relay stayed up", false, alive.Error())
