@@ -50,18 +50,27 @@ type Restart struct {
 	// sent). A generator that stalls (another program on its CPU) stops
 	// every stream at once and its stall reads as the relay's gap: such a
 	// window is measured again, up to Attempts in all.
-	GenLagMs   float64  `json:"generator_lag_ms"`
-	GenSkipped uint64   `json:"generator_skipped"`
-	Attempts   int      `json:"attempts"`
-	Warnings   []string `json:"warnings,omitempty"`
+	GenLagMs   float64 `json:"generator_lag_ms"`
+	GenSkipped uint64  `json:"generator_skipped"`
+	// VethDrops are packets the veths' own rings dropped in the window.
+	// A shorter stall of the generator's CPU stalls the endpoints' NAPI
+	// threads on it too, and what the relay forwards meanwhile overflows
+	// their 256-slot rings: the rig's loss, not the relay's, and the
+	// window is measured again too.
+	VethDrops uint64   `json:"veth_drops"`
+	Attempts  int      `json:"attempts"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 // genStall is the generator lag past which a restart window is measured
 // again: far above a timer tick, well below the gaps being measured.
 const genStall = 50
 
-// Disturbed says whether the generator stalled in the window.
-func (x Restart) Disturbed() bool { return x.GenSkipped > 0 || x.GenLagMs >= genStall }
+// Disturbed says whether the generator stalled in the window or the veths
+// dropped packets in it.
+func (x Restart) Disturbed() bool {
+	return x.GenSkipped > 0 || x.GenLagMs >= genStall || x.VethDrops > 0
+}
 
 // RestartSummary is one relay's restart windows over the repetitions:
 // medians, and the worst stream of any repetition.
@@ -163,9 +172,9 @@ func restartSection(r *Run, s Summary) string {
 	}
 	for _, x := range s.Restarts {
 		if x.Retried > 0 || x.Disturbed > 0 {
-			w("\n%s: %d window(s) measured again because the generator fell %d ms or more behind its schedule (another program on its CPU: every stream stops at once and the stall reads as the relay's gap)", x.Relay, x.Retried, genStall)
+			w("\n%s: %d window(s) measured again because the generator fell %d ms or more behind its schedule (another program on its CPU: every stream stops at once and the stall reads as the relay's gap) or the veths' rings dropped packets (the endpoints' NAPI threads share the generator's CPU)", x.Relay, x.Retried, genStall)
 			if x.Disturbed > 0 {
-				w("; in %d repetition(s) it still did in the last window, whose gap figures include the stall", x.Disturbed)
+				w("; in %d repetition(s) the last window was still disturbed, and its figures include that", x.Disturbed)
 			}
 			w(".\n")
 		}

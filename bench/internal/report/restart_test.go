@@ -45,12 +45,14 @@ func TestSummarizeRestarts(t *testing.T) {
 	}
 }
 
-// Windows in which the generator stalled are counted and said so.
+// Windows in which the generator stalled, or the veths' rings dropped
+// packets, are counted and said so.
 func TestRestartGeneratorStalls(t *testing.T) {
 	for _, tc := range []struct {
 		x    Restart
 		want bool
-	}{{Restart{GenLagMs: 8}, false}, {Restart{GenLagMs: 50}, true}, {Restart{GenLagMs: 3, GenSkipped: 1}, true}} {
+	}{{Restart{GenLagMs: 8}, false}, {Restart{GenLagMs: 50}, true}, {Restart{GenLagMs: 3, GenSkipped: 1}, true},
+		{Restart{GenLagMs: 27, VethDrops: 7}, true}} {
 		if got := tc.x.Disturbed(); got != tc.want {
 			t.Errorf("%+v: Disturbed = %v, want %v", tc.x, got, tc.want)
 		}
@@ -64,7 +66,7 @@ func TestRestartGeneratorStalls(t *testing.T) {
 		t.Errorf("retried/disturbed: userspace %d/%d, xdp %d/%d; want 2/1 and 1/0", us.Retried, us.Disturbed, xdp.Retried, xdp.Disturbed)
 	}
 	md := Markdown(r, s, nil)
-	for _, want := range []string{"relayd:userspace: 2 window(s) measured again", "in 1 repetition(s) it still did", "relayd:xdp: 1 window(s) measured again"} {
+	for _, want := range []string{"relayd:userspace: 2 window(s) measured again", "in 1 repetition(s) the last window was still disturbed", "relayd:xdp: 1 window(s) measured again"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

@@ -118,8 +118,8 @@ func (e *env) runRestart(ctx context.Context, spec relay.Spec, rep int) (err err
 		if err != nil || !x.Disturbed() || attempt == maxRestartAttempts {
 			break
 		}
-		e.warn("%s rep %d restart: the generator fell %.0f ms behind its schedule (%d packets skipped): the window is measured again",
-			spec.Name, rep, x.GenLagMs, x.GenSkipped)
+		e.warn("%s rep %d restart: the generator fell %.0f ms behind its schedule (%d packets skipped), the veths dropped %d: the window is measured again",
+			spec.Name, rep, x.GenLagMs, x.GenSkipped, x.VethDrops)
 	}
 	e.run.Restarts = append(e.run.Restarts, x)
 	if x.Streams > 0 {
@@ -176,6 +176,7 @@ func (s *session) restartWindow(ctx context.Context) (report.Restart, error) {
 			s.e.warn("%s rep %d: only %d of %d streams in the kernel before the restart", s.spec.Name, s.rep, st.MediaKernel, want)
 		}
 	}
+	drops0, derr := s.e.topo.VethDrops(ctx)
 	s.e.progress.phase(label + ": window open")
 	s.e.gen.BeginWindow(time.Now())
 	if err := sleep(ctx, restartBefore); err != nil {
@@ -205,6 +206,10 @@ func (s *session) restartWindow(ctx context.Context) (report.Restart, error) {
 	if err != nil {
 		return x, err
 	}
+	if drops1, err := s.e.topo.VethDrops(ctx); err == nil && derr == nil {
+		d := drops1.Sub(drops0)
+		x.VethDrops = d.ToRelay + d.ToEndpoints
+	}
 	x.WindowSec, x.Sent, x.Received, x.Streams = r.WindowSec, r.Sent, r.Received, len(r.PerStream)
 	var lost, gaps []float64
 	for _, ps := range r.PerStream {
@@ -226,8 +231,8 @@ func (s *session) restartWindow(ctx context.Context) (report.Restart, error) {
 	for _, w := range x.Warnings {
 		s.e.warn("%s rep %d restart: %s", s.spec.Name, s.rep, w)
 	}
-	s.e.progress.println(fmt.Sprintf("[%s rep %d] restart in %.0f ms (stop %.0f ms): %d of %d streams lost packets (max %d), gap median %.0f ms, max %.0f ms; generator lag %.0f ms",
-		s.spec.Name, s.rep, 1e3*x.RestartSec, 1e3*x.StopSec, x.StreamsWithLoss, x.Streams, x.LostMax, x.GapMedianMs, x.GapMaxMs, x.GenLagMs))
+	s.e.progress.println(fmt.Sprintf("[%s rep %d] restart in %.0f ms (stop %.0f ms): %d of %d streams lost packets (max %d), gap median %.0f ms, max %.0f ms; generator lag %.0f ms, veth drops %d",
+		s.spec.Name, s.rep, 1e3*x.RestartSec, 1e3*x.StopSec, x.StreamsWithLoss, x.Streams, x.LostMax, x.GapMedianMs, x.GapMaxMs, x.GenLagMs, x.VethDrops))
 	if err := s.alive(); err != nil {
 		return x, err
 	}
