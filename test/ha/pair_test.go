@@ -199,6 +199,7 @@ foreground = yes
     script_user root
     vrrp_version 3
     vrrp_rt_priority 50
+    vrrp_rlimit_rttime 200000
 }
 track_file relayd_down {
     file %[2]s
