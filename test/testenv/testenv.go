@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,19 +87,30 @@ func StartProcess(t testing.TB, ns, name, logPath string, argv ...string) *Proce
 	}
 	cmd := Command(append([]string{"ip", "netns", "exec", ns}, argv...)...)
 	cmd.Stdout, cmd.Stderr = f, f
-	// Pdeathsig: if the test binary is killed, nothing lingers.
+	// Pdeathsig: if the test binary is killed, nothing lingers. It follows
+	// the thread that forked, and Go's runtime ends a thread a goroutine
+	// leaves locked (InNetNS does when it cannot switch back): the program
+	// is started and waited for from a thread locked for its whole life.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Logf("%s started %s (pid %d) in %s: %s", time.Now().Format("15:04:05.000"), name, cmd.Process.Pid, ns, strings.Join(argv, " "))
 	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Logf("%s started %s (pid %d) in %s: %s", time.Now().Format("15:04:05.000"), name, cmd.Process.Pid, ns, strings.Join(argv, " "))
 	t.Cleanup(func() { p.Stop(t, syscall.SIGTERM) })
 	return p
 }

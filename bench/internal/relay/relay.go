@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,16 +247,15 @@ func spawn(s Spec, argv []string, logPath string, log *slog.Logger) (*Process, e
 	// death kills it, so a killed bench leaves no relay behind. `ip netns
 	// exec` and taskset exec the relay, so the PID is the relay's own.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p := &Process{Spec: s, Argv: argv, cmd: cmd, logFile: f, logPath: logPath, done: make(chan struct{})}
+	if err := startOnOwnThread(cmd, func(err error) {
+		p.waitErr = err
+		f.Close()
+		close(p.done)
+	}); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	p := &Process{Spec: s, Argv: argv, cmd: cmd, logFile: f, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	log.Info("relay started", "relay", s.Name, "pid", cmd.Process.Pid, "cmd", strings.Join(argv, " "))
 	return p, nil
 }
@@ -346,3 +346,26 @@ func (p *Process) LogTail(n int) string {
 
 // LogPath is where the relay's output goes.
 func (p *Process) LogPath() string { return p.logPath }
+
+// startOnOwnThread starts cmd from an OS thread locked to a goroutine that
+// then waits for it, and calls exited with Wait's result. Pdeathsig
+// follows the thread that forked, not the bench's process, and Go's
+// runtime ends any thread a goroutine leaves locked (the control-plane
+// ceiling's pinned responder does, and netns helpers may): a relay forked
+// from such a thread was SIGKILLed when it ended, silently, and its next
+// ng request went unanswered. Here the forking thread lives exactly as
+// long as the relay.
+func startOnOwnThread(cmd *exec.Cmd, exited func(error)) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited(cmd.Wait())
+	}()
+	return <-started
+}
